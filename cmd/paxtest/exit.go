@@ -1,0 +1,54 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Exit codes, as Jepsen's: 0 valid, 1 invalid, 2 unknown, 254 bad arguments
+// or input, 255 the harness itself failed.
+const (
+	exitValid   = 0
+	exitInvalid = 1
+	exitUnknown = 2
+	exitUsage   = 254
+	exitFailure = 255
+)
+
+// usageError marks bad flags, arguments or input files.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// usagef builds a usageError.
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// exitCode maps an error from any command to the process exit code, in one
+// place, and prints it.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return exitValid
+	}
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsage(err) {
+		fmt.Fprintf(stderr, "paxtest: %v\n", err)
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "paxtest: %v\n", err)
+	return exitFailure
+}
+
+// isCobraUsage recognises cobra's own argument errors (unknown command,
+// wrong number of arguments), which it does not type.
+func isCobraUsage(err error) bool {
+	s := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "accepts ", "requires at least", "invalid argument"} {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,175 @@
+// Package api is the target's client protocol: the JSON request and
+// response of the client port, the debug endpoints' shapes, and a small
+// HTTP client. The harness and workloads import only this package to talk to
+// a node; it must not import the server or the protocol core.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Operations of the client port.
+const (
+	OpGet    = "get"
+	OpPut    = "put"
+	OpCAS    = "cas"
+	OpAppend = "append"
+	OpRead   = "read" // the whole list of a key
+)
+
+// Request is one client operation. Client and Seq identify it: a retried
+// write with the same pair applies once. A client has one request in flight.
+type Request struct {
+	Client string `json:"client"`
+	Seq    uint64 `json:"seq"`
+	Op     string `json:"op"`
+	Key    string `json:"key"`
+	Value  string `json:"value,omitempty"` // put, append
+	From   string `json:"from,omitempty"`  // cas: expected value
+	To     string `json:"to,omitempty"`    // cas: new value
+}
+
+// Validate checks a request's shape.
+func (r Request) Validate() error {
+	switch {
+	case r.Client == "":
+		return errors.New("client id is required")
+	case r.Seq == 0:
+		return errors.New("seq must be positive")
+	case r.Key == "":
+		return errors.New("key is required")
+	}
+	switch r.Op {
+	case OpGet, OpPut, OpCAS, OpAppend, OpRead:
+		return nil
+	}
+	return fmt.Errorf("unknown op %q (accepted: get, put, cas, append, read)", r.Op)
+}
+
+// Error codes of a Response.
+const (
+	ErrNotLeader   = "not-leader"   // definite: refused before proposing; Leader hints where to go
+	ErrBusy        = "busy"         // definite: the leader's queue is full
+	ErrBadRequest  = "bad-request"  // definite
+	ErrCASMismatch = "cas-mismatch" // definite: applied, the expected value did not match
+	ErrUnknown     = "unknown"      // indeterminate: the command may or may not take effect
+)
+
+// Response answers a Request.
+type Response struct {
+	OK     bool     `json:"ok"`
+	Found  bool     `json:"found,omitempty"` // get: the key exists
+	Value  string   `json:"value,omitempty"` // get: the value
+	List   []string `json:"list,omitempty"`  // read: the key's list
+	Error  string   `json:"error,omitempty"`
+	Detail string   `json:"detail,omitempty"`
+	Leader string   `json:"leader,omitempty"` // not-leader: the leader's client address, if known
+	Slot   uint64   `json:"slot,omitempty"`   // the log slot the command was applied at
+	Local  bool     `json:"local,omitempty"`  // answered from local state, not through the log
+}
+
+// Definite reports whether the response settles the outcome (applied or
+// certainly not applied). An "unknown" error is not definite.
+func (r Response) Definite() bool { return r.Error != ErrUnknown }
+
+// Status is the debug status of a node.
+type Status struct {
+	ID           uint64 `json:"id"`
+	Role         string `json:"role"`
+	Promised     string `json:"promised"`
+	Leader       uint64 `json:"leader"`
+	LeaderClient string `json:"leader_client,omitempty"`
+	LeaderBallot string `json:"leader_ballot"`
+	CommitPoint  uint64 `json:"commit_point"`
+	Applied      uint64 `json:"applied"`
+	MaxSlot      uint64 `json:"max_slot"`
+	Bugs         string `json:"bugs"`
+}
+
+// LogEntry is one chosen slot as the debug log endpoint shows it.
+type LogEntry struct {
+	Index  uint64 `json:"index"`
+	Ballot string `json:"ballot"`
+	Kind   string `json:"kind"` // noop or command
+	Digest string `json:"digest"`
+	Value  string `json:"value"` // the command's JSON, for people
+}
+
+// Client talks to one node's client port.
+type Client struct {
+	Addr string // host:port
+	HTTP *http.Client
+}
+
+func (c *Client) http() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
+// Do sends a request. A transport failure or timeout after the request may
+// have been sent is returned as a Response with ErrUnknown, never as a
+// definite failure.
+func (c *Client) Do(ctx context.Context, req Request) (Response, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return Response{}, err
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.Addr+"/v1/op", bytes.NewReader(body))
+	if err != nil {
+		return Response{}, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	resp, err := c.http().Do(hr)
+	if err != nil {
+		return Response{Error: ErrUnknown, Detail: err.Error()}, nil
+	}
+	defer resp.Body.Close()
+	var out Response
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return Response{Error: ErrUnknown, Detail: fmt.Sprintf("undecodable reply (HTTP %d): %v", resp.StatusCode, err)}, nil
+	}
+	return out, nil
+}
+
+// Status fetches the node's debug status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.getJSON(ctx, "/debug/status", &st)
+	return st, err
+}
+
+// Log fetches the chosen slots in [from, to] that the node knows.
+func (c *Client) Log(ctx context.Context, from, to uint64) ([]LogEntry, error) {
+	var out []LogEntry
+	err := c.getJSON(ctx, "/debug/log?from="+strconv.FormatUint(from, 10)+"&to="+strconv.FormatUint(to, 10), &out)
+	return out, err
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.Addr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http().Do(hr)
+	if err != nil {
+		return fmt.Errorf("GET %s from %s: %w", path, c.Addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("GET %s from %s: HTTP %d: %s", path, c.Addr, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}

@@ -1,0 +1,151 @@
+// Package bugs names the target's bug switches. Each switch is a deliberate
+// departure from ../shared/PROTOCOL.md, off by default, that enables real
+// wrong code on a real path (the code sits beside the rule it breaks, marked
+// "BUG SWITCH"). This package only parses and documents them; it must not
+// contain protocol logic.
+package bugs
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Set says which switches are on for a node. The zero Set is the correct build.
+type Set struct {
+	ReconfirmOldBallot    bool
+	CommitStaleAcks       bool
+	NoFsync               bool
+	VolatilePromise       bool
+	PrepareOmitsCommitted bool
+	StaleRead             bool
+}
+
+// Switch documents one bug switch.
+type Switch struct {
+	Name     string
+	Rule     string // the PROTOCOL.md rule it breaks
+	Breaks   string // the invariant that fails
+	Symptom  string // what a checker sees
+	Schedule string // a schedule that exposes it
+	set      func(*Set)
+	get      func(Set) bool
+}
+
+// All lists every switch, in a stable order.
+func All() []Switch {
+	return []Switch{
+		{
+			Name:     "reconfirm-old-ballot",
+			Rule:     "5, 6",
+			Breaks:   "agreement: a recovered entry is stored with its original ballot yet counted as chosen at the new ballot",
+			Symptom:  "committed-then-overwritten: a slot acknowledged as X is later chosen as Y (Raft Figure 8)",
+			Schedule: "the seeds' stages 1-5: an entry accepted on a minority, a competing entry at a higher ballot, the old leader back copying its entry to a majority, then the competing node elected",
+			set:      func(s *Set) { s.ReconfirmOldBallot = true },
+			get:      func(s Set) bool { return s.ReconfirmOldBallot },
+		},
+		{
+			Name:     "commit-stale-acks",
+			Rule:     "6",
+			Breaks:   "agreement: the ack tally is keyed by slot only and survives a ballot change, so acks for another value count",
+			Symptom:  "committed-then-overwritten after a node regains leadership and recovery changed a slot's value",
+			Schedule: "repeated leader kills; a leader loses and regains leadership while a slot it proposed was re-proposed with another value",
+			set:      func(s *Set) { s.CommitStaleAcks = true },
+			get:      func(s Set) bool { return s.CommitStaleAcks },
+		},
+		{
+			Name:     "no-fsync",
+			Rule:     "1, 2",
+			Breaks:   "durability: promises and accepts leave the node before their WAL records are synced; kill -9 loses them",
+			Symptom:  "acknowledged-write-lost or committed-then-overwritten after kill -9",
+			Schedule: "kill -9 the leader and a follower of a 3-node cluster under steady writes",
+			set:      func(s *Set) { s.NoFsync = true },
+			get:      func(s Set) bool { return s.NoFsync },
+		},
+		{
+			Name:     "volatile-promise",
+			Rule:     "1",
+			Breaks:   "promise monotonic: the promised ballot is not persisted and restarts at zero",
+			Symptom:  "two values chosen for one slot once a restarted acceptor accepts from a deposed leader",
+			Schedule: "bridge partition; kill and restart the bridge node while the old leader still takes writes",
+			set:      func(s *Set) { s.VolatilePromise = true },
+			get:      func(s Set) bool { return s.VolatilePromise },
+		},
+		{
+			Name:     "prepare-omits-committed",
+			Rule:     "1, 5",
+			Breaks:   "agreement: promises leave chosen slots out and hide them from the commit point, so a new leader refills them",
+			Symptom:  "committed-then-overwritten: a chosen slot re-proposed as a no-op or a new command",
+			Schedule: "isolate one node until it lags, heal, kill the leader so the lagging node can win",
+			set:      func(s *Set) { s.PrepareOmitsCommitted = true },
+			get:      func(s Set) bool { return s.PrepareOmitsCommitted },
+		},
+		{
+			Name:     "stale-read",
+			Rule:     "10",
+			Breaks:   "linearizable reads: a leader answers reads from its applied state without a log entry or a quorum round",
+			Symptom:  "a non-linearizable history: a read misses a write acknowledged before it began",
+			Schedule: "partition the peer links so an old leader is isolated while clients still reach it",
+			set:      func(s *Set) { s.StaleRead = true },
+			get:      func(s Set) bool { return s.StaleRead },
+		},
+	}
+}
+
+// Names returns the switch names in order.
+func Names() []string {
+	var out []string
+	for _, s := range All() {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+// Parse turns names (each possibly a comma-separated list) into a Set. An
+// unknown name is an error that lists the accepted ones.
+func Parse(names ...string) (Set, error) {
+	var s Set
+	for _, group := range names {
+		for _, name := range strings.Split(group, ",") {
+			name = strings.TrimSpace(name)
+			if name == "" || name == "none" {
+				continue
+			}
+			sw, ok := lookup(name)
+			if !ok {
+				return Set{}, fmt.Errorf("unknown bug switch %q (accepted: %s)", name, strings.Join(Names(), ", "))
+			}
+			sw.set(&s)
+		}
+	}
+	return s, nil
+}
+
+// Enabled returns the names of the switches that are on, sorted.
+func (s Set) Enabled() []string {
+	var out []string
+	for _, sw := range All() {
+		if sw.get(s) {
+			out = append(out, sw.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// String is the comma-separated list of enabled switches, or "none".
+func (s Set) String() string {
+	if e := s.Enabled(); len(e) > 0 {
+		return strings.Join(e, ",")
+	}
+	return "none"
+}
+
+func lookup(name string) (Switch, bool) {
+	for _, sw := range All() {
+		if sw.Name == name {
+			return sw, true
+		}
+	}
+	return Switch{}, false
+}

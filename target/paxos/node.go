@@ -1,0 +1,670 @@
+package paxos
+
+import (
+	"errors"
+	"fmt"
+	"math/rand"
+	"sort"
+
+	"github.com/paxtest/paxtest/target/bugs"
+	"github.com/paxtest/paxtest/target/quorum"
+)
+
+// Config configures one node. Every node of a cluster must agree on Peers.
+type Config struct {
+	ID    NodeID
+	Peers []NodeID // every member, this node included
+	// ElectionTicks is the base election timeout; each wait is drawn from
+	// [ElectionTicks, 2*ElectionTicks).
+	ElectionTicks int
+	// HeartbeatTicks is the leader's heartbeat interval; it must be smaller
+	// than ElectionTicks.
+	HeartbeatTicks int
+	// Window (α) bounds how many slots beyond the commit point new commands
+	// may occupy (rule 8).
+	Window int
+	// MaxQueue bounds commands waiting for the window; beyond it Propose
+	// returns ErrBusy.
+	MaxQueue int
+	// CatchUpBatch bounds the entries of one Chosen message.
+	CatchUpBatch int
+	// Seed seeds the election-timeout randomness, so a run is reproducible.
+	Seed   int64
+	Bugs   bugs.Set
+	Logger Logger
+}
+
+// ErrNotLeader is returned by Propose on a node that does not lead; the
+// caller finds the leader hint in Status.
+var ErrNotLeader = errors.New("paxos: not the leader")
+
+// ErrBusy is returned by Propose when the leader's queue is full.
+var ErrBusy = errors.New("paxos: proposal queue full")
+
+func (c *Config) validate() error {
+	if c.ID == 0 {
+		return fmt.Errorf("paxos: node id must be positive")
+	}
+	self := false
+	seen := map[NodeID]bool{}
+	for _, p := range c.Peers {
+		if p == 0 || seen[p] {
+			return fmt.Errorf("paxos: peer list %v has a zero or repeated id", c.Peers)
+		}
+		seen[p] = true
+		self = self || p == c.ID
+	}
+	if !self {
+		return fmt.Errorf("paxos: peer list %v does not include this node %d", c.Peers, c.ID)
+	}
+	if c.ElectionTicks <= 0 {
+		c.ElectionTicks = 10
+	}
+	if c.HeartbeatTicks <= 0 {
+		c.HeartbeatTicks = 1
+	}
+	if c.HeartbeatTicks >= c.ElectionTicks {
+		return fmt.Errorf("paxos: heartbeat ticks %d must be below election ticks %d", c.HeartbeatTicks, c.ElectionTicks)
+	}
+	if c.Window <= 0 {
+		c.Window = 64
+	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = 4096
+	}
+	if c.CatchUpBatch <= 0 {
+		c.CatchUpBatch = 256
+	}
+	if c.Logger == nil {
+		c.Logger = discard{}
+	}
+	return nil
+}
+
+type proposal struct {
+	entry       Entry
+	entryBallot Ballot // non-zero only under reconfirm-old-ballot
+	sentAt      int64
+}
+
+// Node is one Multi-Paxos participant: acceptor always, candidate or leader
+// when it campaigns. It is not safe for concurrent use.
+type Node struct {
+	cfg   Config
+	peers []NodeID
+	rand  *rand.Rand
+
+	st      State // promised, accepted, chosen: the durable part
+	maxSlot uint64
+
+	role         Role
+	leader       NodeID
+	leaderBallot Ballot
+	maxRound     uint64
+	commit       uint64
+	applied      uint64
+
+	now              int64
+	electionElapsed  int
+	electionTimeout  int
+	heartbeatElapsed int
+
+	// candidate and leader
+	ballot      Ballot
+	prepareFrom uint64
+	promises    map[NodeID]Message
+
+	// leader
+	props         map[uint64]*proposal
+	next          uint64
+	queue         []Entry
+	heard         map[NodeID]bool
+	quorumElapsed int
+	acks          map[uint64]map[NodeID]bool
+
+	catchUpAt int64
+
+	out Ready
+}
+
+// New returns a node that resumes from durable state st (NewState() for a
+// fresh node). Its first Ready applies the chosen prefix again.
+func New(cfg Config, st State) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if st.Accepted == nil || st.Chosen == nil {
+		fresh := NewState()
+		fresh.Promised = st.Promised
+		for k, v := range st.Accepted {
+			fresh.Accepted[k] = v
+		}
+		for k, v := range st.Chosen {
+			fresh.Chosen[k] = v
+		}
+		st = fresh
+	}
+	peers := append([]NodeID(nil), cfg.Peers...)
+	sort.Slice(peers, func(i, j int) bool { return peers[i] < peers[j] })
+	n := &Node{
+		cfg:       cfg,
+		peers:     peers,
+		rand:      rand.New(rand.NewSource(cfg.Seed ^ int64(cfg.ID)*7919)),
+		st:        st,
+		catchUpAt: -1 << 62,
+		acks:      map[uint64]map[NodeID]bool{},
+	}
+	// Rule 4: on restart, maxRoundSeen = max(promised.round, highest accepted round).
+	n.maxRound = st.Promised.Round
+	for s, a := range st.Accepted {
+		n.maxRound = max(n.maxRound, a.Ballot.Round)
+		n.maxSlot = max(n.maxSlot, s)
+	}
+	for s := range st.Chosen {
+		n.maxSlot = max(n.maxSlot, s)
+	}
+	n.advanceCommit()
+	n.resetElectionTimer()
+	return n, nil
+}
+
+// Tick advances the node's logical clock by one tick.
+func (n *Node) Tick() {
+	n.now++
+	if n.role == Leader {
+		n.heartbeatElapsed++
+		if n.heartbeatElapsed >= n.cfg.HeartbeatTicks {
+			n.heartbeatElapsed = 0
+			n.broadcastHeartbeat()
+			n.resendStale()
+		}
+		// Rule 7: a leader that has not heard from a majority for an
+		// election timeout steps down.
+		n.quorumElapsed++
+		if n.quorumElapsed >= n.cfg.ElectionTicks {
+			n.quorumElapsed = 0
+			if !quorum.Reached(len(n.heard)+1, len(n.peers)) {
+				n.becomeFollower()
+				return
+			}
+			n.heard = map[NodeID]bool{}
+		}
+		return
+	}
+	n.electionElapsed++
+	if n.electionElapsed >= n.electionTimeout {
+		n.Campaign()
+	}
+}
+
+// Campaign starts phase 1 at a fresh ballot now (rule 4).
+func (n *Node) Campaign() {
+	n.role = Candidate
+	n.leader = 0
+	n.ballot = Ballot{Round: n.maxRound + 1, Node: n.cfg.ID}
+	n.maxRound = n.ballot.Round
+	n.props, n.queue, n.heard = nil, nil, nil
+	n.setPromised(n.ballot)
+	n.prepareFrom = n.commit + 1
+	n.promises = map[NodeID]Message{}
+	n.resetElectionTimer()
+	for _, p := range n.peers {
+		n.send(Message{Type: MsgPrepare, To: p, Ballot: n.ballot, Slot: n.prepareFrom, Commit: n.commit})
+	}
+}
+
+// Propose hands a client command to the leader. It is assigned a slot as
+// soon as the window allows.
+func (n *Node) Propose(e Entry) error {
+	if n.role != Leader {
+		return ErrNotLeader
+	}
+	if len(n.queue) >= n.cfg.MaxQueue {
+		return ErrBusy
+	}
+	n.queue = append(n.queue, e)
+	n.fillWindow()
+	return nil
+}
+
+// Step feeds one received message into the node.
+func (n *Node) Step(m Message) {
+	n.maxRound = max(n.maxRound, m.Ballot.Round, m.Promised.Round)
+	switch m.Type {
+	case MsgPrepare:
+		n.onPrepare(m)
+	case MsgPromise:
+		n.onPromise(m)
+	case MsgAccept:
+		n.onAccept(m)
+	case MsgAccepted:
+		n.onAccepted(m)
+	case MsgHeartbeat:
+		n.onHeartbeat(m)
+	case MsgHeartbeatAck:
+		n.onHeartbeatAck(m)
+	case MsgCatchUp:
+		n.onCatchUp(m)
+	case MsgChosen:
+		n.onChosen(m)
+	}
+}
+
+// Ready returns everything produced since the last call and clears it.
+func (n *Node) Ready() Ready {
+	rd := n.out
+	n.out = Ready{}
+	return rd
+}
+
+// HasReady reports whether Ready would return anything.
+func (n *Node) HasReady() bool { return !n.out.Empty() }
+
+// Status returns a snapshot of the node's volatile and durable position.
+func (n *Node) Status() Status {
+	return Status{
+		ID: n.cfg.ID, Role: n.role, Promised: n.st.Promised, Leader: n.leader,
+		LeaderBallot: n.leaderBallot, CommitPoint: n.commit, Applied: n.applied, MaxSlot: n.maxSlot,
+	}
+}
+
+// ChosenEntry returns the value this node knows chosen for slot s.
+func (n *Node) ChosenEntry(s uint64) (PValue, bool) {
+	pv, ok := n.st.Chosen[s]
+	return pv, ok
+}
+
+// AcceptedEntry returns what this node accepted for slot s.
+func (n *Node) AcceptedEntry(s uint64) (PValue, bool) {
+	pv, ok := n.st.Accepted[s]
+	return pv, ok
+}
+
+// LocalReadOK reports whether a read may be answered from this node's
+// applied state without going through the log. The correct build never
+// allows it: reads are log entries (rule 10).
+func (n *Node) LocalReadOK() bool {
+	// BUG SWITCH stale-read (breaks rule 10): a node that believes it leads
+	// answers reads locally, without confirming that it still leads.
+	return n.cfg.Bugs.StaleRead && n.role == Leader
+}
+
+// --- acceptor ---------------------------------------------------------------
+
+// setPromised raises promised and persists it (rules 1, 2, 4).
+func (n *Node) setPromised(b Ballot) {
+	if b == n.st.Promised {
+		return
+	}
+	n.st.Promised = b
+	// BUG SWITCH volatile-promise (breaks rule 1): the promise is kept in
+	// memory only, so a restarted acceptor promises again from zero.
+	if n.cfg.Bugs.VolatilePromise {
+		return
+	}
+	n.persist(Record{Type: RecPromise, Ballot: b})
+}
+
+// yield makes this node a follower of a message's sender when it carries a
+// ballot above the one this node campaigns or leads with.
+func (n *Node) yield(m Message) {
+	if m.From == n.cfg.ID {
+		return
+	}
+	if n.role != Follower && n.ballot.Less(m.Ballot) {
+		n.becomeFollower()
+	}
+}
+
+func (n *Node) onPrepare(m Message) {
+	if m.Ballot.Less(n.st.Promised) {
+		n.send(Message{Type: MsgPromise, To: m.From, Ballot: m.Ballot, OK: false, Promised: n.st.Promised})
+		return
+	}
+	n.yield(m)
+	n.setPromised(m.Ballot)
+	if m.From != n.cfg.ID {
+		n.leader = 0
+		n.electionElapsed = 0
+	}
+	omit := n.cfg.Bugs.PrepareOmitsCommitted
+	var entries []PValue
+	for s, a := range n.st.Accepted {
+		if s < m.Slot {
+			continue
+		}
+		if c, ok := n.st.Chosen[s]; ok {
+			// BUG SWITCH prepare-omits-committed (breaks rules 1, 5):
+			// chosen slots are left out of the promise.
+			if omit {
+				continue
+			}
+			entries = append(entries, c)
+			continue
+		}
+		entries = append(entries, a)
+	}
+	for s, c := range n.st.Chosen {
+		if _, ok := n.st.Accepted[s]; ok || s < m.Slot || omit {
+			continue
+		}
+		entries = append(entries, c)
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Slot < entries[j].Slot })
+	commit := n.commit
+	if omit {
+		// BUG SWITCH prepare-omits-committed: the commit point is hidden too.
+		commit = min(commit, m.Slot-1)
+	}
+	n.send(Message{Type: MsgPromise, To: m.From, Ballot: m.Ballot, OK: true, Entries: entries, Commit: commit})
+}
+
+func (n *Node) onAccept(m Message) {
+	if m.Ballot.Less(n.st.Promised) {
+		n.send(Message{Type: MsgAccepted, To: m.From, Ballot: m.Ballot, Slot: m.Slot, OK: false, Promised: n.st.Promised})
+		return
+	}
+	n.yield(m)
+	n.setPromised(m.Ballot)
+	if m.From != n.cfg.ID {
+		n.leader, n.leaderBallot, n.electionElapsed = m.From, m.Ballot, 0
+	}
+	stored := m.Ballot
+	// BUG SWITCH reconfirm-old-ballot (breaks rules 5, 6): a recovered entry
+	// is stored with its original ballot, although the leader counts this
+	// acceptance as a vote at its new ballot (the seeds' stage 3).
+	if n.cfg.Bugs.ReconfirmOldBallot && !m.EntryBallot.IsZero() {
+		stored = m.EntryBallot
+	}
+	if c, ok := n.st.Chosen[m.Slot]; ok && !c.Entry.Equal(m.Entry) {
+		n.cfg.Logger.Warn("accept for a slot already chosen with another value",
+			"slot", m.Slot, "ballot", m.Ballot.String(), "from", m.From)
+	}
+	n.st.Accepted[m.Slot] = PValue{Slot: m.Slot, Ballot: stored, Entry: m.Entry}
+	n.maxSlot = max(n.maxSlot, m.Slot)
+	n.persist(Record{Type: RecAccept, Ballot: stored, Slot: m.Slot, Entry: m.Entry})
+	n.send(Message{Type: MsgAccepted, To: m.From, Ballot: m.Ballot, Slot: m.Slot, OK: true})
+	if m.From != n.cfg.ID {
+		n.learnCommit(m.Ballot, m.Commit, m.From)
+	}
+}
+
+func (n *Node) onHeartbeat(m Message) {
+	if m.Ballot.Less(n.st.Promised) {
+		n.send(Message{Type: MsgHeartbeatAck, To: m.From, Ballot: m.Ballot, OK: false, Promised: n.st.Promised})
+		return
+	}
+	n.yield(m)
+	n.leader, n.leaderBallot, n.electionElapsed = m.From, m.Ballot, 0
+	n.send(Message{Type: MsgHeartbeatAck, To: m.From, Ballot: m.Ballot, OK: true, Commit: n.commit})
+	n.learnCommit(m.Ballot, m.Commit, m.From)
+}
+
+// learnCommit applies rule 3: a slot at or below the leader's commit point is
+// known chosen here only if it was accepted here at the leader's ballot;
+// anything else is fetched with CatchUp.
+func (n *Node) learnCommit(b Ballot, c uint64, from NodeID) {
+	if c <= n.commit {
+		return
+	}
+	for s := n.commit + 1; s <= min(c, n.maxSlot); s++ {
+		if _, ok := n.st.Chosen[s]; ok {
+			continue
+		}
+		if a, ok := n.st.Accepted[s]; ok && a.Ballot == b {
+			n.choose(s, a.Entry, b)
+		}
+	}
+	n.advanceCommit()
+	if n.commit < c && n.now-n.catchUpAt >= int64(n.cfg.HeartbeatTicks) {
+		n.catchUpAt = n.now
+		n.send(Message{Type: MsgCatchUp, To: from, Slot: n.commit + 1})
+	}
+}
+
+func (n *Node) onCatchUp(m Message) {
+	var entries []PValue
+	for s := m.Slot; s <= n.maxSlot && len(entries) < n.cfg.CatchUpBatch; s++ {
+		if c, ok := n.st.Chosen[s]; ok {
+			entries = append(entries, c)
+		}
+	}
+	if len(entries) > 0 {
+		n.send(Message{Type: MsgChosen, To: m.From, Entries: entries, Commit: n.commit})
+	}
+}
+
+func (n *Node) onChosen(m Message) {
+	for _, e := range m.Entries {
+		n.choose(e.Slot, e.Entry, e.Ballot)
+	}
+	n.advanceCommit()
+	if len(m.Entries) >= n.cfg.CatchUpBatch && n.commit < m.Commit {
+		n.catchUpAt = n.now
+		n.send(Message{Type: MsgCatchUp, To: m.From, Slot: n.commit + 1})
+	}
+}
+
+// --- candidate and leader ---------------------------------------------------
+
+func (n *Node) onPromise(m Message) {
+	if n.role != Candidate || m.Ballot != n.ballot {
+		return
+	}
+	if !m.OK {
+		if n.ballot.Less(m.Promised) {
+			n.becomeFollower()
+		}
+		return
+	}
+	n.promises[m.From] = m
+	if quorum.Reached(len(n.promises), len(n.peers)) {
+		n.becomeLeader()
+	}
+}
+
+// becomeLeader applies rule 5: fix every slot from F to H once, re-propose it
+// at this node's own ballot, fill holes with no-ops.
+func (n *Node) becomeLeader() {
+	n.role, n.leader, n.leaderBallot = Leader, n.cfg.ID, n.ballot
+	from := n.prepareFrom
+	high := from - 1
+	best := map[uint64]PValue{}
+	voters := make([]NodeID, 0, len(n.promises))
+	for id := range n.promises {
+		voters = append(voters, id)
+	}
+	sort.Slice(voters, func(i, j int) bool { return voters[i] < voters[j] })
+	for _, id := range voters {
+		for _, e := range n.promises[id].Entries {
+			high = max(high, e.Slot)
+			cur, ok := best[e.Slot]
+			switch {
+			case cur.Chosen:
+			case e.Chosen, !ok, cur.Ballot.Less(e.Ballot):
+				best[e.Slot] = e
+			}
+		}
+	}
+	n.promises = nil
+	n.props = map[uint64]*proposal{}
+	n.heard = map[NodeID]bool{}
+	n.quorumElapsed, n.heartbeatElapsed = 0, 0
+	// BUG SWITCH commit-stale-acks (breaks rule 6): the ack tally is keyed by
+	// slot only and survives the change of ballot.
+	if !n.cfg.Bugs.CommitStaleAcks {
+		n.acks = map[uint64]map[NodeID]bool{}
+	}
+	for s := max(from, n.commit+1); s <= high; s++ {
+		if _, ok := n.st.Chosen[s]; ok {
+			continue
+		}
+		e, ok := best[s]
+		if !ok {
+			n.propose(s, Entry{Kind: EntryNoop}, Ballot{})
+			continue
+		}
+		var eb Ballot
+		if n.cfg.Bugs.ReconfirmOldBallot && !e.Chosen {
+			// BUG SWITCH reconfirm-old-ballot: the entry keeps its old ballot.
+			eb = e.Ballot
+		}
+		n.propose(s, e.Entry, eb)
+	}
+	n.next = max(high, n.commit) + 1
+	n.broadcastHeartbeat()
+}
+
+func (n *Node) propose(s uint64, e Entry, eb Ballot) {
+	n.props[s] = &proposal{entry: e, entryBallot: eb, sentAt: n.now}
+	for _, p := range n.peers {
+		n.sendAccept(p, s, n.props[s])
+	}
+}
+
+func (n *Node) sendAccept(to NodeID, s uint64, p *proposal) {
+	n.send(Message{Type: MsgAccept, To: to, Ballot: n.ballot, Slot: s, Entry: p.entry, EntryBallot: p.entryBallot, Commit: n.commit})
+}
+
+func (n *Node) fillWindow() {
+	for len(n.queue) > 0 && n.next <= n.commit+uint64(n.cfg.Window) {
+		n.propose(n.next, n.queue[0], Ballot{})
+		n.queue = n.queue[1:]
+		n.next++
+	}
+}
+
+func (n *Node) onAccepted(m Message) {
+	if n.role != Leader {
+		return
+	}
+	if !m.OK {
+		if n.ballot.Less(m.Promised) {
+			n.becomeFollower()
+		}
+		return
+	}
+	if m.Ballot == n.ballot {
+		n.heard[m.From] = true
+	} else if !n.cfg.Bugs.CommitStaleAcks {
+		return // rule 6: acks for any other ballot count for nothing
+	}
+	p := n.props[m.Slot]
+	// BUG SWITCH commit-stale-acks: the ack is tallied under its slot
+	// whatever its ballot, even for a slot this leader is not proposing.
+	if p == nil && !n.cfg.Bugs.CommitStaleAcks {
+		return
+	}
+	tally := n.acks[m.Slot]
+	if tally == nil {
+		tally = map[NodeID]bool{}
+		n.acks[m.Slot] = tally
+	}
+	tally[m.From] = true
+	if p == nil || !quorum.Reached(len(tally), len(n.peers)) {
+		return
+	}
+	delete(n.props, m.Slot)
+	delete(n.acks, m.Slot)
+	n.choose(m.Slot, p.entry, n.ballot)
+	n.advanceCommit()
+}
+
+func (n *Node) onHeartbeatAck(m Message) {
+	if n.role != Leader {
+		return
+	}
+	if !m.OK {
+		if n.ballot.Less(m.Promised) {
+			n.becomeFollower()
+		}
+		return
+	}
+	if m.Ballot == n.ballot {
+		n.heard[m.From] = true
+	}
+}
+
+func (n *Node) broadcastHeartbeat() {
+	for _, p := range n.peers {
+		if p != n.cfg.ID {
+			n.send(Message{Type: MsgHeartbeat, To: p, Ballot: n.ballot, Commit: n.commit})
+		}
+	}
+}
+
+// resendStale resends Accepts for slots still unchosen after two heartbeat
+// intervals to the acceptors that have not acknowledged them (rule 6).
+func (n *Node) resendStale() {
+	slots := make([]uint64, 0, len(n.props))
+	for s, p := range n.props {
+		if n.now-p.sentAt >= int64(2*n.cfg.HeartbeatTicks) {
+			slots = append(slots, s)
+		}
+	}
+	sort.Slice(slots, func(i, j int) bool { return slots[i] < slots[j] })
+	for _, s := range slots {
+		p := n.props[s]
+		p.sentAt = n.now
+		for _, peer := range n.peers {
+			if !n.acks[s][peer] {
+				n.sendAccept(peer, s, p)
+			}
+		}
+	}
+}
+
+func (n *Node) becomeFollower() {
+	n.role = Follower
+	n.leader = 0
+	n.props, n.queue, n.promises, n.heard = nil, nil, nil, nil
+	n.resetElectionTimer()
+}
+
+// --- shared ------------------------------------------------------------------
+
+// choose records that slot s holds e, chosen at ballot b. A slot already
+// known chosen keeps its value; a conflict is logged loudly, never hidden.
+func (n *Node) choose(s uint64, e Entry, b Ballot) {
+	if c, ok := n.st.Chosen[s]; ok {
+		if !c.Entry.Equal(e) {
+			n.cfg.Logger.Warn("slot learned chosen with a second value; keeping the first",
+				"slot", s, "kept_ballot", c.Ballot.String(), "other_ballot", b.String())
+		}
+		return
+	}
+	pv := PValue{Slot: s, Ballot: b, Entry: e, Chosen: true}
+	n.st.Chosen[s] = pv
+	n.maxSlot = max(n.maxSlot, s)
+	n.persist(Record{Type: RecChosen, Ballot: b, Slot: s, Entry: e})
+}
+
+// advanceCommit moves the commit point over every contiguous chosen slot and
+// hands the newly applicable entries to the caller, strictly in order.
+func (n *Node) advanceCommit() {
+	for {
+		if _, ok := n.st.Chosen[n.commit+1]; !ok {
+			break
+		}
+		n.commit++
+	}
+	for n.applied < n.commit {
+		n.applied++
+		n.out.Apply = append(n.out.Apply, Applied{Slot: n.applied, Entry: n.st.Chosen[n.applied].Entry})
+	}
+	if n.role == Leader {
+		n.fillWindow()
+	}
+}
+
+func (n *Node) resetElectionTimer() {
+	n.electionElapsed = 0
+	n.electionTimeout = n.cfg.ElectionTicks + n.rand.Intn(n.cfg.ElectionTicks)
+}
+
+func (n *Node) persist(r Record) { n.out.Records = append(n.out.Records, r) }
+
+func (n *Node) send(m Message) {
+	m.From = n.cfg.ID
+	n.out.Messages = append(n.out.Messages, m)
+}
