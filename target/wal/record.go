@@ -19,7 +19,7 @@ import (
 )
 
 const (
-	headerSize = 8       // u32 payload length, u32 CRC-32C of the payload
+	headerSize = 8        // u32 payload length, u32 CRC-32C of the payload
 	maxPayload = 64 << 20 // a frame claiming more is damage, not a record
 )
 
