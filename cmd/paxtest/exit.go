@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/paxtest/paxtest/checker"
+	"github.com/paxtest/paxtest/harness/runner"
 )
 
 // Exit codes, as Jepsen's: 0 valid, 1 invalid, 2 unknown, 254 bad arguments
@@ -26,14 +29,34 @@ func (e usageError) Unwrap() error { return e.err }
 // usagef builds a usageError.
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
+// verdictErr carries a non-valid verdict to the exit code.
+type verdictErr struct{ verdict string }
+
+func (e verdictErr) Error() string { return "verdict " + e.verdict }
+
+func verdictError(v string) error {
+	if v == checker.Valid {
+		return nil
+	}
+	return verdictErr{v}
+}
+
 // exitCode maps an error from any command to the process exit code, in one
 // place, and prints it.
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return exitValid
 	}
+	var ve verdictErr
+	if errors.As(err, &ve) {
+		if ve.verdict == checker.Invalid {
+			return exitInvalid
+		}
+		return exitUnknown
+	}
 	var ue usageError
-	if errors.As(err, &ue) || isCobraUsage(err) {
+	var re runner.UsageError
+	if errors.As(err, &ue) || errors.As(err, &re) || isCobraUsage(err) {
 		fmt.Fprintf(stderr, "paxtest: %v\n", err)
 		return exitUsage
 	}

@@ -176,7 +176,7 @@ func (t *Transport) sendLoop(id paxos.NodeID, p *peer) {
 	defer t.wg.Done()
 	backoff := 10 * time.Millisecond
 	for {
-		c, err := net.DialTimeout("tcp", p.addr, time.Second)
+		c, err := t.dialer().Dial("tcp", p.addr)
 		if err != nil {
 			t.drain(p) // an unreachable peer: drop what waits, do not block
 			select {
@@ -199,6 +199,18 @@ func (t *Transport) sendLoop(id paxos.NodeID, p *peer) {
 		}
 		t.cfg.Logger.Debug("peer connection lost", "peer", id, "addr", p.addr, "err", err)
 	}
+}
+
+// dialer dials from this node's own listen host, so that per-node network
+// rules (iptables on 127.0.0.x addresses) see the right source address.
+func (t *Transport) dialer() *net.Dialer {
+	d := &net.Dialer{Timeout: time.Second}
+	if host, _, err := net.SplitHostPort(t.cfg.Listen); err == nil {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			d.LocalAddr = &net.TCPAddr{IP: ip}
+		}
+	}
+	return d
 }
 
 func (t *Transport) drain(p *peer) {

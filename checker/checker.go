@@ -1,0 +1,127 @@
+// Package checker decides whether a run's history is correct: porcupine's
+// linearizability check with a per-key register model, the append
+// workload's prefix check, and the log-agreement check ("committed then
+// overwritten", "acknowledged write lost"). It aggregates them into one
+// verdict: valid, invalid or unknown — a check that cannot decide, or that
+// times out, says unknown, never valid.
+//
+// It reads only what is on disk (history.jsonl, logs.jsonl), so `paxtest
+// check` re-derives a run's verdict; it must not talk to nodes or write
+// anything but its results.
+package checker
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/paxtest/paxtest/harness/history"
+)
+
+// Verdicts.
+const (
+	Valid   = "valid"
+	Invalid = "invalid"
+	Unknown = "unknown"
+)
+
+// Anomaly kinds.
+const (
+	KindNonLinearizable          = "non-linearizable"
+	KindCommittedThenOverwritten = "committed-then-overwritten"
+	KindAckWriteLost             = "acknowledged-write-lost"
+	KindAppendNotPrefix          = "append-read-not-prefix"
+	KindDuplicateAppend          = "duplicate-append"
+	KindPhantomValue             = "phantom-value"
+)
+
+// Anomaly is one piece of evidence that the history is wrong.
+type Anomaly struct {
+	Kind     string          `json:"kind"`
+	Key      string          `json:"key,omitempty"`
+	Index    uint64          `json:"index,omitempty"`
+	Time     int64           `json:"time"` // when the evidence begins, ns since run start
+	Detail   string          `json:"detail"`
+	Evidence json.RawMessage `json:"evidence,omitempty"`
+}
+
+// Result is one checker's outcome.
+type Result struct {
+	Verdict     string    `json:"verdict"`
+	Detail      string    `json:"detail"`
+	Anomalies   []Anomaly `json:"anomalies,omitempty"`
+	FailingKeys []string  `json:"failing_keys,omitempty"`
+	Checked     int       `json:"checked"` // keys, indices or reads examined
+	Millis      int64     `json:"millis"`
+}
+
+// Input is everything the checkers read.
+type Input struct {
+	Workload string
+	History  []history.Event
+	Logs     []LogSample
+	// Timeout bounds the linearizability check.
+	Timeout time.Duration
+}
+
+// Combine is the aggregate verdict: any invalid makes it invalid, else any
+// unknown makes it unknown.
+func Combine(verdicts ...string) string {
+	out := Valid
+	for _, v := range verdicts {
+		switch {
+		case v == Invalid:
+			return Invalid
+		case v != Valid:
+			out = Unknown
+		}
+	}
+	return out
+}
+
+// Check runs every checker that applies to the workload and returns their
+// results by name.
+func Check(in Input) map[string]Result {
+	out := map[string]Result{}
+	switch in.Workload {
+	case "append":
+		out["append"] = CheckAppend(in.History)
+	default:
+		out["linearizability"] = CheckLinearizable(in.History, in.Timeout).Result
+	}
+	out["log-agreement"] = CheckLogAgreement(in.History, in.Logs)
+	return out
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// operation is an invoke paired with its completion.
+type operation struct {
+	invoke history.Event
+	done   history.Event // Type "" when the history ends first
+}
+
+// completed pairs every client invoke with its completion. An invoke whose
+// completion is missing (the harness stopped) is returned with an empty
+// done and counts as indeterminate.
+func pairOperations(h []history.Event) []operation {
+	open := map[history.Process]int{}
+	var ops []operation
+	for _, e := range h {
+		if e.IsNemesis() {
+			continue
+		}
+		if e.Type == history.Invoke {
+			open[e.Process] = len(ops)
+			ops = append(ops, operation{invoke: e})
+			continue
+		}
+		if i, ok := open[e.Process]; ok {
+			ops[i].done = e
+			delete(open, e.Process)
+		}
+	}
+	return ops
+}

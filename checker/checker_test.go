@@ -1,0 +1,176 @@
+package checker
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/target/api"
+)
+
+// hb builds histories by hand.
+type hb struct {
+	events []history.Event
+	seq    map[int]uint64
+}
+
+func (b *hb) add(t int64, p int, typ, f, key string, v any) *hb {
+	if b.seq == nil {
+		b.seq = map[int]uint64{}
+	}
+	if typ == history.Invoke {
+		b.seq[p]++
+	}
+	raw, _ := json.Marshal(v)
+	b.events = append(b.events, history.Event{Index: len(b.events), Time: t, Process: history.Process(p), Type: typ, F: f, Key: key,
+		Value: raw, Client: fmt.Sprintf("p%d", p), Seq: b.seq[p]})
+	return b
+}
+
+func str(s string) *string { return &s }
+
+func TestRegisterHistoriesAreJudged(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    *hb
+		want string
+	}{
+		{"sequential put then get", new(hb).
+			add(1, 0, "invoke", "put", "k", "1").add(2, 0, "ok", "put", "k", "1").
+			add(3, 1, "invoke", "get", "k", nil).add(4, 1, "ok", "get", "k", str("1")), Valid},
+		{"stale read after an acknowledged put", new(hb).
+			add(1, 0, "invoke", "put", "k", "1").add(2, 0, "ok", "put", "k", "1").
+			add(3, 0, "invoke", "put", "k", "2").add(4, 0, "ok", "put", "k", "2").
+			add(5, 1, "invoke", "get", "k", nil).add(6, 1, "ok", "get", "k", str("1")), Invalid},
+		{"an indeterminate put may take effect later", new(hb).
+			add(1, 0, "invoke", "put", "k", "1").add(2, 0, "info", "put", "k", "1").
+			add(3, 1, "invoke", "get", "k", nil).add(4, 1, "ok", "get", "k", nil).
+			add(5, 1, "invoke", "get", "k", nil).add(6, 1, "ok", "get", "k", str("1")), Valid},
+		{"a failed put never happened", new(hb).
+			add(1, 0, "invoke", "put", "k", "1").add(2, 0, "fail", "put", "k", "1").
+			add(3, 1, "invoke", "get", "k", nil).add(4, 1, "ok", "get", "k", str("1")), Invalid},
+		{"cas from the current value", new(hb).
+			add(1, 0, "invoke", "put", "k", "1").add(2, 0, "ok", "put", "k", "1").
+			add(3, 0, "invoke", "cas", "k", history.CAS{From: "1", To: "2"}).add(4, 0, "ok", "cas", "k", history.CAS{From: "1", To: "2"}).
+			add(5, 1, "invoke", "get", "k", nil).add(6, 1, "ok", "get", "k", str("2")), Valid},
+		{"cas acknowledged against a value never held", new(hb).
+			add(1, 0, "invoke", "put", "k", "1").add(2, 0, "ok", "put", "k", "1").
+			add(3, 0, "invoke", "cas", "k", history.CAS{From: "9", To: "2"}).add(4, 0, "ok", "cas", "k", history.CAS{From: "9", To: "2"}), Invalid},
+		{"keys are independent", new(hb).
+			add(1, 0, "invoke", "put", "a", "1").add(2, 0, "ok", "put", "a", "1").
+			add(3, 1, "invoke", "get", "b", nil).add(4, 1, "ok", "get", "b", nil), Valid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := CheckLinearizable(tc.h.events, 10*time.Second)
+			require.Equal(t, tc.want, r.Verdict, r.Detail)
+			if tc.want == Invalid {
+				require.Equal(t, KindNonLinearizable, r.Anomalies[0].Kind)
+				require.Equal(t, []string{"k"}, r.FailingKeys)
+			}
+		})
+	}
+}
+
+func TestACheckThatRunsOutOfTimeIsUnknownNeverValid(t *testing.T) {
+	b := new(hb)
+	for p := 0; p < 8; p++ { // eight overlapping writers and readers on one key
+		b.add(int64(p), p, "invoke", "put", "k", fmt.Sprint(p))
+	}
+	for p := 0; p < 8; p++ {
+		b.add(int64(100+p), p, "ok", "put", "k", fmt.Sprint(p))
+	}
+	r := CheckLinearizable(b.events, time.Nanosecond)
+	require.Equal(t, Unknown, r.Verdict)
+	require.Equal(t, Unknown, Combine(Valid, r.Verdict))
+}
+
+func entry(i uint64, ballot, value string) api.LogEntry {
+	return api.LogEntry{Index: i, Ballot: ballot, Kind: "command", Digest: "d-" + value, Value: value}
+}
+
+func cmd(client string, seq uint64) string {
+	b, _ := json.Marshal(api.Request{Client: client, Seq: seq, Op: "append", Key: "k", Value: "x"})
+	return string(b)
+}
+
+func TestOverwrittenLogIndexIsCommittedThenOverwritten(t *testing.T) {
+	samples := []LogSample{
+		{Time: 1e9, Node: "n1", Entries: []api.LogEntry{entry(1, "1.1", "a"), entry(2, "4.1", "X")}},
+		{Time: 2e9, Node: "n2", Entries: []api.LogEntry{entry(1, "1.1", "a"), entry(2, "5.2", "Y")}},
+		{Time: 3e9, Node: "n2", Final: true, Entries: []api.LogEntry{entry(1, "1.1", "a"), entry(2, "5.2", "Y")}},
+	}
+	r := CheckLogAgreement(nil, samples)
+	require.Equal(t, Invalid, r.Verdict)
+	require.Len(t, r.Anomalies, 1)
+	a := r.Anomalies[0]
+	require.Equal(t, KindCommittedThenOverwritten, a.Kind)
+	require.Equal(t, uint64(2), a.Index)
+	require.Contains(t, a.Detail, "X at ballot 4.1 on n1")
+	require.Contains(t, a.Detail, "Y at ballot 5.2 on n2")
+}
+
+func TestAcknowledgedWriteMissingFromFinalLogsIsLost(t *testing.T) {
+	h := new(hb).add(1, 0, "invoke", "append", "k", "x").add(2, 0, "ok", "append", "k", "x").
+		add(3, 0, "invoke", "append", "k", "x").add(4, 0, "ok", "append", "k", "x")
+	samples := []LogSample{{Time: 5, Node: "n1", Final: true, Entries: []api.LogEntry{entry(1, "1.1", cmd("p0", 1))}}}
+	r := CheckLogAgreement(h.events, samples)
+	require.Equal(t, Invalid, r.Verdict)
+	require.Len(t, r.Anomalies, 1)
+	require.Equal(t, KindAckWriteLost, r.Anomalies[0].Kind)
+	require.Contains(t, r.Anomalies[0].Detail, "seq 2")
+	// without final logs the write check cannot decide
+	require.Equal(t, Unknown, CheckLogAgreement(h.events, samples[:0]).Verdict)
+	samples[0].Entries = append(samples[0].Entries, entry(2, "1.1", cmd("p0", 2)))
+	require.Equal(t, Valid, CheckLogAgreement(h.events, samples).Verdict)
+	// sampled during the run, then missing from the node's final log: lost
+	during := LogSample{Time: 1, Node: "n1", Entries: samples[0].Entries}
+	final := LogSample{Time: 5, Node: "n1", Final: true, Entries: []api.LogEntry{}, Missing: []uint64{2}}
+	r = CheckLogAgreement(h.events, []LogSample{during, final})
+	require.Equal(t, Invalid, r.Verdict)
+	require.Equal(t, KindAckWriteLost, r.Anomalies[0].Kind)
+}
+
+func TestAppendReadsMustBeGrowingPrefixes(t *testing.T) {
+	ok := new(hb).
+		add(1, 0, "invoke", "append", "k", "a").add(2, 0, "ok", "append", "k", "a").
+		add(3, 1, "invoke", "read", "k", nil).add(4, 1, "ok", "read", "k", []string{"a"}).
+		add(5, 0, "invoke", "append", "k", "b").add(6, 0, "info", "append", "k", "b").
+		add(7, 1, "invoke", "read", "k", nil).add(8, 1, "ok", "read", "k", []string{"a", "b"})
+	require.Equal(t, Valid, CheckAppend(ok.events).Verdict)
+	for _, tc := range []struct {
+		name string
+		h    *hb
+		kind string
+	}{
+		{"lost acknowledged append", new(hb).
+			add(1, 0, "invoke", "append", "k", "a").add(2, 0, "ok", "append", "k", "a").
+			add(3, 1, "invoke", "read", "k", nil).add(4, 1, "ok", "read", "k", []string{}), KindAckWriteLost},
+		{"diverging reads", new(hb).
+			add(1, 0, "invoke", "append", "k", "a").add(2, 0, "info", "append", "k", "a").
+			add(1, 2, "invoke", "append", "k", "b").add(2, 2, "info", "append", "k", "b").
+			add(3, 1, "invoke", "read", "k", nil).add(4, 1, "ok", "read", "k", []string{"a"}).
+			add(5, 1, "invoke", "read", "k", nil).add(6, 1, "ok", "read", "k", []string{"b"}), KindAppendNotPrefix},
+		{"phantom", new(hb).
+			add(3, 1, "invoke", "read", "k", nil).add(4, 1, "ok", "read", "k", []string{"z"}), KindPhantomValue},
+		{"duplicate", new(hb).
+			add(1, 0, "invoke", "append", "k", "a").add(2, 0, "ok", "append", "k", "a").
+			add(3, 1, "invoke", "read", "k", nil).add(4, 1, "ok", "read", "k", []string{"a", "a"}), KindDuplicateAppend},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := CheckAppend(tc.h.events)
+			require.Equal(t, Invalid, r.Verdict)
+			require.Equal(t, tc.kind, r.Anomalies[0].Kind)
+		})
+	}
+}
+
+func TestCombineOrdersInvalidOverUnknownOverValid(t *testing.T) {
+	require.Equal(t, Valid, Combine(Valid, Valid))
+	require.Equal(t, Unknown, Combine(Valid, Unknown))
+	require.Equal(t, Invalid, Combine(Unknown, Invalid, Valid))
+	require.Equal(t, Unknown, Combine(Valid, ""), "a missing verdict is not valid")
+}

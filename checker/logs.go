@@ -1,0 +1,221 @@
+package checker
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/target/api"
+)
+
+// LogsFile is the name of the chosen-log samples inside a run directory.
+const LogsFile = "logs.jsonl"
+
+// LogSample is what one node reported of its chosen log at one moment:
+// the entries that are new or changed since that node's previous sample.
+// A Final sample is taken after the cluster healed, from the node's whole
+// log; Missing lists indices the node reported earlier but no longer has.
+// A node's final log is its samples folded in order, less Missing.
+type LogSample struct {
+	Time    int64          `json:"time"`
+	Node    string         `json:"node"`
+	Final   bool           `json:"final,omitempty"`
+	Entries []api.LogEntry `json:"entries"`
+	// Same lists index ranges [from, to] where the node holds the value
+	// first reported for that index (by any node, in an earlier Entries).
+	Same    [][2]uint64 `json:"same,omitempty"`
+	Missing []uint64    `json:"missing,omitempty"`
+}
+
+// ReadLogs parses logs.jsonl. A missing file yields no samples (the check
+// then says unknown); a damaged line is an error naming file and line. A
+// final line without its newline is left out.
+func ReadLogs(path string) ([]LogSample, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("log samples %s: %w", path, err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	var out []LogSample
+	values := map[string]string{} // the sampler writes each digest's value once
+	for line := 1; ; line++ {
+		b, err := r.ReadBytes('\n')
+		if err != nil {
+			return out, nil // EOF, possibly after a torn last line
+		}
+		var s LogSample
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, fmt.Errorf("log samples %s line %d: %w", path, line, err)
+		}
+		for i, e := range s.Entries {
+			if e.Value != "" {
+				values[e.Digest] = e.Value
+			} else {
+				s.Entries[i].Value = values[e.Digest]
+			}
+		}
+		out = append(out, s)
+	}
+}
+
+type sighting struct {
+	Value  string   `json:"value"`
+	Digest string   `json:"digest"`
+	Ballot string   `json:"ballot"`
+	Nodes  []string `json:"nodes"`
+	First  int64    `json:"first_seen"` // ns since run start
+}
+
+// CheckLogAgreement checks that every log index ever sampled on any node
+// held one value ("committed then overwritten" otherwise), and that every
+// acknowledged write is in the final logs.
+func CheckLogAgreement(h []history.Event, samples []LogSample) Result {
+	start := nowMillis()
+	seen := map[uint64]map[string]*sighting{}
+	finalNodes := map[string]bool{}
+	current := map[string]map[uint64]api.LogEntry{} // per node: its log as sampled so far
+	first := map[uint64]api.LogEntry{}              // per index: the entry first reported
+	for _, s := range samples {
+		cur := current[s.Node]
+		if cur == nil {
+			cur = map[uint64]api.LogEntry{}
+			current[s.Node] = cur
+		}
+		if s.Final {
+			finalNodes[s.Node] = true
+			for _, i := range s.Missing {
+				delete(cur, i)
+			}
+		}
+		entries := s.Entries
+		for _, r := range s.Same {
+			for i := r[0]; i <= r[1] && r[1]-r[0] < 1<<24; i++ {
+				if e, ok := first[i]; ok {
+					entries = append(entries, e)
+				}
+			}
+		}
+		for _, e := range entries {
+			if _, ok := first[e.Index]; !ok {
+				first[e.Index] = e
+			}
+			cur[e.Index] = e
+			byDigest := seen[e.Index]
+			if byDigest == nil {
+				byDigest = map[string]*sighting{}
+				seen[e.Index] = byDigest
+			}
+			sg := byDigest[e.Digest]
+			if sg == nil {
+				sg = &sighting{Value: e.Value, Digest: e.Digest, Ballot: e.Ballot, First: s.Time}
+				byDigest[e.Digest] = sg
+			}
+			if !contains(sg.Nodes, s.Node) {
+				sg.Nodes = append(sg.Nodes, s.Node)
+			}
+		}
+	}
+	finalCmds := map[string]bool{}
+	for node := range finalNodes {
+		for _, e := range current[node] {
+			if e.Kind != "command" {
+				continue
+			}
+			var req api.Request
+			if json.Unmarshal([]byte(e.Value), &req) == nil {
+				finalCmds[cmdKey(req.Client, req.Seq)] = true
+			}
+		}
+	}
+	res := Result{Verdict: Valid, Checked: len(seen)}
+	indices := make([]uint64, 0, len(seen))
+	for i := range seen {
+		indices = append(indices, i)
+	}
+	sort.Slice(indices, func(a, b int) bool { return indices[a] < indices[b] })
+	for _, i := range indices {
+		if len(seen[i]) < 2 {
+			continue
+		}
+		var sgs []sighting
+		for _, sg := range seen[i] {
+			sort.Strings(sg.Nodes)
+			sgs = append(sgs, *sg)
+		}
+		sort.Slice(sgs, func(a, b int) bool { return sgs[a].First < sgs[b].First })
+		var parts []string
+		for _, sg := range sgs {
+			parts = append(parts, fmt.Sprintf("%s at ballot %s on %s (first seen %.3fs)", short(sg.Value), sg.Ballot, strings.Join(sg.Nodes, ","), float64(sg.First)/1e9))
+		}
+		res.Anomalies = append(res.Anomalies, Anomaly{
+			Kind: KindCommittedThenOverwritten, Index: i, Time: sgs[0].First,
+			Detail:   fmt.Sprintf("log index %d was chosen with %d different values: %s", i, len(sgs), strings.Join(parts, "; ")),
+			Evidence: mustJSON(sgs),
+		})
+	}
+	if len(finalNodes) == 0 {
+		res.Detail = fmt.Sprintf("%d indices agree in the samples, but no final logs were read: acknowledged writes cannot be checked", len(seen))
+		if len(res.Anomalies) == 0 {
+			res.Verdict = Unknown
+		}
+	} else {
+		for _, p := range pairOperations(h) {
+			if p.done.Type != history.OK || !isWrite(p.invoke.F) {
+				continue
+			}
+			if !finalCmds[cmdKey(p.invoke.Client, p.invoke.Seq)] {
+				res.Anomalies = append(res.Anomalies, Anomaly{
+					Kind: KindAckWriteLost, Key: p.invoke.Key, Time: p.done.Time,
+					Detail: fmt.Sprintf("%s %s by %s (seq %d) was acknowledged at %.3fs by %s but is in no node's final log",
+						p.invoke.F, p.invoke.Key, p.invoke.Client, p.invoke.Seq, float64(p.done.Time)/1e9, p.done.Node),
+					Evidence: mustJSON(p),
+				})
+			}
+		}
+	}
+	if len(res.Anomalies) > 0 {
+		res.Verdict = Invalid
+		res.Detail = fmt.Sprintf("%d anomalies over %d log indices", len(res.Anomalies), len(seen))
+	} else if res.Verdict == Valid {
+		res.Detail = fmt.Sprintf("%d log indices agree on every node; every acknowledged write is in the final logs of %d nodes", len(seen), len(finalNodes))
+	}
+	res.Millis = nowMillis() - start
+	return res
+}
+
+func isWrite(f string) bool { return f == api.OpPut || f == api.OpCAS || f == api.OpAppend }
+
+func cmdKey(client string, seq uint64) string { return fmt.Sprintf("%s/%d", client, seq) }
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func short(s string) string {
+	if len(s) > 120 {
+		return s[:117] + "..."
+	}
+	return s
+}
+
+// MarshalJSON lets an operation pair serve as evidence.
+func (o operation) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Invoke history.Event `json:"invoke"`
+		Done   history.Event `json:"complete"`
+	}{o.invoke, o.done})
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paxtest/paxtest/harness/runner"
+	"github.com/paxtest/paxtest/nemesis"
+	"github.com/paxtest/paxtest/reports"
+	"github.com/paxtest/paxtest/target/bugs"
+	"github.com/paxtest/paxtest/workloads"
+)
+
+func newCmdRun(stdout, stderr io.Writer) *cobra.Command {
+	o := runner.Options{}
+	var bugList []string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Launch a cluster, drive clients and a nemesis, and check the history",
+		Long: `Launch a cluster of paxtest nodes as child processes, drive a workload and a nemesis
+against it for --time-limit, heal every fault, read every key through every node, and check the
+history with porcupine and the log-agreement check. The run is kept in --store/<name>/<time>/
+(store/latest points at it).
+
+Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 the harness failed.`,
+		Example: `  paxtest run --nemesis partition --time-limit 30s
+  paxtest run --nemesis all --workload append --seed 7
+  paxtest run --nemesis kill --bug no-fsync --nodes 3`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Bugs = strings.Join(bugList, ",")
+			o.Progress = stderr
+			o.IsTTY = isTerminal(os.Stderr)
+			return runRun(cmd.Context(), o, stdout)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Nodes, "nodes", 5, "number of nodes")
+	f.StringVar(&o.Nemesis, "nemesis", "partition", "faults, comma-separated: "+strings.Join(nemesis.Kinds(), ", "))
+	f.StringVar(&o.Partition, "partition", nemesis.ShapeRandom, "partition shape: "+strings.Join(nemesis.Shapes(), ", "))
+	f.DurationVar(&o.NemesisInterval, "nemesis-interval", 5*time.Second, "mean time between a fault's start and its heal, and between faults")
+	f.StringVar(&o.Workload, "workload", "register", "workload: "+strings.Join(workloads.Names(), ", "))
+	f.DurationVar(&o.TimeLimit, "time-limit", 60*time.Second, "how long clients and nemesis run")
+	f.IntVar(&o.Concurrency, "concurrency", 10, "number of client workers")
+	f.Float64Var(&o.Rate, "rate", 0, "total operations per second (0: as fast as possible)")
+	f.Int64Var(&o.Seed, "seed", 0, "seed for the nemesis, workload and nodes (0: random)")
+	f.StringSliceVar(&bugList, "bug", nil, "bug switch passed to every node: "+strings.Join(bugs.Names(), ", "))
+	f.StringVar(&o.Net, "net", "proxy", "network fault layer: proxy (no privileges) or iptables (root)")
+	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs")
+	f.DurationVar(&o.CheckTimeout, "check-timeout", 2*time.Minute, "linearizability check budget; past it the verdict is unknown")
+	return cmd
+}
+
+func runRun(ctx context.Context, o runner.Options, stdout io.Writer) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := runner.Run(ctx, o)
+	if err != nil {
+		if res.Dir != "" {
+			return fmt.Errorf("run %s: %w", res.Dir, err)
+		}
+		return err
+	}
+	reports.Summary(stdout, res)
+	return verdictError(res.Verdict)
+}
+
+type checkOptions struct {
+	Dir     string
+	Timeout time.Duration
+}
+
+func newCmdCheck(stdout, stderr io.Writer) *cobra.Command {
+	o := checkOptions{}
+	cmd := &cobra.Command{
+		Use:   "check RUN_DIR",
+		Short: "Re-run every checker on a run directory and rewrite its results.json",
+		Long: `Re-run every checker from the files of a run directory (history.jsonl, logs.jsonl); the
+history is only read. Exits as run would: 0 valid, 1 invalid, 2 unknown, 254 bad input.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			o.Dir = args[0]
+			return runCheck(o, stdout)
+		},
+	}
+	cmd.Flags().DurationVar(&o.Timeout, "check-timeout", 0, "linearizability check budget (default: the run's)")
+	return cmd
+}
+
+func runCheck(o checkOptions, stdout io.Writer) error {
+	if st, err := os.Stat(o.Dir); err != nil || !st.IsDir() {
+		return usagef("%s is not a run directory", o.Dir)
+	}
+	res, err := runner.Check(o.Dir, o.Timeout)
+	if err != nil {
+		return err
+	}
+	reports.Summary(stdout, res)
+	return verdictError(res.Verdict)
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,422 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+
+	"github.com/paxtest/paxtest/target/api"
+)
+
+// Network is what the cluster needs of the network fault layer: which
+// loopback host each node binds, and which address a node dials to reach a
+// peer (a proxy's, or the peer's own).
+type Network interface {
+	Host(id int) string
+	Setup(peers map[int]string) error // the nodes' real peer addresses
+	Dial(from, to int) string
+	Close() error
+}
+
+// Direct is the Network without faults: nodes bind 127.0.0.1 and dial each
+// other directly.
+type Direct struct{ peers map[int]string }
+
+func (*Direct) Host(int) string                    { return "127.0.0.1" }
+func (d *Direct) Setup(peers map[int]string) error { d.peers = peers; return nil }
+func (d *Direct) Dial(_, to int) string            { return d.peers[to] }
+func (*Direct) Close() error                       { return nil }
+
+// ClusterConfig configures a cluster.
+type ClusterConfig struct {
+	Nodes    int
+	Binary   string   // the paxtest binary; "" means this executable
+	Env      []string // extra environment for nodes
+	Dir      string   // the run directory: nodes/<id>.log, nodes/<id>/data
+	Bugs     string   // passed to every node's --bug
+	Seed     int64
+	Net      Network
+	Launcher Launcher
+	// Timing of the nodes.
+	Tick           time.Duration
+	ElectionTicks  int
+	HeartbeatTicks int
+	RequestTimeout time.Duration
+}
+
+// Node is one member of the cluster.
+type Node struct {
+	ID         int
+	PeerAddr   string
+	ClientAddr string
+	LogPath    string
+	DataDir    string
+
+	mu     sync.Mutex
+	proc   Process
+	paused bool
+}
+
+// Name is the node's name in logs and histories: "n1".
+func (n *Node) Name() string { return "n" + strconv.Itoa(n.ID) }
+
+// Cluster is a set of node processes.
+type Cluster struct {
+	cfg   ClusterConfig
+	nodes []*Node
+}
+
+// NewCluster allocates loopback ports and directories; it starts nothing.
+func NewCluster(cfg ClusterConfig) (*Cluster, error) {
+	if cfg.Nodes < 1 {
+		return nil, fmt.Errorf("a cluster needs at least one node, not %d", cfg.Nodes)
+	}
+	if cfg.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find the paxtest binary: %w", err)
+		}
+		cfg.Binary = exe
+	}
+	if cfg.Net == nil {
+		cfg.Net = &Direct{}
+	}
+	if cfg.Launcher == nil {
+		cfg.Launcher = Local{}
+	}
+	c := &Cluster{cfg: cfg}
+	peers := map[int]string{}
+	for id := 1; id <= cfg.Nodes; id++ {
+		host := cfg.Net.Host(id)
+		pp, err := FreePort(host)
+		if err != nil {
+			return nil, err
+		}
+		cp, err := FreePort(host)
+		if err != nil {
+			return nil, err
+		}
+		n := &Node{
+			ID: id, PeerAddr: net.JoinHostPort(host, strconv.Itoa(pp)), ClientAddr: net.JoinHostPort(host, strconv.Itoa(cp)),
+			LogPath: filepath.Join(cfg.Dir, "nodes", fmt.Sprintf("n%d.log", id)),
+			DataDir: filepath.Join(cfg.Dir, "nodes", fmt.Sprintf("n%d", id), "data"),
+		}
+		if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("create data dir of %s: %w", n.Name(), err)
+		}
+		peers[id] = n.PeerAddr
+		c.nodes = append(c.nodes, n)
+	}
+	if err := cfg.Net.Setup(peers); err != nil {
+		return nil, fmt.Errorf("set up the network fault layer: %w", err)
+	}
+	return c, nil
+}
+
+// FreePort asks the kernel for a free TCP port on host.
+func FreePort(host string) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("find a free port on %s: %w", host, err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Nodes returns the members in id order.
+func (c *Cluster) Nodes() []*Node { return c.nodes }
+
+// Node returns member id.
+func (c *Cluster) Node(id int) *Node { return c.nodes[id-1] }
+
+// IDs returns every member's id.
+func (c *Cluster) IDs() []int {
+	out := make([]int, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = n.ID
+	}
+	return out
+}
+
+func (c *Cluster) args(n *Node) []string {
+	var peers, clients []string
+	for _, p := range c.nodes {
+		addr := p.PeerAddr
+		if p.ID != n.ID {
+			addr = c.cfg.Net.Dial(n.ID, p.ID)
+		}
+		peers = append(peers, fmt.Sprintf("%d=%s", p.ID, addr))
+		clients = append(clients, fmt.Sprintf("%d=%s", p.ID, p.ClientAddr))
+	}
+	args := []string{"node", "--id", strconv.Itoa(n.ID), "--data-dir", n.DataDir,
+		"--listen-peer", n.PeerAddr, "--listen-client", n.ClientAddr,
+		"--peers", strings.Join(peers, ","), "--peer-clients", strings.Join(clients, ","),
+		"--seed", strconv.FormatInt(c.cfg.Seed*1000+int64(n.ID), 10)}
+	if c.cfg.Bugs != "" {
+		args = append(args, "--bug", c.cfg.Bugs)
+	}
+	if c.cfg.Tick > 0 {
+		args = append(args, "--tick", c.cfg.Tick.String())
+	}
+	if c.cfg.ElectionTicks > 0 {
+		args = append(args, "--election-ticks", strconv.Itoa(c.cfg.ElectionTicks))
+	}
+	if c.cfg.HeartbeatTicks > 0 {
+		args = append(args, "--heartbeat-ticks", strconv.Itoa(c.cfg.HeartbeatTicks))
+	}
+	if c.cfg.RequestTimeout > 0 {
+		args = append(args, "--request-timeout", c.cfg.RequestTimeout.String())
+	}
+	return args
+}
+
+// Start launches every node and waits until each answers /health and one
+// of them leads.
+func (c *Cluster) Start(ctx context.Context) error {
+	for _, n := range c.nodes {
+		if err := c.launch(n); err != nil {
+			return err
+		}
+	}
+	for _, n := range c.nodes {
+		if err := c.waitHealthy(ctx, n); err != nil {
+			return err
+		}
+	}
+	_, err := c.WaitLeader(ctx, 15*time.Second)
+	return err
+}
+
+func (c *Cluster) launch(n *Node) error {
+	p, err := c.cfg.Launcher.Launch(Spec{Name: n.Name(), Binary: c.cfg.Binary, Args: c.args(n), Env: c.cfg.Env, LogPath: n.LogPath})
+	if err != nil {
+		return fmt.Errorf("start node %s: %w", n.Name(), err)
+	}
+	n.mu.Lock()
+	n.proc, n.paused = p, false
+	n.mu.Unlock()
+	return nil
+}
+
+func (c *Cluster) waitHealthy(ctx context.Context, n *Node) error {
+	deadline := time.Now().Add(10 * time.Second)
+	hc := &http.Client{Timeout: 500 * time.Millisecond}
+	n.mu.Lock()
+	p := n.proc
+	n.mu.Unlock()
+	for {
+		resp, err := hc.Get("http://" + n.ClientAddr + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.Exited():
+			return fmt.Errorf("node %s exited while starting (%v); its log %s says:\n%s", n.Name(), p.ExitErr(), n.LogPath, tail(n.LogPath, 8))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("node %s did not answer on %s within 10s; its log %s says:\n%s", n.Name(), n.ClientAddr, n.LogPath, tail(n.LogPath, 8))
+		}
+	}
+}
+
+func tail(path string, lines int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(unreadable: " + err.Error() + ")"
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return "  " + strings.Join(all, "\n  ")
+}
+
+// Status asks node id for its debug status.
+func (c *Cluster) Status(ctx context.Context, id int) (api.Status, error) {
+	cl := api.Client{Addr: c.Node(id).ClientAddr, HTTP: &http.Client{Timeout: time.Second}}
+	return cl.Status(ctx)
+}
+
+// Leader returns the id of a node that says it leads with the highest
+// ballot among the reachable nodes' answers, or 0.
+func (c *Cluster) Leader(ctx context.Context) int {
+	type vote struct {
+		id     int
+		ballot string
+	}
+	var mu sync.Mutex
+	var leaders []vote
+	var wg sync.WaitGroup
+	for _, n := range c.nodes {
+		if c.IsDown(n.ID) {
+			continue
+		}
+		wg.Add(1)
+		go func(id int) {
+			defer wg.Done()
+			st, err := c.Status(ctx, id)
+			if err == nil && st.Role == "leader" {
+				mu.Lock()
+				leaders = append(leaders, vote{id, st.Promised})
+				mu.Unlock()
+			}
+		}(n.ID)
+	}
+	wg.Wait()
+	if len(leaders) == 0 {
+		return 0
+	}
+	sort.Slice(leaders, func(i, j int) bool { return ballotLess(leaders[j].ballot, leaders[i].ballot) })
+	return leaders[0].id
+}
+
+// ballotLess compares "round.node" strings.
+func ballotLess(a, b string) bool {
+	ar, an, _ := strings.Cut(a, ".")
+	br, bn, _ := strings.Cut(b, ".")
+	x, _ := strconv.ParseUint(ar, 10, 64)
+	y, _ := strconv.ParseUint(br, 10, 64)
+	if x != y {
+		return x < y
+	}
+	p, _ := strconv.ParseUint(an, 10, 64)
+	q, _ := strconv.ParseUint(bn, 10, 64)
+	return p < q
+}
+
+// WaitLeader polls until some node leads.
+func (c *Cluster) WaitLeader(ctx context.Context, within time.Duration) (int, error) {
+	deadline := time.Now().Add(within)
+	for {
+		if id := c.Leader(ctx); id != 0 {
+			return id, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("no node became leader within %v (see the node logs in %s)", within, filepath.Join(c.cfg.Dir, "nodes"))
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// IsDown reports whether node id is killed (not merely paused).
+func (c *Cluster) IsDown(id int) bool {
+	n := c.Node(id)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.proc == nil {
+		return true
+	}
+	select {
+	case <-n.proc.Exited():
+		return true
+	default:
+		return false
+	}
+}
+
+// Kill sends SIGKILL to node id and waits for it to exit.
+func (c *Cluster) Kill(id int) error {
+	n := c.Node(id)
+	n.mu.Lock()
+	p := n.proc
+	n.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	if err := p.Kill(); err != nil {
+		return fmt.Errorf("kill %s: %w", n.Name(), err)
+	}
+	return nil
+}
+
+// Restart starts node id again on its data directory, if it is down.
+func (c *Cluster) Restart(ctx context.Context, id int) error {
+	if !c.IsDown(id) {
+		return nil
+	}
+	n := c.Node(id)
+	if err := c.launch(n); err != nil {
+		return err
+	}
+	return c.waitHealthy(ctx, n)
+}
+
+// Pause stops node id with SIGSTOP.
+func (c *Cluster) Pause(id int) error { return c.pauseResume(id, true) }
+
+// Resume continues node id with SIGCONT.
+func (c *Cluster) Resume(id int) error { return c.pauseResume(id, false) }
+
+func (c *Cluster) pauseResume(id int, pause bool) error {
+	n := c.Node(id)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.proc == nil {
+		return nil
+	}
+	var err error
+	if pause {
+		err = n.proc.Pause()
+	} else {
+		err = n.proc.Resume()
+	}
+	if err != nil {
+		return fmt.Errorf("pause/resume %s: %w", n.Name(), err)
+	}
+	n.paused = pause
+	return nil
+}
+
+// Close stops every node (resuming paused ones first) and closes the
+// network layer. Every error is collected; nothing is left running.
+func (c *Cluster) Close() error {
+	var errs *multierror.Error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		p := n.proc
+		n.mu.Unlock()
+		if p == nil {
+			continue
+		}
+		wg.Add(1)
+		go func(n *Node, p Process) {
+			defer wg.Done()
+			if err := p.Stop(); err != nil {
+				mu.Lock()
+				errs = multierror.Append(errs, fmt.Errorf("stop %s: %w", n.Name(), err))
+				mu.Unlock()
+			}
+		}(n, p)
+	}
+	wg.Wait()
+	if err := c.cfg.Net.Close(); err != nil {
+		errs = multierror.Append(errs, fmt.Errorf("close network fault layer: %w", err))
+	}
+	return errs.ErrorOrNil()
+}
+
+// ErrNoLeader is returned when an operation needs a leader and none exists.
+var ErrNoLeader = errors.New("no leader")

@@ -1,0 +1,416 @@
+// Package runner is `paxtest run` and `paxtest check`: it lays out a run,
+// starts the cluster through the harness, drives the workload and the
+// nemesis against one clock, heals, performs the final reads, samples the
+// nodes' chosen logs, tears everything down, and then checks the history
+// from disk exactly as `paxtest check` does.
+//
+// It wires the other packages together; protocol, fault, workload and
+// checking logic live in them.
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+
+	"github.com/paxtest/paxtest/checker"
+	"github.com/paxtest/paxtest/harness"
+	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/nemesis"
+	"github.com/paxtest/paxtest/reports"
+	"github.com/paxtest/paxtest/target/bugs"
+	"github.com/paxtest/paxtest/workloads"
+)
+
+// Options are the flags of `paxtest run`.
+type Options struct {
+	Nodes           int           `json:"nodes"`
+	Nemesis         string        `json:"nemesis"`
+	Partition       string        `json:"partition"`
+	NemesisInterval time.Duration `json:"nemesis_interval"`
+	Workload        string        `json:"workload"`
+	TimeLimit       time.Duration `json:"time_limit"`
+	Concurrency     int           `json:"concurrency"`
+	Rate            float64       `json:"rate"`
+	Seed            int64         `json:"seed"`
+	Bugs            string        `json:"bugs"`
+	Net             string        `json:"net"`
+	Store           string        `json:"store"`
+	CheckTimeout    time.Duration `json:"check_timeout"`
+	// Binary and Env override how nodes are launched (tests).
+	Binary string   `json:"-"`
+	Env    []string `json:"-"`
+	// Progress receives the live status line.
+	Progress io.Writer `json:"-"`
+	IsTTY    bool      `json:"-"`
+}
+
+// UsageError is bad input from the user (exit 254).
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+// Validate checks every option and names the bad value and the accepted ones.
+func (o *Options) Validate() error {
+	bad := func(format string, args ...any) error { return UsageError{fmt.Errorf(format, args...)} }
+	if o.Nodes < 1 || o.Nodes > 9 {
+		return bad("--nodes %d: use 1 to 9", o.Nodes)
+	}
+	if _, err := nemesis.Parse(o.Nemesis, o.Partition); err != nil {
+		return bad("--nemesis/--partition: %v", err)
+	}
+	if _, err := workloads.New(o.Workload, 1, 0, 0); err != nil {
+		return bad("--workload: %v", err)
+	}
+	if _, err := bugs.Parse(o.Bugs); err != nil {
+		return bad("--bug: %v", err)
+	}
+	if o.Net != "proxy" && o.Net != "iptables" {
+		return bad("--net %q: accepted: proxy, iptables", o.Net)
+	}
+	if o.TimeLimit <= 0 {
+		return bad("--time-limit must be positive, not %v", o.TimeLimit)
+	}
+	if o.NemesisInterval <= 0 {
+		return bad("--nemesis-interval must be positive, not %v", o.NemesisInterval)
+	}
+	if o.Concurrency < 1 {
+		return bad("--concurrency must be at least 1, not %d", o.Concurrency)
+	}
+	if o.Rate < 0 {
+		return bad("--rate must be 0 (as fast as possible) or positive, not %v", o.Rate)
+	}
+	if o.CheckTimeout <= 0 {
+		return bad("--check-timeout must be positive, not %v", o.CheckTimeout)
+	}
+	return nil
+}
+
+// Name is the run's directory name under the store.
+func (o *Options) Name() string {
+	n := strings.ReplaceAll(o.Nemesis, ",", "+")
+	if n == "" {
+		n = "none"
+	}
+	name := o.Workload + "-" + n
+	if o.Bugs != "" && o.Bugs != "none" {
+		name += "-bug-" + strings.ReplaceAll(o.Bugs, ",", "+")
+	}
+	return name
+}
+
+// Run performs a whole test run and returns its checked results. An error
+// means the harness itself failed (or the input was bad: UsageError).
+func Run(ctx context.Context, o Options) (reports.Results, error) {
+	if err := o.Validate(); err != nil {
+		return reports.Results{}, err
+	}
+	nems, _ := nemesis.Parse(o.Nemesis, o.Partition)
+	wl, _ := workloads.New(o.Workload, o.Concurrency, 0, 0)
+	if o.Seed == 0 {
+		o.Seed = time.Now().UnixNano() % 1_000_000
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	layout, err := harness.NewRun(o.Store, o.Name(), time.Now())
+	if err != nil {
+		return reports.Results{}, err
+	}
+	if err := reports.WriteJSON(layout.Config(), o); err != nil {
+		return reports.Results{}, err
+	}
+	fmt.Fprintf(o.Progress, "run %s (seed %d)\n", layout.Dir, o.Seed)
+	interrupted, err := execute(ctx, o, layout, nems, wl)
+	if err != nil {
+		return reports.Results{Dir: layout.Dir}, err
+	}
+	res, err := Check(layout.Dir, o.CheckTimeout)
+	if err != nil {
+		return res, err
+	}
+	if interrupted {
+		res.Interrupted = true
+		if err := reports.WriteJSON(layout.Results(), res); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// execute runs the cluster, workload and nemesis; it reports whether the
+// run was interrupted. Teardown always happens; its errors are collected.
+func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemesis.Nemesis, wl workloads.Workload) (interrupted bool, err error) {
+	var fl nemesis.FaultLayer
+	switch o.Net {
+	case "iptables":
+		ipt, ierr := nemesis.NewIPTables()
+		if ierr != nil {
+			return false, UsageError{fmt.Errorf("--net iptables: %w", ierr)}
+		}
+		fl = ipt
+	default:
+		fl = nemesis.NewProxy()
+	}
+	b, _ := bugs.Parse(o.Bugs)
+	cluster, err := harness.NewCluster(harness.ClusterConfig{
+		Nodes: o.Nodes, Binary: o.Binary, Env: o.Env, Dir: layout.Dir, Bugs: strings.Join(b.Enabled(), ","),
+		Seed: o.Seed, Net: fl, RequestTimeout: time.Second,
+	})
+	if err != nil {
+		fl.Close()
+		return false, err
+	}
+	var errs *multierror.Error
+	defer func() {
+		if cerr := cluster.Close(); cerr != nil {
+			errs = multierror.Append(errs, fmt.Errorf("teardown: %w", cerr))
+		}
+		err = errs.ErrorOrNil()
+	}()
+	if err := cluster.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return true, nil
+		}
+		errs = multierror.Append(errs, err)
+		return false, nil
+	}
+	clock := harness.NewClock()
+	hist, err := history.Create(layout.History())
+	if err != nil {
+		errs = multierror.Append(errs, err)
+		return false, nil
+	}
+	defer func() {
+		if herr := hist.Close(); herr != nil {
+			errs = multierror.Append(errs, herr)
+		}
+	}()
+	samp, err := newSampler(layout.Logs(), cluster, clock.Now)
+	if err != nil {
+		errs = multierror.Append(errs, err)
+		return false, nil
+	}
+	defer func() {
+		if serr := samp.close(); serr != nil {
+			errs = multierror.Append(errs, serr)
+		}
+	}()
+
+	var nodes []string
+	for _, n := range cluster.Nodes() {
+		nodes = append(nodes, n.ClientAddr)
+	}
+	counts := &workloads.Counts{}
+	wcfg := workloads.Config{Nodes: nodes, Concurrency: o.Concurrency, Rate: o.Rate, Seed: o.Seed, Now: clock.Now,
+		History: hist, Counts: counts}
+	env := &nemesis.Env{Cluster: cluster, Net: fl, Rand: rand.New(rand.NewSource(o.Seed))}
+	var nemErrs []error
+	var nemMu sync.Mutex
+	sched := &nemesis.Schedule{Nemeses: nems, Interval: o.NemesisInterval, Env: env, Record: func(f nemesis.Fault, ferr error) {
+		e := history.Event{Time: clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: f.F, Targets: f.Targets, Detail: f.Detail}
+		if ferr != nil {
+			e.Error = ferr.Error()
+			if e.F == "" {
+				e.F = "nemesis-error"
+			}
+			nemMu.Lock()
+			nemErrs = append(nemErrs, ferr)
+			nemMu.Unlock()
+		}
+		hist.Append(e)
+	}}
+
+	runCtx, stop := context.WithTimeout(ctx, o.TimeLimit)
+	defer stop()
+	var wg sync.WaitGroup
+	var wlErr error
+	wg.Add(3)
+	go func() { defer wg.Done(); wlErr = workloads.Run(runCtx, wcfg, wl) }()
+	go func() { defer wg.Done(); sched.Run(runCtx) }()
+	go func() { defer wg.Done(); samp.run(runCtx, time.Second) }()
+	progressDone := make(chan struct{})
+	go progress(runCtx, o, clock, counts, sched, progressDone)
+	wg.Wait()
+	<-progressDone
+	hist.Flush()
+	if wlErr != nil {
+		errs = multierror.Append(errs, fmt.Errorf("workload: %w", wlErr))
+		return false, nil
+	}
+	if ctx.Err() != nil {
+		return true, nil
+	}
+	for _, e := range nemErrs {
+		errs = multierror.Append(errs, fmt.Errorf("nemesis: %w", e))
+	}
+	if len(nemErrs) > 0 {
+		return false, nil
+	}
+
+	// Heal everything, let the cluster recover, read every key everywhere.
+	if err := heal(ctx, cluster, fl); err != nil {
+		errs = multierror.Append(errs, err)
+		return false, nil
+	}
+	hist.Append(history.Event{Time: clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "heal-all", Detail: "every link open, every node running"})
+	if _, err := cluster.WaitLeader(ctx, 20*time.Second); err != nil {
+		if ctx.Err() != nil {
+			return true, nil
+		}
+		// No leader after healing: the reads will fail and the log check
+		// will say what it can; this is the target's failure, not ours.
+		hist.Append(history.Event{Time: clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "no-leader", Detail: err.Error()})
+	}
+	fmt.Fprintf(o.Progress, "final reads of %d keys through %d nodes\n", len(wl.Keys()), len(nodes))
+	if err := workloads.FinalReads(ctx, wcfg, wl); err != nil {
+		errs = multierror.Append(errs, fmt.Errorf("final reads: %w", err))
+		return false, nil
+	}
+	if ctx.Err() != nil {
+		return true, nil
+	}
+	if err := samp.final(ctx); err != nil {
+		if ctx.Err() != nil {
+			return true, nil
+		}
+		errs = multierror.Append(errs, err)
+	}
+	return false, nil
+}
+
+func heal(ctx context.Context, c *harness.Cluster, fl nemesis.FaultLayer) error {
+	var errs *multierror.Error
+	if err := fl.Block(nil); err != nil {
+		errs = multierror.Append(errs, err)
+	}
+	for _, id := range c.IDs() {
+		if err := c.Resume(id); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+		if err := c.Restart(ctx, id); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+	}
+	return errs.ErrorOrNil()
+}
+
+func progress(ctx context.Context, o Options, clock harness.Clock, counts *workloads.Counts, sched *nemesis.Schedule, done chan struct{}) {
+	defer close(done)
+	every := time.Second
+	if !o.IsTTY {
+		every = 5 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var lastOK int64
+	line := func() string {
+		ok := counts.OK.Load()
+		rate := float64(ok-lastOK) / every.Seconds()
+		lastOK = ok
+		faults := sched.Active()
+		if faults == "" {
+			faults = "none"
+		}
+		return fmt.Sprintf("[%3.0fs/%.0fs] %6.0f ops/s  ok %d  fail %d  info %d  faults: %s",
+			time.Duration(clock.Now()).Seconds(), o.TimeLimit.Seconds(), rate, ok, counts.Fail.Load(), counts.Info.Load(), faults)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			if o.IsTTY {
+				fmt.Fprintln(o.Progress)
+			}
+			return
+		case <-t.C:
+			if o.IsTTY {
+				fmt.Fprintf(o.Progress, "\r\033[K%s", line())
+			} else {
+				fmt.Fprintln(o.Progress, line())
+			}
+		}
+	}
+}
+
+// Check re-runs every checker on a run directory's files and rewrites its
+// results.json and linearizability.html; the history is only read.
+func Check(dir string, timeout time.Duration) (reports.Results, error) {
+	layout := harness.Layout{Dir: dir}
+	res := reports.Results{Dir: dir}
+	cfgBytes, err := os.ReadFile(layout.Config())
+	if err != nil {
+		return res, UsageError{fmt.Errorf("%s: %w (is %s a paxtest run directory?)", layout.Config(), err, dir)}
+	}
+	var o Options
+	if err := json.Unmarshal(cfgBytes, &o); err != nil {
+		return res, UsageError{fmt.Errorf("%s is damaged: %w", layout.Config(), err)}
+	}
+	res.Config = cfgBytes
+	h, err := history.ReadFile(layout.History())
+	if err != nil {
+		return res, UsageError{err}
+	}
+	logs, err := checker.ReadLogs(layout.Logs())
+	if err != nil {
+		return res, UsageError{err}
+	}
+	if timeout <= 0 {
+		timeout = o.CheckTimeout
+	}
+	in := checker.Input{Workload: o.Workload, History: h, Logs: logs, Timeout: timeout}
+	res.Checkers = map[string]checker.Result{}
+	var verdicts []string
+	if o.Workload == "append" {
+		res.Checkers["append"] = checker.CheckAppend(h)
+	} else {
+		lin := checker.CheckLinearizable(h, in.Timeout)
+		res.Checkers["linearizability"] = lin.Result
+		f, err := os.Create(layout.Linearizability())
+		if err != nil {
+			return res, fmt.Errorf("write %s: %w", layout.Linearizability(), err)
+		}
+		verr := lin.Visualize(f, h, 20)
+		if cerr := f.Close(); verr == nil {
+			verr = cerr
+		}
+		if verr != nil {
+			return res, fmt.Errorf("write %s: %w", layout.Linearizability(), verr)
+		}
+	}
+	res.Checkers["log-agreement"] = checker.CheckLogAgreement(h, logs)
+	if len(h) == 0 {
+		res.Checkers["history"] = checker.Result{Verdict: checker.Unknown, Detail: "the history is empty: nothing was checked"}
+	}
+	res.Anomalies = []checker.Anomaly{}
+	for _, name := range []string{"linearizability", "append", "log-agreement", "history"} {
+		if c, ok := res.Checkers[name]; ok {
+			verdicts = append(verdicts, c.Verdict)
+			res.Anomalies = append(res.Anomalies, c.Anomalies...)
+		}
+	}
+	res.Verdict = checker.Combine(verdicts...)
+	res.Ops, res.FinalReads, res.OpsPerSec, res.Seconds, res.Nemesis = reports.Summarize(h)
+	if old, err := os.ReadFile(layout.Results()); err == nil {
+		var prev reports.Results
+		if json.Unmarshal(old, &prev) == nil {
+			res.Interrupted = prev.Interrupted
+		}
+	}
+	if err := reports.WriteJSON(layout.Results(), res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// ErrInterrupted marks a run stopped by a signal.
+var ErrInterrupted = errors.New("interrupted")

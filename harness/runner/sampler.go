@@ -1,0 +1,181 @@
+package runner
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/paxtest/paxtest/checker"
+	"github.com/paxtest/paxtest/harness"
+	"github.com/paxtest/paxtest/target/api"
+)
+
+// sampler reads every node's chosen log during the run and at the end and
+// appends what changed to logs.jsonl. A final sample lists only what
+// changed since the node's earlier samples, and the indices it no longer
+// has; the checker rebuilds each node's whole final log from them. A value is written with the first
+// entry that carries its digest; later entries with that digest leave it
+// out (the checker restores it), which keeps the file small.
+type sampler struct {
+	cluster *harness.Cluster
+	now     func() int64
+	http    *http.Client
+
+	mu      sync.Mutex
+	f       *os.File
+	w       *bufio.Writer
+	known   map[int]map[uint64]string // node -> index -> digest
+	ref     map[uint64]string         // index -> the digest first reported by any node
+	written map[string]bool           // digests whose value is in the file
+	err     error
+}
+
+func newSampler(path string, c *harness.Cluster, now func() int64) (*sampler, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create log samples %s: %w", path, err)
+	}
+	return &sampler{cluster: c, now: now, f: f, w: bufio.NewWriterSize(f, 1<<20), http: &http.Client{Timeout: 5 * time.Second},
+		known: map[int]map[uint64]string{}, ref: map[uint64]string{}, written: map[string]bool{}}, nil
+}
+
+// run samples every interval until ctx is done.
+func (s *sampler) run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, n := range s.cluster.Nodes() {
+				if !s.cluster.IsDown(n.ID) {
+					s.sample(ctx, n, false)
+				}
+			}
+		}
+	}
+}
+
+// final reads every live node's whole log.
+func (s *sampler) final(ctx context.Context) error {
+	for _, n := range s.cluster.Nodes() {
+		if s.cluster.IsDown(n.ID) {
+			continue
+		}
+		if err := s.sample(ctx, n, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *sampler) sample(ctx context.Context, n *harness.Node, final bool) error {
+	cl := api.Client{Addr: n.ClientAddr, HTTP: s.http}
+	s.mu.Lock()
+	known := s.known[n.ID]
+	if known == nil {
+		known = map[uint64]string{}
+		s.known[n.ID] = known
+	}
+	from := uint64(1)
+	if !final {
+		// re-read a window below the highest index seen, so a slot that a
+		// restarted node re-learned with another value is noticed
+		from = uint64(len(known))
+		from = max(from, 65) - 64
+	}
+	s.mu.Unlock()
+	t := s.now()
+	var entries []api.LogEntry
+	for {
+		page, err := cl.Log(ctx, from, 0)
+		if err != nil {
+			if final {
+				return fmt.Errorf("read the final log of %s: %w", n.Name(), err)
+			}
+			return nil // a paused or partitioned node: try again later
+		}
+		entries = append(entries, page...)
+		if len(page) == 0 || !final {
+			break
+		}
+		from = page[len(page)-1].Index + 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []api.LogEntry
+	var missing []uint64
+	if final {
+		// what this node reported before and no longer has: lost entries
+		present := make(map[uint64]bool, len(entries))
+		for _, e := range entries {
+			present[e.Index] = true
+		}
+		for i := range known {
+			if !present[i] {
+				missing = append(missing, i)
+				delete(known, i)
+			}
+		}
+		sort.Slice(missing, func(a, b int) bool { return missing[a] < missing[b] })
+	}
+	var same [][2]uint64
+	for _, e := range entries {
+		if known[e.Index] == e.Digest {
+			continue
+		}
+		known[e.Index] = e.Digest
+		switch ref, ok := s.ref[e.Index]; {
+		case ok && ref == e.Digest:
+			// the value another node already reported: a range suffices
+			if n := len(same); n > 0 && same[n-1][1]+1 == e.Index {
+				same[n-1][1] = e.Index
+			} else {
+				same = append(same, [2]uint64{e.Index, e.Index})
+			}
+			continue
+		case !ok:
+			s.ref[e.Index] = e.Digest
+		}
+		if s.written[e.Digest] {
+			e.Value = ""
+		} else {
+			s.written[e.Digest] = true
+		}
+		out = append(out, e)
+	}
+	if len(out) == 0 && len(same) == 0 && !final {
+		return nil
+	}
+	if out == nil {
+		out = []api.LogEntry{}
+	}
+	b, err := json.Marshal(checker.LogSample{Time: t, Node: n.Name(), Final: final, Entries: out, Same: same, Missing: missing})
+	if err == nil {
+		_, err = s.w.Write(append(b, '\n'))
+	}
+	if err != nil && s.err == nil {
+		s.err = fmt.Errorf("write log samples: %w", err)
+	}
+	return s.err
+}
+
+func (s *sampler) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.w.Flush()
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	if s.err != nil {
+		return s.err
+	}
+	return err
+}

@@ -1,0 +1,259 @@
+package nemesis
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/paxtest/paxtest/harness"
+)
+
+// Fault describes one injection or heal, for the history.
+type Fault struct {
+	F       string // e.g. "start-partition", "stop-kill"
+	Targets []int
+	Detail  string
+}
+
+// Env is what a nemesis acts on.
+type Env struct {
+	Cluster *harness.Cluster
+	Net     FaultLayer
+	Rand    *rand.Rand
+}
+
+// Nemesis injects one kind of fault and heals it.
+type Nemesis interface {
+	Name() string
+	Inject(ctx context.Context, env *Env) (Fault, error)
+	Heal(ctx context.Context, env *Env) (Fault, error)
+}
+
+// Kinds lists the accepted --nemesis values.
+func Kinds() []string { return []string{"none", "partition", "kill", "pause", "leader-kill", "all"} }
+
+// Parse builds the nemeses of a comma-separated --nemesis value. "all" is
+// every kind; "none" (or "") is no nemesis.
+func Parse(spec, shape string) ([]Nemesis, error) {
+	if err := ValidShape(shape); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []Nemesis
+	add := func(name string) {
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		switch name {
+		case "partition":
+			out = append(out, &Partition{Shape: shape})
+		case "kill":
+			out = append(out, &Kill{})
+		case "pause":
+			out = append(out, &Pause{})
+		case "leader-kill":
+			out = append(out, &Kill{Leader: true})
+		}
+	}
+	for _, name := range strings.Split(spec, ",") {
+		switch name = strings.TrimSpace(name); name {
+		case "", "none":
+		case "all":
+			for _, k := range []string{"partition", "kill", "pause", "leader-kill"} {
+				add(k)
+			}
+		case "partition", "kill", "pause", "leader-kill":
+			add(name)
+		default:
+			return nil, fmt.Errorf("unknown nemesis %q (accepted: %s)", name, strings.Join(Kinds(), ", "))
+		}
+	}
+	return out, nil
+}
+
+// Partition cuts peer links in a shape and heals them.
+type Partition struct{ Shape string }
+
+func (p *Partition) Name() string { return "partition" }
+
+func (p *Partition) Inject(ctx context.Context, env *Env) (Fault, error) {
+	leader := 0
+	if p.Shape == ShapeLeader || p.Shape == ShapeRandom {
+		leader = env.Cluster.Leader(ctx)
+	}
+	c := MakeCut(p.Shape, env.Cluster.IDs(), leader, env.Rand)
+	if err := env.Net.Block(c.Links); err != nil {
+		return Fault{}, fmt.Errorf("partition %s: %w", c.Shape, err)
+	}
+	return Fault{F: "start-partition", Targets: c.Targets, Detail: c.Detail}, nil
+}
+
+func (p *Partition) Heal(_ context.Context, env *Env) (Fault, error) {
+	if err := env.Net.Block(nil); err != nil {
+		return Fault{}, fmt.Errorf("heal partition: %w", err)
+	}
+	return Fault{F: "stop-partition", Detail: "all links open"}, nil
+}
+
+// Kill sends SIGKILL to a minority of nodes (or the current leader) and
+// restarts them on heal.
+type Kill struct {
+	Leader bool
+	killed []int
+}
+
+func (k *Kill) Name() string {
+	if k.Leader {
+		return "leader-kill"
+	}
+	return "kill"
+}
+
+func (k *Kill) Inject(ctx context.Context, env *Env) (Fault, error) {
+	var victims []int
+	if k.Leader {
+		id := env.Cluster.Leader(ctx)
+		if id == 0 {
+			return Fault{F: "start-" + k.Name(), Detail: "no leader to kill"}, nil
+		}
+		victims = []int{id}
+	} else {
+		victims = minority(env)
+	}
+	for _, id := range victims {
+		if err := env.Cluster.Kill(id); err != nil {
+			return Fault{}, err
+		}
+		k.killed = append(k.killed, id)
+	}
+	return Fault{F: "start-" + k.Name(), Targets: victims, Detail: "kill -9 " + names(victims)}, nil
+}
+
+func (k *Kill) Heal(ctx context.Context, env *Env) (Fault, error) {
+	restarted := k.killed
+	k.killed = nil
+	for _, id := range restarted {
+		if err := env.Cluster.Restart(ctx, id); err != nil {
+			return Fault{}, err
+		}
+	}
+	return Fault{F: "stop-" + k.Name(), Targets: restarted, Detail: "restarted " + names(restarted)}, nil
+}
+
+// Pause stops a minority of nodes with SIGSTOP and resumes them on heal.
+type Pause struct{ paused []int }
+
+func (p *Pause) Name() string { return "pause" }
+
+func (p *Pause) Inject(_ context.Context, env *Env) (Fault, error) {
+	victims := minority(env)
+	for _, id := range victims {
+		if err := env.Cluster.Pause(id); err != nil {
+			return Fault{}, err
+		}
+		p.paused = append(p.paused, id)
+	}
+	return Fault{F: "start-pause", Targets: victims, Detail: "SIGSTOP " + names(victims)}, nil
+}
+
+func (p *Pause) Heal(_ context.Context, env *Env) (Fault, error) {
+	resumed := p.paused
+	p.paused = nil
+	for _, id := range resumed {
+		if err := env.Cluster.Resume(id); err != nil {
+			return Fault{}, err
+		}
+	}
+	return Fault{F: "stop-pause", Targets: resumed, Detail: "SIGCONT " + names(resumed)}, nil
+}
+
+// minority picks 1 to ⌊(n-1)/2⌋ random live nodes.
+func minority(env *Env) []int {
+	var live []int
+	for _, id := range env.Cluster.IDs() {
+		if !env.Cluster.IsDown(id) {
+			live = append(live, id)
+		}
+	}
+	env.Rand.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
+	most := max(1, (len(env.Cluster.IDs())-1)/2)
+	n := min(len(live), 1+env.Rand.Intn(most))
+	out := append([]int(nil), live[:n]...)
+	sort.Ints(out)
+	return out
+}
+
+func names(ids []int) string {
+	var s []string
+	for _, id := range ids {
+		s = append(s, fmt.Sprintf("n%d", id))
+	}
+	return strings.Join(s, " ")
+}
+
+// Schedule runs nemeses in cycles: wait, inject one (drawn at random when
+// there are several), wait, heal it. It stops when ctx is done, healing
+// whatever is active.
+type Schedule struct {
+	Nemeses  []Nemesis
+	Interval time.Duration
+	Env      *Env
+	// Record receives every injection and heal as it happens.
+	Record func(Fault, error)
+
+	mu     sync.Mutex
+	active string
+}
+
+// Active names the fault in force, or "".
+func (s *Schedule) Active() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.active
+}
+
+// Run blocks until ctx is done, then heals (with its own deadline).
+func (s *Schedule) Run(ctx context.Context) {
+	if len(s.Nemeses) == 0 {
+		<-ctx.Done()
+		return
+	}
+	wait := func() bool {
+		d := s.Interval/2 + time.Duration(s.Env.Rand.Int63n(int64(s.Interval)))
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
+	for wait() {
+		n := s.Nemeses[s.Env.Rand.Intn(len(s.Nemeses))]
+		f, err := n.Inject(ctx, s.Env)
+		s.Record(f, err)
+		s.mu.Lock()
+		s.active = n.Name()
+		if f.Detail != "" && n.Name() != "partition" {
+			s.active += " " + names(f.Targets)
+		} else if p, ok := n.(*Partition); ok {
+			s.active += "(" + p.Shape + ")"
+		}
+		s.mu.Unlock()
+		ok := wait()
+		hctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		f, err = n.Heal(hctx, s.Env)
+		cancel()
+		s.Record(f, err)
+		s.mu.Lock()
+		s.active = ""
+		s.mu.Unlock()
+		if !ok {
+			return
+		}
+	}
+}

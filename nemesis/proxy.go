@@ -1,0 +1,202 @@
+// Package nemesis owns faults: the network fault layer (a TCP proxy per
+// directed peer link, or iptables rules on per-node loopback addresses),
+// partition shapes, process faults (kill -9 and restart, pause and resume,
+// leader kill), and the schedule that injects and heals them. Every fault
+// and heal is reported as an event for the history.
+//
+// It acts on the cluster only through the harness's Cluster methods and on
+// traffic only through a FaultLayer; it must not generate client operations
+// or judge results.
+package nemesis
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/hashicorp/go-multierror"
+)
+
+// FaultLayer is the network fault mechanism: it is the harness's Network,
+// and it can block directed links.
+type FaultLayer interface {
+	Host(id int) string
+	Setup(peers map[int]string) error
+	Dial(from, to int) string
+	// Block cuts exactly the given directed links (from, to); every other
+	// link is open. Block(nil) heals everything.
+	Block(links [][2]int) error
+	Close() error
+}
+
+// Proxy is the default fault layer, needing no privileges: every directed
+// peer link from→to passes through a TCP proxy owned by the harness. A
+// blocked link's connections are closed, and new ones are accepted and
+// their bytes discarded, as packets to a partitioned host would be.
+type Proxy struct {
+	mu    sync.Mutex
+	links map[[2]int]*link
+}
+
+// NewProxy returns an empty proxy layer; Setup starts the proxies.
+func NewProxy() *Proxy { return &Proxy{links: map[[2]int]*link{}} }
+
+// Host: every node binds 127.0.0.1.
+func (*Proxy) Host(int) string { return "127.0.0.1" }
+
+// Setup starts one proxy per ordered pair of nodes.
+func (p *Proxy) Setup(peers map[int]string) error {
+	for from := range peers {
+		for to, addr := range peers {
+			if from == to {
+				continue
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				p.Close()
+				return fmt.Errorf("start proxy n%d->n%d: %w", from, to, err)
+			}
+			l := &link{from: from, to: to, target: addr, ln: ln, conns: map[net.Conn]bool{}}
+			p.links[[2]int{from, to}] = l
+			go l.serve()
+		}
+	}
+	return nil
+}
+
+// Dial is the proxy address of the link from→to.
+func (p *Proxy) Dial(from, to int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.links[[2]int{from, to}].ln.Addr().String()
+}
+
+// Block cuts the given links and opens all others.
+func (p *Proxy) Block(links [][2]int) error {
+	cut := map[[2]int]bool{}
+	for _, l := range links {
+		cut[l] = true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, l := range p.links {
+		l.setBlocked(cut[k])
+	}
+	return nil
+}
+
+// Close stops every proxy and closes every connection.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs *multierror.Error
+	for _, l := range p.links {
+		if err := l.close(); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+	}
+	p.links = map[[2]int]*link{}
+	return errs.ErrorOrNil()
+}
+
+type link struct {
+	from, to int
+	target   string
+	ln       net.Listener
+
+	mu      sync.Mutex
+	blocked bool
+	closed  bool
+	conns   map[net.Conn]bool
+}
+
+func (l *link) serve() {
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			c.Close()
+			return
+		}
+		blocked := l.blocked
+		l.conns[c] = true
+		l.mu.Unlock()
+		if blocked {
+			go l.discard(c)
+		} else {
+			go l.forward(c)
+		}
+	}
+}
+
+func (l *link) drop(cs ...net.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+		delete(l.conns, c)
+	}
+}
+
+// discard swallows what a sender writes over a blocked link.
+func (l *link) discard(c net.Conn) {
+	io.Copy(io.Discard, c)
+	l.drop(c)
+}
+
+func (l *link) forward(c net.Conn) {
+	up, err := net.Dial("tcp", l.target)
+	if err != nil {
+		l.drop(c)
+		return
+	}
+	l.mu.Lock()
+	if l.closed || l.blocked {
+		l.mu.Unlock()
+		up.Close()
+		l.drop(c)
+		return
+	}
+	l.conns[up] = true
+	l.mu.Unlock()
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(up, c); done <- struct{}{} }()
+	go func() { io.Copy(c, up); done <- struct{}{} }()
+	<-done
+	l.drop(c, up)
+}
+
+// setBlocked switches the link. Either way the current connections are
+// closed: a stream whose bytes were partly discarded cannot resume, and a
+// sender whose bytes were discarded must reconnect to be heard again.
+func (l *link) setBlocked(b bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.blocked == b {
+		return
+	}
+	l.blocked = b
+	for c := range l.conns {
+		c.Close()
+		delete(l.conns, c)
+	}
+}
+
+func (l *link) close() error {
+	l.mu.Lock()
+	l.closed = true
+	for c := range l.conns {
+		c.Close()
+	}
+	l.conns = map[net.Conn]bool{}
+	l.mu.Unlock()
+	if err := l.ln.Close(); err != nil {
+		return fmt.Errorf("close proxy n%d->n%d: %w", l.from, l.to, err)
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+// Package reports renders a checked run: results.json (the verdict, each
+// checker's result, anomalies with their evidence, operation counts,
+// throughput and nemesis events) and the HTML pages. It renders to an
+// io.Writer from data it is handed; it must not run checks or touch nodes.
+package reports
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/paxtest/paxtest/checker"
+	"github.com/paxtest/paxtest/harness/history"
+)
+
+// OpCounts counts client operations by outcome.
+type OpCounts struct {
+	OK    int `json:"ok"`
+	Fail  int `json:"fail"`
+	Info  int `json:"info"`
+	Total int `json:"total"`
+}
+
+// NemesisEvent is a fault or heal as results.json lists it.
+type NemesisEvent struct {
+	Time    int64   `json:"time"` // ns since run start
+	Seconds float64 `json:"seconds"`
+	F       string  `json:"f"`
+	Targets []int   `json:"targets,omitempty"`
+	Detail  string  `json:"detail,omitempty"`
+	Error   string  `json:"error,omitempty"`
+}
+
+// Results is results.json.
+type Results struct {
+	Verdict     string                    `json:"verdict"`
+	Dir         string                    `json:"dir"`
+	Interrupted bool                      `json:"interrupted,omitempty"`
+	Config      json.RawMessage           `json:"config,omitempty"`
+	Checkers    map[string]checker.Result `json:"checkers"`
+	Anomalies   []checker.Anomaly         `json:"anomalies"`
+	Ops         OpCounts                  `json:"ops"`
+	FinalReads  OpCounts                  `json:"final_reads"`
+	OpsPerSec   float64                   `json:"ops_per_sec"` // acknowledged operations per second, final reads excluded
+	Seconds     float64                   `json:"seconds"`     // from the first to the last event
+	Nemesis     []NemesisEvent            `json:"nemesis_events"`
+}
+
+// Summarize fills counts, throughput and nemesis events from a history.
+func Summarize(h []history.Event) (ops, final OpCounts, opsPerSec, seconds float64, nem []NemesisEvent) {
+	var first, last, lastWork int64 = -1, 0, 0
+	for _, e := range h {
+		if first < 0 {
+			first = e.Time
+		}
+		last = max(last, e.Time)
+		if e.IsNemesis() {
+			nem = append(nem, NemesisEvent{Time: e.Time, Seconds: float64(e.Time) / 1e9, F: e.F, Targets: e.Targets, Detail: e.Detail, Error: e.Error})
+			continue
+		}
+		c := &ops
+		if e.Final {
+			c = &final
+		} else {
+			lastWork = max(lastWork, e.Time)
+		}
+		switch e.Type {
+		case history.OK:
+			c.OK++
+		case history.Fail:
+			c.Fail++
+		case history.Info:
+			c.Info++
+		case history.Invoke:
+			c.Total++
+		}
+	}
+	if first >= 0 {
+		seconds = float64(last-first) / 1e9
+		if span := float64(lastWork-first) / 1e9; span > 0 {
+			opsPerSec = float64(ops.OK) / span
+		}
+	}
+	if nem == nil {
+		nem = []NemesisEvent{}
+	}
+	return
+}
+
+// WriteJSON writes v as indented JSON to path, through a temporary file so
+// a crash never leaves half a file.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Summary writes the human summary of a run.
+func Summary(w io.Writer, r Results) {
+	fmt.Fprintf(w, "\nrun %s\n", r.Dir)
+	fmt.Fprintf(w, "operations: %d ok, %d fail, %d info; %.0f acknowledged ops/s\n", r.Ops.OK, r.Ops.Fail, r.Ops.Info, r.OpsPerSec)
+	fmt.Fprintf(w, "nemesis events: %d\n", len(r.Nemesis))
+	names := make([]string, 0, len(r.Checkers))
+	for n := range r.Checkers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		c := r.Checkers[n]
+		fmt.Fprintf(w, "  %-16s %-8s %s\n", n, c.Verdict, c.Detail)
+	}
+	for i, a := range r.Anomalies {
+		if i == 10 {
+			fmt.Fprintf(w, "  ... %d more anomalies in results.json\n", len(r.Anomalies)-10)
+			break
+		}
+		fmt.Fprintf(w, "  ! %s: %s\n", a.Kind, a.Detail)
+	}
+	if r.Interrupted {
+		fmt.Fprintln(w, "the run was interrupted: the history is a prefix and the final logs may be missing")
+	}
+	fmt.Fprintf(w, "verdict: %s\n", r.Verdict)
+}

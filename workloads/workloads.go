@@ -1,0 +1,307 @@
+// Package workloads owns the clients and the operation generators: the
+// register workload (get, put, cas over independent keys, a few clients per
+// key at a time, a bounded number of operations per key) and the append
+// workload (unique values appended to lists; reads return the whole list),
+// plus the final reads after the cluster heals.
+//
+// Every logical operation is recorded once: an invoke, then ok, fail
+// (certainly did not happen) or info (indeterminate). Clients follow the
+// target's not-leader hints. It must not inject faults or judge histories.
+package workloads
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/target/api"
+)
+
+// Names lists the accepted --workload values.
+func Names() []string { return []string{"register", "append"} }
+
+// Op is one generated operation.
+type Op struct {
+	F     string // api op
+	Key   string
+	Value string
+	From  string
+	To    string
+}
+
+// Workload generates operations for workers.
+type Workload interface {
+	Name() string
+	// Next returns worker w's next operation.
+	Next(w int, r *rand.Rand) Op
+	// Observe tells the workload how an operation ended.
+	Observe(w int, op Op, typ string, res api.Response)
+	// Keys returns every key used so far, for the final reads.
+	Keys() []string
+	// FinalRead is the read op of the final reads ("get" or "read").
+	FinalRead() string
+}
+
+// New builds a workload by name.
+func New(name string, concurrency, clientsPerKey, opsPerKey int) (Workload, error) {
+	if clientsPerKey <= 0 {
+		clientsPerKey = 3
+	}
+	if opsPerKey <= 0 {
+		opsPerKey = 100
+	}
+	k := newKeys(concurrency, clientsPerKey, opsPerKey)
+	switch name {
+	case "register":
+		return &Register{keys: k, last: map[string]string{}}, nil
+	case "append":
+		return &Append{keys: k}, nil
+	}
+	return nil, fmt.Errorf("unknown workload %q (accepted: %s)", name, strings.Join(Names(), ", "))
+}
+
+// Recorder appends events to the history.
+type Recorder interface {
+	Append(history.Event) (history.Event, error)
+}
+
+// Counts are live operation counts, for progress and results.
+type Counts struct{ OK, Fail, Info atomic.Int64 }
+
+// Config configures a workload run.
+type Config struct {
+	Nodes       []string // client addresses; node id = index + 1
+	Concurrency int
+	Rate        float64 // total operations per second; 0 = as fast as possible
+	Seed        int64
+	Now         func() int64 // the run clock
+	History     Recorder
+	Counts      *Counts
+	OpTimeout   time.Duration // a logical operation's budget, retries included
+	HTTPTimeout time.Duration // one attempt's budget
+}
+
+// Run drives cfg.Concurrency workers until ctx is done.
+func Run(ctx context.Context, cfg Config, wl Workload) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, cfg.Concurrency)
+	for w := 0; w < cfg.Concurrency; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			c := newClient(cfg, w, w)
+			r := rand.New(rand.NewSource(cfg.Seed*7919 + int64(w)))
+			var interval time.Duration
+			if cfg.Rate > 0 {
+				interval = time.Duration(float64(time.Second) * float64(cfg.Concurrency) / cfg.Rate)
+			}
+			next := time.Now()
+			for ctx.Err() == nil {
+				if interval > 0 {
+					next = next.Add(interval)
+					if d := time.Until(next); d > 0 {
+						select {
+						case <-ctx.Done():
+							return
+						case <-time.After(d):
+						}
+					}
+				}
+				op := wl.Next(w, r)
+				typ, res, err := c.do(ctx, op, false)
+				if err != nil {
+					errs <- err
+					return
+				}
+				wl.Observe(w, op, typ, res)
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// FinalReads reads every key through every node, after the cluster healed.
+func FinalReads(ctx context.Context, cfg Config, wl Workload) error {
+	keys := wl.Keys()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(cfg.Nodes))
+	for i := range cfg.Nodes {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			// final readers use process numbers beyond every worker's
+			c := newClient(cfg, 1_000_000+i, i)
+			c.start = i
+			for _, k := range keys {
+				c.node = i
+				if _, _, err := c.do(ctx, Op{F: wl.FinalRead(), Key: k}, true); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+type client struct {
+	cfg     Config
+	process int
+	seq     uint64
+	node    int // index into cfg.Nodes
+	start   int
+	http    *http.Client
+	rand    *rand.Rand
+}
+
+func newClient(cfg Config, process, w int) *client {
+	if cfg.OpTimeout <= 0 {
+		cfg.OpTimeout = 3 * time.Second
+	}
+	if cfg.HTTPTimeout <= 0 {
+		cfg.HTTPTimeout = 1500 * time.Millisecond
+	}
+	return &client{
+		cfg: cfg, process: process, node: w % len(cfg.Nodes),
+		http: &http.Client{Timeout: cfg.HTTPTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 4}},
+		rand: rand.New(rand.NewSource(cfg.Seed + int64(process))),
+	}
+}
+
+// value is the JSON of an operation's value, as the history writes it.
+func value(op Op, res *api.Response) json.RawMessage {
+	var v any
+	switch op.F {
+	case api.OpPut, api.OpAppend:
+		v = op.Value
+	case api.OpCAS:
+		v = history.CAS{From: op.From, To: op.To}
+	case api.OpGet:
+		if res != nil && res.Found {
+			v = res.Value
+		}
+	case api.OpRead:
+		if res != nil {
+			v = append([]string{}, res.List...)
+		}
+	}
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// do performs one logical operation and records it.
+func (c *client) do(ctx context.Context, op Op, final bool) (string, api.Response, error) {
+	c.seq++
+	id := fmt.Sprintf("p%d", c.process)
+	ev := history.Event{Time: c.cfg.Now(), Process: history.Process(c.process), Type: history.Invoke, F: op.F,
+		Key: op.Key, Value: value(op, nil), Client: id, Seq: c.seq, Final: final}
+	if _, err := c.cfg.History.Append(ev); err != nil {
+		return "", api.Response{}, err
+	}
+	req := api.Request{Client: id, Seq: c.seq, Op: op.F, Key: op.Key, Value: op.Value, From: op.From, To: op.To}
+	typ, res, node, why := c.send(ctx, req)
+	done := ev
+	done.Time, done.Type, done.Node, done.Error = c.cfg.Now(), typ, node, why
+	if typ == history.OK {
+		done.Value = value(op, &res)
+	}
+	if _, err := c.cfg.History.Append(done); err != nil {
+		return "", api.Response{}, err
+	}
+	switch typ {
+	case history.OK:
+		c.cfg.Counts.OK.Add(1)
+	case history.Fail:
+		c.cfg.Counts.Fail.Add(1)
+	case history.Info:
+		c.cfg.Counts.Info.Add(1)
+		// The operation may still take effect at any later time: this
+		// process is done, as in Jepsen; the worker goes on as a new one.
+		c.process += max(c.cfg.Concurrency, 1)
+		c.seq = 0
+	}
+	return typ, res, nil
+}
+
+// send tries nodes until the operation is decided or its budget is spent.
+// It returns the history type, the response, the node that answered and why
+// a fail or info happened.
+func (c *client) send(ctx context.Context, req api.Request) (string, api.Response, string, string) {
+	deadline := time.Now().Add(c.cfg.OpTimeout)
+	maybeSent := false
+	lastWhy := ""
+	for attempt := 0; ; attempt++ {
+		if time.Now().After(deadline) || (attempt > 0 && ctx.Err() != nil) {
+			if maybeSent {
+				return history.Info, api.Response{}, "", "no definite answer: " + lastWhy
+			}
+			return history.Fail, api.Response{}, "", "no node took the command: " + lastWhy
+		}
+		addr := c.cfg.Nodes[c.node]
+		name := fmt.Sprintf("n%d", c.node+1)
+		actx, cancel := context.WithTimeout(context.Background(), c.cfg.HTTPTimeout)
+		res, err := (&api.Client{Addr: addr, HTTP: c.http}).Do(actx, req)
+		cancel()
+		if err != nil {
+			return history.Info, api.Response{}, name, err.Error()
+		}
+		switch {
+		case res.OK:
+			return history.OK, res, name, ""
+		case res.Error == api.ErrCASMismatch:
+			return history.Fail, res, name, res.Error
+		case res.Error == api.ErrBadRequest:
+			return history.Fail, res, name, res.Error + ": " + res.Detail
+		case res.Error == api.ErrNotLeader:
+			lastWhy = name + " is not the leader"
+			if i := c.index(res.Leader); i >= 0 && i != c.node {
+				c.node = i
+				continue
+			}
+			c.pause(ctx, 20*time.Millisecond)
+			c.node = c.rand.Intn(len(c.cfg.Nodes))
+		case res.Error == api.ErrBusy:
+			lastWhy = name + " is busy"
+			c.pause(ctx, 10*time.Millisecond)
+		default: // unknown: timed out, connection lost, or never sent
+			if !notSent(res.Detail) {
+				maybeSent = true
+			}
+			lastWhy = name + ": " + res.Detail
+			c.node = c.rand.Intn(len(c.cfg.Nodes))
+			c.pause(ctx, 20*time.Millisecond)
+		}
+	}
+}
+
+// notSent recognises transport errors that prove the request never left.
+func notSent(detail string) bool {
+	return strings.Contains(detail, "connection refused") || strings.Contains(detail, "no route to host")
+}
+
+func (c *client) pause(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func (c *client) index(addr string) int {
+	for i, a := range c.cfg.Nodes {
+		if a == addr {
+			return i
+		}
+	}
+	return -1
+}
