@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/harness/history"
@@ -32,6 +33,9 @@ type NemesisEvent struct {
 	Targets []int   `json:"targets,omitempty"`
 	Detail  string  `json:"detail,omitempty"`
 	Error   string  `json:"error,omitempty"`
+	// RecoverySeconds, on a fault's start: the time until the first
+	// operation invoked after it was acknowledged (-1: none was).
+	RecoverySeconds float64 `json:"recovery_s,omitempty"`
 }
 
 // Results is results.json.
@@ -47,6 +51,9 @@ type Results struct {
 	OpsPerSec   float64                   `json:"ops_per_sec"` // acknowledged operations per second, final reads excluded
 	Seconds     float64                   `json:"seconds"`     // from the first to the last event
 	Nemesis     []NemesisEvent            `json:"nemesis_events"`
+	// LongestGap is the longest time between two acknowledged operations
+	// of the main phase, in seconds: the worst unavailability.
+	LongestGap float64 `json:"longest_gap_s"`
 }
 
 // Summarize fills counts, throughput and nemesis events from a history.
@@ -87,7 +94,54 @@ func Summarize(h []history.Event) (ops, final OpCounts, opsPerSec, seconds float
 	if nem == nil {
 		nem = []NemesisEvent{}
 	}
+	recovery(h, nem)
 	return
+}
+
+// recovery fills RecoverySeconds of each fault start: how long until an
+// operation invoked after it was acknowledged.
+func recovery(h []history.Event, nem []NemesisEvent) {
+	invoked := map[history.Process]int64{}
+	type ack struct{ invoke, done int64 }
+	var acks []ack
+	for _, e := range h {
+		if e.IsNemesis() || e.Final {
+			continue
+		}
+		if e.Type == history.Invoke {
+			invoked[e.Process] = e.Time
+		} else if e.Type == history.OK {
+			acks = append(acks, ack{invoked[e.Process], e.Time})
+		}
+	}
+	for i := range nem {
+		if !strings.HasPrefix(nem[i].F, "start-") {
+			continue
+		}
+		nem[i].RecoverySeconds = -1
+		for _, a := range acks {
+			if a.invoke > nem[i].Time {
+				nem[i].RecoverySeconds = float64(a.done-nem[i].Time) / 1e9
+				break
+			}
+		}
+	}
+}
+
+// LongestGap returns the longest time, in seconds, between consecutive
+// acknowledgements of the main phase.
+func LongestGap(h []history.Event) float64 {
+	var last, gap int64 = -1, 0
+	for _, e := range h {
+		if e.IsNemesis() || e.Final || e.Type != history.OK {
+			continue
+		}
+		if last >= 0 {
+			gap = max(gap, e.Time-last)
+		}
+		last = e.Time
+	}
+	return float64(gap) / 1e9
 }
 
 // WriteJSON writes v as indented JSON to path, through a temporary file so
@@ -111,7 +165,7 @@ func WriteJSON(path string, v any) error {
 func Summary(w io.Writer, r Results) {
 	fmt.Fprintf(w, "\nrun %s\n", r.Dir)
 	fmt.Fprintf(w, "operations: %d ok, %d fail, %d info; %.0f acknowledged ops/s\n", r.Ops.OK, r.Ops.Fail, r.Ops.Info, r.OpsPerSec)
-	fmt.Fprintf(w, "nemesis events: %d\n", len(r.Nemesis))
+	fmt.Fprintf(w, "nemesis events: %d; longest gap between acknowledgements %.2fs\n", len(r.Nemesis), r.LongestGap)
 	names := make([]string, 0, len(r.Checkers))
 	for n := range r.Checkers {
 		names = append(names, n)

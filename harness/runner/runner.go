@@ -400,6 +400,7 @@ func Check(dir string, timeout time.Duration) (reports.Results, error) {
 	}
 	res.Verdict = checker.Combine(verdicts...)
 	res.Ops, res.FinalReads, res.OpsPerSec, res.Seconds, res.Nemesis = reports.Summarize(h)
+	res.LongestGap = reports.LongestGap(h)
 	if old, err := os.ReadFile(layout.Results()); err == nil {
 		var prev reports.Results
 		if json.Unmarshal(old, &prev) == nil {

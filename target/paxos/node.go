@@ -124,6 +124,10 @@ type Node struct {
 
 	catchUpAt int64
 
+	// pre-vote
+	preBallot Ballot
+	preVotes  map[NodeID]bool
+
 	out Ready
 }
 
@@ -193,12 +197,49 @@ func (n *Node) Tick() {
 	}
 	n.electionElapsed++
 	if n.electionElapsed >= n.electionTimeout {
+		n.preCampaign()
+	}
+}
+
+// preCampaign asks every node whether it too has lost the leader and would
+// promise a fresh ballot, before this node raises any ballot (liveness
+// only: a node that was cut off cannot depose a live leader when it comes
+// back, because the others still hear from that leader and say no).
+func (n *Node) preCampaign() {
+	n.resetElectionTimer()
+	n.preBallot = Ballot{Round: n.maxRound + 1, Node: n.cfg.ID}
+	n.preVotes = map[NodeID]bool{n.cfg.ID: true}
+	if quorum.Reached(1, len(n.peers)) {
+		n.Campaign()
+		return
+	}
+	for _, p := range n.peers {
+		if p != n.cfg.ID {
+			n.send(Message{Type: MsgPreVote, To: p, Ballot: n.preBallot, Commit: n.commit})
+		}
+	}
+}
+
+func (n *Node) onPreVote(m Message) {
+	heardLeader := n.leader != 0 && n.leader != m.From && n.electionElapsed < n.cfg.ElectionTicks
+	ok := n.st.Promised.Less(m.Ballot) && n.role != Leader && !heardLeader
+	n.send(Message{Type: MsgPreVoteResp, To: m.From, Ballot: m.Ballot, OK: ok, Promised: n.st.Promised})
+}
+
+func (n *Node) onPreVoteResp(m Message) {
+	if n.role == Leader || n.preVotes == nil || m.Ballot != n.preBallot || !m.OK {
+		return
+	}
+	n.preVotes[m.From] = true
+	if quorum.Reached(len(n.preVotes), len(n.peers)) {
+		n.preVotes = nil
 		n.Campaign()
 	}
 }
 
 // Campaign starts phase 1 at a fresh ballot now (rule 4).
 func (n *Node) Campaign() {
+	n.preVotes = nil
 	n.role = Candidate
 	n.leader = 0
 	n.ballot = Ballot{Round: n.maxRound + 1, Node: n.cfg.ID}
@@ -229,8 +270,16 @@ func (n *Node) Propose(e Entry) error {
 
 // Step feeds one received message into the node.
 func (n *Node) Step(m Message) {
-	n.maxRound = max(n.maxRound, m.Ballot.Round, m.Promised.Round)
+	n.maxRound = max(n.maxRound, m.Promised.Round)
+	if m.Type != MsgPreVote && m.Type != MsgPreVoteResp {
+		// a pre-vote's ballot is only a question; it must not inflate rounds
+		n.maxRound = max(n.maxRound, m.Ballot.Round)
+	}
 	switch m.Type {
+	case MsgPreVote:
+		n.onPreVote(m)
+	case MsgPreVoteResp:
+		n.onPreVoteResp(m)
 	case MsgPrepare:
 		n.onPrepare(m)
 	case MsgPromise:

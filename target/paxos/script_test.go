@@ -293,3 +293,33 @@ func TestStaleAcksNeverChooseAnotherValue(t *testing.T) {
 		})
 	}
 }
+
+// TestRejoiningNodeDoesNotDeposeALiveLeader: a node cut off long enough to
+// time out many times comes back without having raised its ballot, so the
+// leader that kept a majority keeps leading at the same ballot.
+func TestRejoiningNodeDoesNotDeposeALiveLeader(t *testing.T) {
+	s := newSim(13, 3, bugs.Set{})
+	s.connect(s.ids)
+	b := s.elect(t, 1)
+	s.connect([]NodeID{1, 2}, []NodeID{3})
+	round := func() {
+		for _, id := range s.ids {
+			s.nodes[id].node.Tick()
+			s.drain(id)
+		}
+		s.deliverAll()
+	}
+	for i := 0; i < 200; i++ { // twenty election timeouts
+		round()
+	}
+	require.Equal(t, b, s.nodes[3].node.Status().Promised, "the cut-off node raised no ballot")
+	s.connect(s.ids)
+	for i := 0; i < 100; i++ {
+		round()
+	}
+	st := s.nodes[1].node.Status()
+	require.Equal(t, Leader, st.Role)
+	require.Equal(t, b, st.LeaderBallot)
+	require.Equal(t, NodeID(1), s.nodes[3].node.Status().Leader)
+	require.Empty(t, s.broken)
+}

@@ -78,11 +78,13 @@ const (
 	MsgHeartbeatAck
 	MsgCatchUp
 	MsgChosen
+	MsgPreVote     // would you promise Ballot, and have you lost the leader too?
+	MsgPreVoteResp // OK: yes; it changes no state on either side
 )
 
 var msgNames = map[MsgType]string{
 	MsgPrepare: "Prepare", MsgPromise: "Promise", MsgAccept: "Accept", MsgAccepted: "Accepted",
-	MsgHeartbeat: "Heartbeat", MsgHeartbeatAck: "HeartbeatAck", MsgCatchUp: "CatchUp", MsgChosen: "Chosen",
+	MsgHeartbeat: "Heartbeat", MsgHeartbeatAck: "HeartbeatAck", MsgCatchUp: "CatchUp", MsgChosen: "Chosen", MsgPreVote: "PreVote", MsgPreVoteResp: "PreVoteResp",
 }
 
 func (t MsgType) String() string {

@@ -74,6 +74,9 @@ type Server struct {
 
 	mu      sync.Mutex
 	waiters map[reqKey]chan api.Response
+
+	lastRole   paxos.Role // loop goroutine only
+	lastLeader paxos.NodeID
 }
 
 type proposal struct {
@@ -212,6 +215,7 @@ func (s *Server) loop() {
 		case q := <-s.queries:
 			q()
 		}
+		s.logRoleChange()
 		if err := s.process(); err != nil {
 			s.log.Error("stopping: storage failed", "err", err)
 			s.fail(err)
@@ -219,6 +223,16 @@ func (s *Server) loop() {
 			return
 		}
 	}
+}
+
+// logRoleChange logs elections and leader changes as they happen.
+func (s *Server) logRoleChange() {
+	st := s.core.Status()
+	if st.Role == s.lastRole && st.Leader == s.lastLeader {
+		return
+	}
+	s.lastRole, s.lastLeader = st.Role, st.Leader
+	s.log.Info("role", "role", st.Role.String(), "leader", st.Leader, "promised", st.Promised.String(), "commit", st.CommitPoint)
 }
 
 func (s *Server) propose(p proposal) {

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The test binary doubles as the paxtest binary: with PAXTEST_BE_MAIN=1 it
+// runs main, so `run` launches real node processes (itself again).
+func TestMain(m *testing.M) {
+	if os.Getenv("PAXTEST_BE_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+type result struct {
+	code   int
+	stdout string
+	stderr string
+}
+
+func paxtest(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "PAXTEST_BE_MAIN=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+type results struct {
+	Verdict   string `json:"verdict"`
+	Anomalies []struct {
+		Kind string `json:"kind"`
+	} `json:"anomalies"`
+	Ops struct {
+		OK   int `json:"ok"`
+		Info int `json:"info"`
+	} `json:"ops"`
+	OpsPerSec float64 `json:"ops_per_sec"`
+	Nemesis   []struct {
+		F string `json:"f"`
+	} `json:"nemesis_events"`
+	Checkers map[string]struct {
+		Verdict string `json:"verdict"`
+	} `json:"checkers"`
+}
+
+func readResults(t *testing.T, dir string) results {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	require.NoError(t, err)
+	var r results
+	require.NoError(t, json.Unmarshal(b, &r))
+	return r
+}
+
+// noProcessesUnder fails if any process's command line mentions dir.
+func noProcessesUnder(t *testing.T, dir string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var left []string
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			b, err := os.ReadFile(p)
+			if err == nil && bytes.Contains(b, []byte(dir)) {
+				left = append(left, p+": "+strings.ReplaceAll(string(b), "\x00", " "))
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes outlived the run:\n%s", strings.Join(left, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestRunUnderFaultsIsValidAndKeepsTheRunDirectory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run skipped in -short mode")
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		nem  string
+	}{
+		{"register under partitions", []string{"--nodes", "5", "--nemesis", "partition", "--workload", "register"}, "start-partition"},
+		{"append under kill -9", []string{"--nodes", "3", "--nemesis", "kill", "--workload", "append"}, "start-kill"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := t.TempDir()
+			args := append([]string{"run", "--time-limit", "8s", "--nemesis-interval", "1500ms", "--seed", "5", "--store", store}, tc.args...)
+			r := paxtest(t, args...)
+			require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+			require.Contains(t, r.stdout, "verdict: valid")
+			dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+			require.NoError(t, err)
+			for _, f := range []string{"config.json", "history.jsonl", "results.json", "logs.jsonl", "nodes/n1.log", "nodes/n1/data/wal.log"} {
+				require.FileExists(t, filepath.Join(dir, f))
+			}
+			res := readResults(t, dir)
+			require.Equal(t, "valid", res.Verdict)
+			require.Greater(t, res.Ops.OK, 200)
+			require.Greater(t, res.OpsPerSec, 0.0)
+			var faults int
+			for _, e := range res.Nemesis {
+				if e.F == tc.nem {
+					faults++
+				}
+			}
+			require.Greater(t, faults, 0, "the nemesis injected no %s", tc.nem)
+			require.Equal(t, "valid", res.Checkers["log-agreement"].Verdict)
+			noProcessesUnder(t, dir)
+			// check re-derives the verdict from disk and leaves the history alone
+			before, _ := os.ReadFile(filepath.Join(dir, "history.jsonl"))
+			c := paxtest(t, "check", dir)
+			require.Equal(t, 0, c.code, c.stderr)
+			after, _ := os.ReadFile(filepath.Join(dir, "history.jsonl"))
+			require.Equal(t, before, after)
+		})
+	}
+}
+
+func TestBadFlagValuesExit254NamingTheValue(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nemesis", "bogus"}, `"bogus"`},
+		{[]string{"--partition", "triangle"}, `"triangle"`},
+		{[]string{"--workload", "queue"}, `"queue"`},
+		{[]string{"--net", "carrier-pigeon"}, `"carrier-pigeon"`},
+		{[]string{"--bug", "off-by-one"}, `"off-by-one"`},
+		{[]string{"--nodes", "0"}, "--nodes 0"},
+		{[]string{"--time-limit", "soon"}, "soon"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			store := t.TempDir()
+			r := paxtest(t, append([]string{"run", "--store", store, "--time-limit", "1s"}, tc.args...)...)
+			require.Equal(t, 254, r.code, r.stderr)
+			require.Contains(t, r.stderr, tc.want)
+		})
+	}
+}
+
+func TestCheckOnAMissingOrCorruptHistoryExits254NamingTheFile(t *testing.T) {
+	dir := t.TempDir()
+	r := paxtest(t, "check", filepath.Join(dir, "nope"))
+	require.Equal(t, 254, r.code)
+	require.Contains(t, r.stderr, "nope")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"workload":"register","check_timeout":1000000000}`), 0o644))
+	r = paxtest(t, "check", dir)
+	require.Equal(t, 254, r.code)
+	require.Contains(t, r.stderr, "history.jsonl")
+	bad := `{"time":1,"process":0,"type":"invoke","f":"get","key":"k"}` + "\n" + `{"time":2,"process":0,"type":"okay","f":"get"}` + "\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "history.jsonl"), []byte(bad), 0o644))
+	r = paxtest(t, "check", dir)
+	require.Equal(t, 254, r.code)
+	require.Contains(t, r.stderr, "history.jsonl line 2")
+}
+
+// Ctrl-C half-way: the run stops, no node or proxy outlives it, and the
+// history it leaves is checkable.
+func TestInterruptLeavesNothingRunningAndACheckableHistory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run skipped in -short mode")
+	}
+	store := t.TempDir()
+	cmd := exec.Command(os.Args[0], "run", "--nodes", "3", "--nemesis", "pause", "--nemesis-interval", "1s", "--time-limit", "60s", "--store", store)
+	cmd.Env = append(os.Environ(), "PAXTEST_BE_MAIN=1")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	require.NoError(t, cmd.Start())
+	// wait until operations are flowing
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		dir, _ := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+		if st, err := os.Stat(filepath.Join(dir, "history.jsonl")); err == nil && st.Size() > 0 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "no history after 20s: %s", errb.String())
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("run did not stop within 30s of SIGINT: %s", errb.String())
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+	require.NoError(t, err)
+	noProcessesUnder(t, dir)
+	r := paxtest(t, "check", dir)
+	require.Contains(t, []int{0, 1, 2}, r.code, "check gives a verdict: %s %s", r.stdout, r.stderr)
+	require.Contains(t, r.stdout, "verdict:")
+}
+
+// With --net iptables (root), partitions are DROP rules in paxtest's chain;
+// a run, interrupted or not, leaves no chain, no jump and no rule behind.
+func TestIptablesRunsLeaveNoRulesBehind(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for iptables (CI runs it as root)")
+	}
+	if _, err := exec.LookPath("iptables"); err != nil {
+		t.Skip("needs the iptables command: apt-get install iptables (.ci/run installs it)")
+	}
+	noRules := func() {
+		t.Helper()
+		out, _ := exec.Command("iptables", "-w", "-S").CombinedOutput()
+		require.NotContains(t, string(out), "PAXTEST", "iptables rules left behind:\n%s", out)
+	}
+	store := t.TempDir()
+	r := paxtest(t, "run", "--net", "iptables", "--nodes", "3", "--nemesis", "partition", "--partition", "halves",
+		"--nemesis-interval", "1s", "--time-limit", "6s", "--seed", "3", "--store", store)
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+	require.NoError(t, err)
+	res := readResults(t, dir)
+	require.Equal(t, "valid", res.Verdict)
+	noProcessesUnder(t, dir)
+	noRules()
+
+	// interrupted while a partition is in force
+	cmd := exec.Command(os.Args[0], "run", "--net", "iptables", "--nodes", "3", "--nemesis", "partition",
+		"--nemesis-interval", "500ms", "--time-limit", "60s", "--store", store)
+	cmd.Env = append(os.Environ(), "PAXTEST_BE_MAIN=1")
+	require.NoError(t, cmd.Start())
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _ := exec.Command("iptables", "-w", "-S", "PAXTEST").CombinedOutput()
+		if strings.Contains(string(out), "DROP") {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "no partition rule appeared within 20s")
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	cmd.Wait()
+	noRules()
+}
