@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -124,14 +125,28 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 	return c, nil
 }
 
-// FreePort asks the kernel for a free TCP port on host.
+// Node ports come from below Linux's ephemeral range (32768-60999 by
+// default). A port the kernel hands out for "port 0" is an ephemeral one,
+// and between releasing it and the node binding it, any outgoing
+// connection (the proxies' and clients' own) may take it as a source port;
+// no source port is ever drawn from this range.
+const portLow, portHigh = 20000, 32000
+
+// FreePort finds a TCP port on host that is free now, from below the
+// ephemeral range.
 func FreePort(host string) (int, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("find a free port on %s: %w", host, err)
+	var last error
+	for try := 0; try < 200; try++ {
+		port := portLow + rand.IntN(portHigh-portLow)
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			last = err
+			continue
+		}
+		ln.Close()
+		return port, nil
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("find a free port on %s between %d and %d: %w", host, portLow, portHigh, last)
 }
 
 // Nodes returns the members in id order.

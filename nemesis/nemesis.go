@@ -24,6 +24,13 @@ type Env struct {
 	Cluster *harness.Cluster
 	Net     FaultLayer
 	Rand    *rand.Rand
+	// Note records a step inside a multi-step fault (a scenario's stages).
+	Note func(Fault)
+}
+
+// Pacer is implemented by a nemesis that sets its own gap between faults.
+type Pacer interface {
+	Gap(interval time.Duration) time.Duration
 }
 
 // Nemesis injects one kind of fault and heals it.
@@ -34,7 +41,9 @@ type Nemesis interface {
 }
 
 // Kinds lists the accepted --nemesis values.
-func Kinds() []string { return []string{"none", "partition", "kill", "pause", "leader-kill", "all"} }
+func Kinds() []string {
+	return []string{"none", "partition", "kill", "pause", "leader-kill", "figure8", "all"}
+}
 
 // Parse builds the nemeses of a comma-separated --nemesis value. "all" is
 // every kind; "none" (or "") is no nemesis.
@@ -58,6 +67,8 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 			out = append(out, &Pause{})
 		case "leader-kill":
 			out = append(out, &Kill{Leader: true})
+		case "figure8":
+			out = append(out, &Figure8{})
 		}
 	}
 	for _, name := range strings.Split(spec, ",") {
@@ -67,7 +78,7 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 			for _, k := range []string{"partition", "kill", "pause", "leader-kill"} {
 				add(k)
 			}
-		case "partition", "kill", "pause", "leader-kill":
+		case "partition", "kill", "pause", "leader-kill", "figure8":
 			add(name)
 		default:
 			return nil, fmt.Errorf("unknown nemesis %q (accepted: %s)", name, strings.Join(Kinds(), ", "))
@@ -225,6 +236,9 @@ func (s *Schedule) Run(ctx context.Context) {
 	}
 	wait := func() bool {
 		d := s.Interval/2 + time.Duration(s.Env.Rand.Int63n(int64(s.Interval)))
+		if p, ok := s.Nemeses[0].(Pacer); ok && len(s.Nemeses) == 1 {
+			d = p.Gap(s.Interval)
+		}
 		select {
 		case <-ctx.Done():
 			return false
@@ -235,6 +249,11 @@ func (s *Schedule) Run(ctx context.Context) {
 	for wait() {
 		n := s.Nemeses[s.Env.Rand.Intn(len(s.Nemeses))]
 		f, err := n.Inject(ctx, s.Env)
+		if err != nil && ctx.Err() != nil {
+			// the run ended mid-fault; the heal below still runs
+			f = Fault{F: "start-" + n.Name(), Targets: f.Targets, Detail: "cut short by the end of the run: " + err.Error()}
+			err = nil
+		}
 		s.Record(f, err)
 		s.mu.Lock()
 		s.active = n.Name()

@@ -265,3 +265,37 @@ func TestIptablesRunsLeaveNoRulesBehind(t *testing.T) {
 	cmd.Wait()
 	noRules()
 }
+
+// The seeds' schedule against the live cluster: with reconfirm-old-ballot
+// a chosen value is overwritten and the run is invalid with a
+// committed-then-overwritten anomaly; the correct build stays valid.
+func TestFigure8CatchesReconfirmOldBallotAndClearsTheCorrectBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run skipped in -short mode")
+	}
+	for _, tc := range []struct {
+		name    string
+		bug     []string
+		code    int
+		verdict string
+	}{
+		{"reconfirm-old-ballot", []string{"--bug", "reconfirm-old-ballot"}, 1, "invalid"},
+		{"correct", nil, 0, "valid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := t.TempDir()
+			args := append([]string{"run", "--nodes", "5", "--nemesis", "figure8", "--time-limit", "10s", "--seed", "1", "--store", store}, tc.bug...)
+			r := paxtest(t, args...)
+			require.Equal(t, tc.code, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+			dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+			require.NoError(t, err)
+			res := readResults(t, dir)
+			require.Equal(t, tc.verdict, res.Verdict)
+			kinds := map[string]bool{}
+			for _, a := range res.Anomalies {
+				kinds[a.Kind] = true
+			}
+			require.Equal(t, tc.code == 1, kinds["committed-then-overwritten"], "anomalies: %v", kinds)
+		})
+	}
+}

@@ -214,7 +214,9 @@ func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemes
 	counts := &workloads.Counts{}
 	wcfg := workloads.Config{Nodes: nodes, Concurrency: o.Concurrency, Rate: o.Rate, Seed: o.Seed, Now: clock.Now,
 		History: hist, Counts: counts}
-	env := &nemesis.Env{Cluster: cluster, Net: fl, Rand: rand.New(rand.NewSource(o.Seed))}
+	env := &nemesis.Env{Cluster: cluster, Net: fl, Rand: rand.New(rand.NewSource(o.Seed)), Note: func(f nemesis.Fault) {
+		hist.Append(history.Event{Time: clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: f.F, Targets: f.Targets, Detail: f.Detail})
+	}}
 	var nemErrs []error
 	var nemMu sync.Mutex
 	sched := &nemesis.Schedule{Nemeses: nems, Interval: o.NemesisInterval, Env: env, Record: func(f nemesis.Fault, ferr error) {
