@@ -293,42 +293,12 @@ func (l Linearizability) Visualize(w io.Writer, h []history.Event, sample int) e
 	return porcupine.Visualize(l.model, info, w)
 }
 
-// nemesisAnnotations turns fault start/stop pairs into shaded intervals.
+// nemesisAnnotations shades every fault interval.
 func nemesisAnnotations(h []history.Event) []porcupine.Annotation {
 	var out []porcupine.Annotation
-	open := map[string]history.Event{}
-	end := int64(0)
-	for _, e := range h {
-		end = max(end, e.Time)
-	}
-	for _, e := range h {
-		if !e.IsNemesis() {
-			continue
-		}
-		kind, isStart := faultKind(e.F)
-		if isStart {
-			open[kind] = e
-			continue
-		}
-		if s, ok := open[kind]; ok {
-			out = append(out, porcupine.Annotation{Tag: "nemesis", Start: s.Time, End: e.Time,
-				Description: kind, Details: s.Detail, BackgroundColor: "#fde2e2"})
-			delete(open, kind)
-		}
-	}
-	for kind, s := range open {
-		out = append(out, porcupine.Annotation{Tag: "nemesis", Start: s.Time, End: end, Description: kind, Details: s.Detail, BackgroundColor: "#fde2e2"})
+	for _, iv := range history.FaultIntervals(h) {
+		out = append(out, porcupine.Annotation{Tag: "nemesis", Start: iv.Start, End: iv.End,
+			Description: iv.Kind, Details: iv.Detail, BackgroundColor: "#fde2e2"})
 	}
 	return out
-}
-
-// faultKind splits "start-partition" into ("partition", true).
-func faultKind(f string) (string, bool) {
-	if len(f) > 6 && f[:6] == "start-" {
-		return f[6:], true
-	}
-	if len(f) > 5 && f[:5] == "stop-" {
-		return f[5:], false
-	}
-	return f, true
 }

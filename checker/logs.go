@@ -67,6 +67,11 @@ func ReadLogs(path string) ([]LogSample, error) {
 	}
 }
 
+// LogEntryRef is the part of a log entry that identifies its value.
+type LogEntryRef struct {
+	Ballot, Digest, Value string
+}
+
 type sighting struct {
 	Value  string   `json:"value"`
 	Digest string   `json:"digest"`

@@ -43,7 +43,7 @@ func (*Figure8) Gap(time.Duration) time.Duration { return 300 * time.Millisecond
 func (f *Figure8) Inject(ctx context.Context, env *Env) (Fault, error) {
 	note := func(stage, detail string, targets ...int) {
 		if env.Note != nil {
-			env.Note(Fault{F: "figure8-" + stage, Targets: targets, Detail: detail})
+			env.Note(Fault{F: "step-figure8", Targets: targets, Detail: stage + ": " + detail})
 		}
 	}
 	c := env.Cluster

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -108,6 +109,21 @@ func runCheck(o checkOptions, stdout io.Writer) error {
 	}
 	reports.Summary(stdout, res)
 	return verdictError(res.Verdict)
+}
+
+func newCmdReport(stdout, _ io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "report RUN_DIR",
+		Short: "Re-render a run directory's index.html from its files",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if err := runner.Report(args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(args[0], "index.html"))
+			return nil
+		},
+	}
 }
 
 func isTerminal(f *os.File) bool {

@@ -46,6 +46,9 @@ type Options struct {
 	Net             string        `json:"net"`
 	Store           string        `json:"store"`
 	CheckTimeout    time.Duration `json:"check_timeout"`
+	// StartedAt is the wall-clock time of the run clock's zero, written
+	// once the cluster is up, so node logs line up with history times.
+	StartedAt time.Time `json:"started_at,omitzero"`
 	// Binary and Env override how nodes are launched (tests).
 	Binary string   `json:"-"`
 	Env    []string `json:"-"`
@@ -144,6 +147,9 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 		if err := reports.WriteJSON(layout.Results(), res); err != nil {
 			return res, err
 		}
+		if err := Report(layout.Dir); err != nil {
+			return res, err
+		}
 	}
 	return res, nil
 }
@@ -186,6 +192,11 @@ func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemes
 		return false, nil
 	}
 	clock := harness.NewClock()
+	o.StartedAt = clock.Start()
+	if err := reports.WriteJSON(layout.Config(), o); err != nil {
+		errs = multierror.Append(errs, err)
+		return false, nil
+	}
 	hist, err := history.Create(layout.History())
 	if err != nil {
 		errs = multierror.Append(errs, err)
@@ -412,7 +423,7 @@ func Check(dir string, timeout time.Duration) (reports.Results, error) {
 	if err := reports.WriteJSON(layout.Results(), res); err != nil {
 		return res, err
 	}
-	return res, nil
+	return res, render(layout, res, h, logs)
 }
 
 // ErrInterrupted marks a run stopped by a signal.

@@ -1,0 +1,405 @@
+package reports
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/paxtest/paxtest/checker"
+	"github.com/paxtest/paxtest/harness/history"
+)
+
+//go:embed assets/vendor/uplot/uPlot.iife.min.js
+var uplotJS string
+
+//go:embed assets/vendor/uplot/uPlot.min.css
+var uplotCSS string
+
+//go:embed assets/index.html.tmpl
+var indexTmpl string
+
+//go:embed assets/report.js
+var reportJS string
+
+//go:embed assets/report.css
+var reportCSS string
+
+// NodeLog is one node's log file and the lines around the first anomaly.
+type NodeLog struct {
+	Name    string
+	Path    string // relative to the run directory
+	Excerpt []string
+}
+
+// Page is everything index.html shows.
+type Page struct {
+	Results  Results
+	History  []history.Event
+	Logs     []checker.LogSample
+	NodeLogs []NodeLog
+}
+
+// Explain says in plain words what an anomaly kind means.
+func Explain(kind string) string {
+	switch kind {
+	case checker.KindCommittedThenOverwritten:
+		return "A log index was chosen with one value and later, on some node, with another: a value the cluster had committed was overwritten. This is the violation of Raft's Figure 8 — a leader counted an entry as committed that a later leader could still replace."
+	case checker.KindAckWriteLost:
+		return "The cluster told a client its write succeeded, but the write is in no node's final log (or a later read does not contain it): an acknowledged write was lost."
+	case checker.KindNonLinearizable:
+		return "No single order of this key's operations, consistent with when each began and ended, explains the values the clients read: the key did not behave like one register."
+	case checker.KindAppendNotPrefix:
+		return "Two reads of the same list disagree: neither is a prefix of the other, or a later read is shorter than an earlier, completed one."
+	case checker.KindDuplicateAppend:
+		return "A read holds the same appended value twice: one append took effect twice."
+	case checker.KindPhantomValue:
+		return "A read holds a value that no client ever appended."
+	}
+	return "See the detail and evidence."
+}
+
+type cell struct {
+	Sightings []string `json:"sightings"`
+	Mark      string   `json:"mark"` // committed, overwritten, ""
+}
+
+type matrix struct {
+	Index uint64            `json:"index"`
+	Slots []uint64          `json:"slots"`
+	Nodes []string          `json:"nodes"`
+	Cells map[string][]cell `json:"cells"` // node -> per slot
+}
+
+// evidenceMatrix lays out, for an overwritten index, every node's values
+// at the slots around it, each with the ballot and when it was first seen.
+func evidenceMatrix(index uint64, logs []checker.LogSample) matrix {
+	first := map[uint64]checker.LogEntryRef{}
+	type seen struct {
+		t      int64
+		ballot string
+		digest string
+		value  string
+	}
+	per := map[string]map[uint64][]seen{}
+	nodes := map[string]bool{}
+	lo, hi := max(index, 3)-2, index+2
+	for _, s := range logs {
+		nodes[s.Node] = true
+		add := func(i uint64, ballot, digest, value string) {
+			if i < lo || i > hi {
+				return
+			}
+			m := per[s.Node]
+			if m == nil {
+				m = map[uint64][]seen{}
+				per[s.Node] = m
+			}
+			l := m[i]
+			if len(l) > 0 && l[len(l)-1].digest == digest {
+				return
+			}
+			m[i] = append(l, seen{s.Time, ballot, digest, value})
+		}
+		for _, e := range s.Entries {
+			if _, ok := first[e.Index]; !ok {
+				first[e.Index] = checker.LogEntryRef{Ballot: e.Ballot, Digest: e.Digest, Value: e.Value}
+			}
+			add(e.Index, e.Ballot, e.Digest, e.Value)
+		}
+		for _, r := range s.Same {
+			for i := max(r[0], lo); i <= min(r[1], hi); i++ {
+				if f, ok := first[i]; ok {
+					add(i, f.Ballot, f.Digest, f.Value)
+				}
+			}
+		}
+	}
+	m := matrix{Index: index, Cells: map[string][]cell{}}
+	for i := lo; i <= hi; i++ {
+		m.Slots = append(m.Slots, i)
+	}
+	for n := range nodes {
+		m.Nodes = append(m.Nodes, n)
+	}
+	sort.Strings(m.Nodes)
+	for _, n := range m.Nodes {
+		for _, i := range m.Slots {
+			var c cell
+			for _, s := range per[n][i] {
+				c.Sightings = append(c.Sightings, fmt.Sprintf("%.3fs  b%s  %s", float64(s.t)/1e9, s.ballot, shortValue(s.value)))
+				if f, ok := first[i]; ok && s.digest != f.Digest {
+					c.Mark = "overwritten"
+				} else if i == index && c.Mark == "" {
+					c.Mark = "committed"
+				}
+			}
+			m.Cells[n] = append(m.Cells[n], c)
+		}
+	}
+	return m
+}
+
+// shortValue renders a command compactly: "put r1-3=42 (p3#17)".
+func shortValue(v string) string {
+	var r struct {
+		Client, Op, Key, Value, From, To string
+		Seq                              uint64
+	}
+	if v == "" {
+		return "no-op"
+	}
+	if json.Unmarshal([]byte(v), &r) != nil || r.Op == "" {
+		if len(v) > 40 {
+			return v[:37] + "..."
+		}
+		return v
+	}
+	switch r.Op {
+	case "put", "append":
+		return fmt.Sprintf("%s %s=%s (%s#%d)", r.Op, r.Key, r.Value, r.Client, r.Seq)
+	case "cas":
+		return fmt.Sprintf("cas %s %s→%s (%s#%d)", r.Key, r.From, r.To, r.Client, r.Seq)
+	}
+	return fmt.Sprintf("%s %s (%s#%d)", r.Op, r.Key, r.Client, r.Seq)
+}
+
+type opRow struct {
+	Process string
+	Type    string
+	F       string
+	Value   string
+	Invoke  string
+	Done    string
+	Node    string
+	Error   string
+}
+
+// keyOps lists the operations on key that overlap [t-2s, t+2s].
+func keyOps(h []history.Event, key string, t int64) []opRow {
+	open := map[history.Process]history.Event{}
+	var rows []opRow
+	for _, e := range h {
+		if e.IsNemesis() || e.Key != key {
+			continue
+		}
+		if e.Type == history.Invoke {
+			open[e.Process] = e
+			continue
+		}
+		inv, ok := open[e.Process]
+		if !ok {
+			continue
+		}
+		delete(open, e.Process)
+		if e.Time < t-2e9 || inv.Time > t+2e9 {
+			continue
+		}
+		rows = append(rows, opRow{Process: fmt.Sprint(int(e.Process)), Type: e.Type, F: e.F, Value: string(e.Value),
+			Invoke: fmt.Sprintf("%.3f", float64(inv.Time)/1e9), Done: fmt.Sprintf("%.3f", float64(e.Time)/1e9), Node: e.Node, Error: e.Error})
+		if len(rows) >= 200 {
+			break
+		}
+	}
+	return rows
+}
+
+type chartData struct {
+	// latency: x = invocation second, y = latency ms per outcome (null elsewhere)
+	LatX    []float64  `json:"lat_x"`
+	LatOK   []*float64 `json:"lat_ok"`
+	LatFail []*float64 `json:"lat_fail"`
+	LatInfo []*float64 `json:"lat_info"`
+	// throughput per second
+	RateX    []float64 `json:"rate_x"`
+	RateOK   []int     `json:"rate_ok"`
+	RateFail []int     `json:"rate_fail"`
+	RateInfo []int     `json:"rate_info"`
+	Faults   []fault   `json:"faults"`
+	Matrix   []matrix  `json:"matrices"`
+}
+
+type fault struct {
+	Start float64 `json:"start"`
+	End   float64 `json:"end"`
+	Label string  `json:"label"`
+}
+
+// maxPoints bounds the latency scatter, so a 100k-operation report stays a
+// few MB: beyond it operations are sampled evenly (every anomaly's
+// evidence is kept elsewhere on the page).
+const maxPoints = 60000
+
+func charts(h []history.Event) chartData {
+	var d chartData
+	open := map[history.Process]history.Event{}
+	type pt struct {
+		x, y float64
+		typ  string
+	}
+	var pts []pt
+	var last int64
+	for _, e := range h {
+		last = max(last, e.Time)
+		if e.IsNemesis() || e.Final {
+			continue
+		}
+		if e.Type == history.Invoke {
+			open[e.Process] = e
+			continue
+		}
+		if inv, ok := open[e.Process]; ok {
+			delete(open, e.Process)
+			pts = append(pts, pt{float64(inv.Time) / 1e9, float64(e.Time-inv.Time) / 1e6, e.Type})
+		}
+	}
+	sort.Slice(pts, func(i, j int) bool { return pts[i].x < pts[j].x })
+	step := max(1, len(pts)/maxPoints)
+	for i := 0; i < len(pts); i += step {
+		p := pts[i]
+		y := p.y
+		d.LatX = append(d.LatX, p.x)
+		var ok, fail, info *float64
+		switch p.typ {
+		case history.OK:
+			ok = &y
+		case history.Fail:
+			fail = &y
+		default:
+			info = &y
+		}
+		d.LatOK, d.LatFail, d.LatInfo = append(d.LatOK, ok), append(d.LatFail, fail), append(d.LatInfo, info)
+	}
+	secs := int(last/1e9) + 1
+	d.RateOK, d.RateFail, d.RateInfo = make([]int, secs), make([]int, secs), make([]int, secs)
+	for i := 0; i < secs; i++ {
+		d.RateX = append(d.RateX, float64(i))
+	}
+	for _, e := range h {
+		if e.IsNemesis() || e.Final || e.Type == history.Invoke {
+			continue
+		}
+		s := int(e.Time / 1e9)
+		switch e.Type {
+		case history.OK:
+			d.RateOK[s]++
+		case history.Fail:
+			d.RateFail[s]++
+		case history.Info:
+			d.RateInfo[s]++
+		}
+	}
+	for _, iv := range history.FaultIntervals(h) {
+		var names []string
+		for _, t := range iv.Targets {
+			names = append(names, fmt.Sprintf("n%d", t))
+		}
+		d.Faults = append(d.Faults, fault{float64(iv.Start) / 1e9, float64(iv.End) / 1e9, strings.TrimSpace(iv.Kind + " " + strings.Join(names, " "))})
+	}
+	sort.Slice(d.Faults, func(i, j int) bool { return d.Faults[i].Start < d.Faults[j].Start })
+	return d
+}
+
+type anomalyView struct {
+	checker.Anomaly
+	Explain string
+	Seconds string
+	Ops     []opRow
+}
+
+// RenderIndex writes index.html: self-contained, loading nothing from the
+// network.
+func RenderIndex(w io.Writer, p Page) error {
+	t, err := template.New("index").Funcs(template.FuncMap{
+		"upper": strings.ToUpper,
+		"secs":  func(ns int64) string { return fmt.Sprintf("%.3fs", float64(ns)/1e9) },
+	}).Parse(indexTmpl)
+	if err != nil {
+		return fmt.Errorf("parse report template: %w", err)
+	}
+	data := charts(p.History)
+	var views []anomalyView
+	seenKey := map[string]bool{}
+	for i, a := range p.Results.Anomalies {
+		if i >= 50 {
+			break
+		}
+		v := anomalyView{Anomaly: a, Explain: Explain(a.Kind), Seconds: fmt.Sprintf("%.3fs", float64(a.Time)/1e9)}
+		if a.Key != "" && !seenKey[a.Key] && len(seenKey) < 5 {
+			seenKey[a.Key] = true
+			v.Ops = keyOps(p.History, a.Key, a.Time)
+		}
+		if a.Kind == checker.KindCommittedThenOverwritten && len(data.Matrix) < 3 {
+			data.Matrix = append(data.Matrix, evidenceMatrix(a.Index, p.Logs))
+		}
+		views = append(views, v)
+	}
+	type kindView struct {
+		Kind    string
+		Count   int
+		Explain string
+		First   anomalyView
+	}
+	var kinds []*kindView
+	byKind := map[string]*kindView{}
+	for _, v := range views {
+		k := byKind[v.Kind]
+		if k == nil {
+			k = &kindView{Kind: v.Kind, Explain: v.Explain, First: v}
+			byKind[v.Kind] = k
+			kinds = append(kinds, k)
+		}
+	}
+	for _, a := range p.Results.Anomalies {
+		if k := byKind[a.Kind]; k != nil {
+			k.Count++
+		}
+	}
+	var cfg map[string]any
+	json.Unmarshal(p.Results.Config, &cfg)
+	cfgKeys := make([]string, 0, len(cfg))
+	for k := range cfg {
+		cfgKeys = append(cfgKeys, k)
+	}
+	sort.Strings(cfgKeys)
+	var cfgRows [][2]string
+	for _, k := range cfgKeys {
+		cfgRows = append(cfgRows, [2]string{k, fmt.Sprint(cfg[k])})
+	}
+	checkers := make([]string, 0, len(p.Results.Checkers))
+	for k := range p.Results.Checkers {
+		checkers = append(checkers, k)
+	}
+	sort.Strings(checkers)
+	js, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	err = t.Execute(&buf, map[string]any{
+		"R":         p.Results,
+		"Config":    cfgRows,
+		"Checkers":  checkers,
+		"Anomalies": views,
+		"Kinds":     kinds,
+		"HasMatrix": len(data.Matrix) > 0,
+		"More":      len(p.Results.Anomalies) - len(views),
+		"NodeLogs":  p.NodeLogs,
+		"Data":      template.JS(js),
+		"UPlotJS":   template.JS(uplotJS),
+		"UPlotCSS":  template.CSS(uplotCSS),
+		"ReportJS":  template.JS(reportJS),
+		"ReportCSS": template.CSS(reportCSS),
+		"Rendered":  time.Now().UTC().Format(time.RFC3339),
+	})
+	if err != nil {
+		return fmt.Errorf("render report: %w", err)
+	}
+	_, err = w.Write(buf.Bytes())
+	return err
+}
