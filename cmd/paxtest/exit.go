@@ -47,6 +47,10 @@ func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return exitValid
 	}
+	var se soakExit
+	if errors.As(err, &se) {
+		return se.code
+	}
 	var ve verdictErr
 	if errors.As(err, &ve) {
 		if ve.verdict == checker.Invalid {

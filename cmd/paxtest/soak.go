@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paxtest/paxtest/harness/runner"
+	"github.com/paxtest/paxtest/reports"
+)
+
+func newCmdSoak(stdout, stderr io.Writer) *cobra.Command {
+	o := runner.SoakOptions{}
+	cmd := &cobra.Command{
+		Use:   "soak",
+		Short: "Run tests back to back for a duration, with JUnit output (nightly CI)",
+		Long: `Run tests of --time-limit each until --duration is spent (a run starts only if it still
+fits), rotating nemeses and workloads with fresh seeds. Invalid and unknown runs are kept whole;
+the bulky files of valid runs are trimmed past --keep-bytes. Writes JUnit XML (one testcase per
+run) and a summary page under the store.
+
+Exit codes, as Jepsen's test-all: 255 if any run crashed, else 2 if any is unknown, else 1 if
+any is invalid (or a self-check bug was missed), else 0.`,
+		Example: `  paxtest soak --duration 2m --time-limit 20s --junit out.xml
+  paxtest soak --duration 1h --time-limit 60s --self-check 5 --junit soak.xml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Progress = stderr
+			return runSoak(cmd.Context(), o, stdout)
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&o.Duration, "duration", 10*time.Minute, "total time to spend")
+	f.DurationVar(&o.TimeLimit, "time-limit", 60*time.Second, "time limit of each run")
+	f.StringVar(&o.JUnit, "junit", "", "write JUnit XML here")
+	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs")
+	f.IntVar(&o.Nodes, "nodes", 5, "nodes per run")
+	f.Int64Var(&o.Seed, "seed", 0, "first seed (0: random); run i uses seed+i")
+	f.StringSliceVar(&o.Nemeses, "nemeses", nil, "nemeses to rotate (default partition,kill,pause,leader-kill,all)")
+	f.StringSliceVar(&o.Workloads, "workloads", nil, "workloads to rotate (default register,append)")
+	f.IntVar(&o.SelfCheck, "self-check", 0, "make every n-th run a bug switch that must be caught (0: never)")
+	f.Int64Var(&o.KeepBytes, "keep-bytes", 2<<30, "size budget for valid runs; past it their bulky files are removed")
+	return cmd
+}
+
+// soakExit carries soak's test-all exit code.
+type soakExit struct{ code int }
+
+func (e soakExit) Error() string { return fmt.Sprintf("soak: exit %d", e.code) }
+
+func runSoak(ctx context.Context, o runner.SoakOptions, stdout io.Writer) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	started := time.Now()
+	runs, err := runner.Soak(ctx, o)
+	if err != nil {
+		return err
+	}
+	dir, err := runner.WriteSoakSummary(o.Store, started, runs)
+	if err != nil {
+		return err
+	}
+	if o.JUnit != "" {
+		f, err := os.Create(o.JUnit)
+		if err != nil {
+			return fmt.Errorf("write --junit %s: %w", o.JUnit, err)
+		}
+		werr := reports.WriteJUnit(f, runs)
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return fmt.Errorf("write --junit %s: %w", o.JUnit, werr)
+		}
+	}
+	passed := 0
+	for _, r := range runs {
+		if r.Passed() {
+			passed++
+		}
+		fmt.Fprintf(stdout, "%-8s %s seed %d  %s\n", r.Verdict, r.Name, r.Seed, r.Dir)
+	}
+	fmt.Fprintf(stdout, "soak: %d runs, %d passed; summary %s\n", len(runs), passed, filepath.Join(dir, "index.html"))
+	if code := runner.SoakExit(runs); code != 0 {
+		return soakExit{code}
+	}
+	return nil
+}

@@ -1,0 +1,192 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/paxtest/paxtest/harness"
+	"github.com/paxtest/paxtest/reports"
+)
+
+// SoakOptions are the flags of `paxtest soak`.
+type SoakOptions struct {
+	Duration  time.Duration
+	TimeLimit time.Duration
+	JUnit     string
+	Store     string
+	Nodes     int
+	Seed      int64
+	Nemeses   []string // rotated, one per run
+	Workloads []string // rotated
+	// SelfCheck makes every n-th run (0: none) a bug switch with the nemesis
+	// that exposes it; such a run passes only when it is caught.
+	SelfCheck int
+	// KeepBytes is the budget for this soak's valid runs: past it the
+	// bulkiest files of the oldest valid runs are removed.
+	KeepBytes int64
+	Progress  io.Writer
+}
+
+// selfChecks pairs bug switches with the nemesis that catches them.
+func selfChecks() [][2]string {
+	return [][2]string{{"reconfirm-old-ballot", "figure8"}, {"prepare-omits-committed", "partition,leader-kill"}}
+}
+
+// Soak runs tests back to back until the duration is spent: a run starts
+// only if its time limit still fits. Invalid and unknown runs are kept whole.
+func Soak(ctx context.Context, o SoakOptions) ([]reports.SoakRun, error) {
+	if o.Duration <= 0 || o.TimeLimit <= 0 {
+		return nil, UsageError{fmt.Errorf("--duration %v and --time-limit %v must be positive", o.Duration, o.TimeLimit)}
+	}
+	if o.TimeLimit > o.Duration {
+		return nil, UsageError{fmt.Errorf("--time-limit %v is longer than --duration %v: no run would fit", o.TimeLimit, o.Duration)}
+	}
+	if len(o.Nemeses) == 0 {
+		o.Nemeses = []string{"partition", "kill", "pause", "leader-kill", "all"}
+	}
+	if len(o.Workloads) == 0 {
+		o.Workloads = []string{"register", "append"}
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Seed == 0 {
+		o.Seed = time.Now().UnixNano() % 1_000_000
+	}
+	// reject bad nemesis or workload names before the first run
+	for _, n := range o.Nemeses {
+		probe := Options{Nodes: max(o.Nodes, 1), Nemesis: n, Partition: "random", NemesisInterval: time.Second, Workload: "register",
+			TimeLimit: time.Second, Concurrency: 1, Net: "proxy", CheckTimeout: time.Second}
+		if err := probe.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	for _, w := range o.Workloads {
+		probe := Options{Nodes: max(o.Nodes, 1), Nemesis: "none", Partition: "random", NemesisInterval: time.Second, Workload: w,
+			TimeLimit: time.Second, Concurrency: 1, Net: "proxy", CheckTimeout: time.Second}
+		if err := probe.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	start := time.Now()
+	var runs []reports.SoakRun
+	for i := 0; ctx.Err() == nil && time.Since(start)+o.TimeLimit <= o.Duration; i++ {
+		ro := Options{Nodes: o.Nodes, Nemesis: o.Nemeses[i%len(o.Nemeses)], Partition: "random", NemesisInterval: max(o.TimeLimit/6, time.Second),
+			Workload: o.Workloads[(i/len(o.Nemeses))%len(o.Workloads)], TimeLimit: o.TimeLimit, Concurrency: 10, Seed: o.Seed + int64(i),
+			Net: "proxy", Store: o.Store, CheckTimeout: 2 * time.Minute}
+		bug := ""
+		if o.SelfCheck > 0 && i%o.SelfCheck == o.SelfCheck-1 {
+			checks := selfChecks()
+			sc := checks[(i/o.SelfCheck)%len(checks)]
+			bug, ro.Bugs, ro.Nemesis = sc[0], sc[0], sc[1]
+			if sc[1] == "figure8" {
+				ro.Nodes = 5
+			}
+		}
+		t0 := time.Now()
+		fmt.Fprintf(o.Progress, "soak run %d: %s seed %d\n", i+1, ro.Name(), ro.Seed)
+		res, err := Run(ctx, ro)
+		run := reports.SoakRun{Name: ro.Name(), Dir: res.Dir, Seed: ro.Seed, Nemesis: ro.Nemesis, Workload: ro.Workload, Bug: bug,
+			Verdict: res.Verdict, Seconds: time.Since(t0).Seconds()}
+		if err != nil {
+			run.Verdict, run.Error = "crashed", err.Error()
+		}
+		if res.Interrupted {
+			run.Verdict = "unknown"
+		}
+		for _, a := range res.Anomalies {
+			run.Anomalies = append(run.Anomalies, a.Kind+": "+a.Detail)
+		}
+		fmt.Fprintf(o.Progress, "soak run %d: %s (%s)\n", i+1, run.Verdict, run.Dir)
+		runs = append(runs, run)
+		trim(runs, o.KeepBytes)
+	}
+	return runs, nil
+}
+
+// trim removes the bulky files (write-ahead logs, log samples) of the
+// oldest valid runs until this soak's runs fit the budget.
+func trim(runs []reports.SoakRun, budget int64) {
+	if budget <= 0 {
+		return
+	}
+	var total int64
+	for _, r := range runs {
+		total += dirSize(r.Dir)
+	}
+	for i := range runs {
+		if total <= budget {
+			return
+		}
+		r := &runs[i]
+		if r.Verdict != "valid" || r.Bug != "" || r.Trimmed || r.Dir == "" {
+			continue
+		}
+		before := dirSize(r.Dir)
+		os.RemoveAll(filepath.Join(r.Dir, "nodes"))
+		os.Remove(harness.Layout{Dir: r.Dir}.Logs())
+		r.Trimmed = true
+		total -= before - dirSize(r.Dir)
+	}
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	if dir == "" {
+		return 0
+	}
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// SoakExit is Jepsen's test-all order: 255 if any run crashed, else 2 if
+// any is unknown, else 1 if any failed, else 0.
+func SoakExit(runs []reports.SoakRun) int {
+	code := 0
+	for _, r := range runs {
+		switch {
+		case r.Verdict == "crashed":
+			return 255
+		case r.Verdict == "unknown":
+			code = 2
+		case !r.Passed() && code == 0:
+			code = 1
+		}
+	}
+	return code
+}
+
+// soakDirName names a soak's summary directory.
+func soakDirName(t time.Time) string {
+	return "soak-" + t.UTC().Format("20060102T150405")
+}
+
+// WriteSoakSummary writes summary.json and index.html for a soak under
+// store/<soak-time>/ and returns the directory.
+func WriteSoakSummary(store string, started time.Time, runs []reports.SoakRun) (string, error) {
+	dir := filepath.Join(store, soakDirName(started))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := reports.WriteJSON(filepath.Join(dir, "summary.json"), runs); err != nil {
+		return "", err
+	}
+	f, err := os.Create(filepath.Join(dir, "index.html"))
+	if err != nil {
+		return "", fmt.Errorf("write soak summary: %w", err)
+	}
+	defer f.Close()
+	return dir, reports.RenderSoak(f, dir, runs)
+}

@@ -1,0 +1,38 @@
+package reports
+
+import (
+	"bytes"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestJUnitHasOneTestcasePerRunAndClassifiesVerdicts(t *testing.T) {
+	runs := []SoakRun{
+		{Name: "register-partition", Workload: "register", Seed: 1, Verdict: "valid", Seconds: 12, Dir: "s/a"},
+		{Name: "append-kill", Workload: "append", Seed: 2, Verdict: "invalid", Seconds: 11, Dir: "s/b", Anomalies: []string{"acknowledged-write-lost: x"}},
+		{Name: "register-all", Workload: "register", Seed: 3, Verdict: "unknown", Dir: "s/c"},
+		{Name: "register-figure8", Workload: "register", Seed: 4, Bug: "reconfirm-old-ballot", Verdict: "invalid", Dir: "s/d"},
+		{Name: "register-kill", Workload: "register", Seed: 5, Bug: "no-fsync", Verdict: "valid", Dir: "s/e"},
+		{Name: "register-pause", Workload: "register", Seed: 6, Verdict: "crashed", Error: "port in use"},
+	}
+	var buf bytes.Buffer
+	require.NoError(t, WriteJUnit(&buf, runs))
+	golden := filepath.Join("testdata", "soak.junit.xml")
+	if os.Getenv("UPDATE_GOLDEN") == "1" {
+		require.NoError(t, os.WriteFile(golden, buf.Bytes(), 0o644))
+	}
+	want, err := os.ReadFile(golden)
+	require.NoError(t, err)
+	require.Equal(t, string(want), buf.String())
+	var parsed junitSuites
+	require.NoError(t, xml.Unmarshal(buf.Bytes(), &parsed))
+	s := parsed.Suites[0]
+	require.Equal(t, 6, s.Tests)
+	require.Len(t, s.Cases, 6)
+	require.Equal(t, 2, s.Failures, "the invalid run and the missed self-check")
+	require.Equal(t, 2, s.Errors, "unknown and crashed")
+}
