@@ -369,7 +369,11 @@ func RenderIndex(w io.Writer, p Page) error {
 	sort.Strings(cfgKeys)
 	var cfgRows [][2]string
 	for _, k := range cfgKeys {
-		cfgRows = append(cfgRows, [2]string{k, fmt.Sprint(cfg[k])})
+		v := fmt.Sprint(cfg[k])
+		if ns, ok := cfg[k].(float64); ok && (strings.HasSuffix(k, "limit") || strings.HasSuffix(k, "interval") || strings.HasSuffix(k, "timeout")) {
+			v = time.Duration(ns).String() // Go durations are nanoseconds in config.json
+		}
+		cfgRows = append(cfgRows, [2]string{k, v})
 	}
 	checkers := make([]string, 0, len(p.Results.Checkers))
 	for k := range p.Results.Checkers {
