@@ -59,17 +59,18 @@ func Soak(ctx context.Context, o SoakOptions) ([]reports.SoakRun, error) {
 		o.Seed = time.Now().UnixNano() % 1_000_000
 	}
 	// reject bad nemesis or workload names before the first run
+	probe := func(nemesis, workload string) error {
+		p := Options{Nodes: max(o.Nodes, 1), Nemesis: nemesis, Partition: "random", NemesisInterval: time.Second,
+			Workload: workload, TimeLimit: time.Second, Concurrency: 1, Net: "proxy", CheckTimeout: time.Second}
+		return p.Validate()
+	}
 	for _, n := range o.Nemeses {
-		probe := Options{Nodes: max(o.Nodes, 1), Nemesis: n, Partition: "random", NemesisInterval: time.Second, Workload: "register",
-			TimeLimit: time.Second, Concurrency: 1, Net: "proxy", CheckTimeout: time.Second}
-		if err := probe.Validate(); err != nil {
+		if err := probe(n, "register"); err != nil {
 			return nil, err
 		}
 	}
 	for _, w := range o.Workloads {
-		probe := Options{Nodes: max(o.Nodes, 1), Nemesis: "none", Partition: "random", NemesisInterval: time.Second, Workload: w,
-			TimeLimit: time.Second, Concurrency: 1, Net: "proxy", CheckTimeout: time.Second}
-		if err := probe.Validate(); err != nil {
+		if err := probe("none", w); err != nil {
 			return nil, err
 		}
 	}

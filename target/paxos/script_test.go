@@ -62,6 +62,19 @@ func (s *sim) elect(t *testing.T, id NodeID) Ballot {
 	return Ballot{}
 }
 
+// electThenIsolate campaigns at id over the links now open and cuts id off
+// the instant it leads: its recovery Accepts reach only itself.
+func (s *sim) electThenIsolate(t *testing.T, id NodeID) {
+	s.nodes[id].node.Campaign()
+	s.drain(id)
+	for s.nodes[id].node.Status().Role != Leader {
+		require.NotEmpty(t, s.net, "n%d was not elected", id)
+		s.deliver(0)
+	}
+	s.connect([]NodeID{id})
+	s.deliverAll()
+}
+
 func (s *sim) write(id NodeID, v string) {
 	require.NoError(nil, s.nodes[id].node.Propose(Entry{Kind: EntryCommand, Data: []byte(v)}))
 	s.drain(id)
@@ -194,14 +207,7 @@ func TestAcksForAnotherBallotCountForNothing(t *testing.T) {
 			// n1 wins again with n4, n5, and is cut off the instant it leads:
 			// recovery re-proposes slot 1, accepted by n1 alone.
 			s.connect([]NodeID{1, 4, 5})
-			s.nodes[1].node.Campaign()
-			s.drain(1)
-			for s.nodes[1].node.Status().Role != Leader {
-				require.NotEmpty(t, s.net, "n1 was not elected")
-				s.deliver(0)
-			}
-			s.connect([]NodeID{1})
-			s.deliverAll()
+			s.electThenIsolate(t, 1)
 			require.Empty(t, s.chosenAt(1, 1))
 			for _, from := range []NodeID{2, 3} {
 				s.nodes[1].node.Step(Message{Type: MsgAccepted, From: from, To: 1, Ballot: old, Slot: 1, OK: true})
@@ -271,14 +277,7 @@ func TestStaleAcksNeverChooseAnotherValue(t *testing.T) {
 			// n1 leads at ballot 3 with n3, n5: recovery takes w; n1 is cut
 			// off the instant it leads, so only its own ack arrives
 			s.connect([]NodeID{1, 3, 5})
-			s.nodes[1].node.Campaign()
-			s.drain(1)
-			for s.nodes[1].node.Status().Role != Leader {
-				require.NotEmpty(t, s.net, "n1 was not elected")
-				s.deliver(0)
-			}
-			s.connect([]NodeID{1})
-			s.deliverAll()
+			s.electThenIsolate(t, 1)
 			// n1 dies; n2 leads with n4, n5, who hold v1
 			s.crash(1)
 			s.connect([]NodeID{2, 4, 5})
