@@ -109,6 +109,7 @@ func TestOverwrittenLogIndexIsCommittedThenOverwritten(t *testing.T) {
 	a := r.Anomalies[0]
 	require.Equal(t, KindCommittedThenOverwritten, a.Kind)
 	require.Equal(t, uint64(2), a.Index)
+	require.Equal(t, int64(2e9), a.Time, "detectable once the second value is seen")
 	require.Contains(t, a.Detail, "X at ballot 4.1 on n1")
 	require.Contains(t, a.Detail, "Y at ballot 5.2 on n2")
 }

@@ -162,7 +162,8 @@ func CheckLogAgreement(h []history.Event, samples []LogSample) Result {
 			parts = append(parts, fmt.Sprintf("%s at ballot %s on %s (first seen %.3fs)", short(sg.Value), sg.Ballot, strings.Join(sg.Nodes, ","), float64(sg.First)/1e9))
 		}
 		res.Anomalies = append(res.Anomalies, Anomaly{
-			Kind: KindCommittedThenOverwritten, Index: i, Time: sgs[0].First,
+			// detectable from the moment a second value was seen
+			Kind: KindCommittedThenOverwritten, Index: i, Time: sgs[1].First,
 			Detail:   fmt.Sprintf("log index %d was chosen with %d different values: %s", i, len(sgs), strings.Join(parts, "; ")),
 			Evidence: mustJSON(sgs),
 		})

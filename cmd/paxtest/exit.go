@@ -47,6 +47,11 @@ func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return exitValid
 	}
+	var ge gateError
+	if errors.As(err, &ge) {
+		fmt.Fprintf(stderr, "paxtest: %v\n", err)
+		return exitInvalid
+	}
 	var se soakExit
 	if errors.As(err, &se) {
 		return se.code

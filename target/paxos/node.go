@@ -123,6 +123,9 @@ type Node struct {
 	acks          map[uint64]map[NodeID]bool
 
 	catchUpAt int64
+	// learnedTo: every slot up to it was examined for rule 3 at leaderBallot
+	learnedTo     uint64
+	leaderHeardAt int64
 
 	// pre-vote
 	preBallot Ballot
@@ -206,6 +209,7 @@ func (n *Node) Tick() {
 // only: a node that was cut off cannot depose a live leader when it comes
 // back, because the others still hear from that leader and say no).
 func (n *Node) preCampaign() {
+	n.leader = 0 // our own timer fired: we have lost the leader too
 	n.resetElectionTimer()
 	n.preBallot = Ballot{Round: n.maxRound + 1, Node: n.cfg.ID}
 	n.preVotes = map[NodeID]bool{n.cfg.ID: true}
@@ -221,7 +225,7 @@ func (n *Node) preCampaign() {
 }
 
 func (n *Node) onPreVote(m Message) {
-	heardLeader := n.leader != 0 && n.leader != m.From && n.electionElapsed < n.cfg.ElectionTicks
+	heardLeader := n.leader != 0 && n.leader != m.From && n.now-n.leaderHeardAt < int64(n.cfg.ElectionTicks)
 	ok := n.st.Promised.Less(m.Ballot) && n.role != Leader && !heardLeader
 	n.send(Message{Type: MsgPreVoteResp, To: m.From, Ballot: m.Ballot, OK: ok, Promised: n.st.Promised})
 }
@@ -416,7 +420,7 @@ func (n *Node) onAccept(m Message) {
 	n.yield(m)
 	n.setPromised(m.Ballot)
 	if m.From != n.cfg.ID {
-		n.leader, n.leaderBallot, n.electionElapsed = m.From, m.Ballot, 0
+		n.heardFrom(m)
 	}
 	stored := m.Ballot
 	// BUG SWITCH reconfirm-old-ballot (breaks rules 5, 6): a recovered entry
@@ -434,6 +438,9 @@ func (n *Node) onAccept(m Message) {
 	n.persist(Record{Type: RecAccept, Ballot: stored, Slot: m.Slot, Entry: m.Entry})
 	n.send(Message{Type: MsgAccepted, To: m.From, Ballot: m.Ballot, Slot: m.Slot, OK: true})
 	if m.From != n.cfg.ID {
+		if m.Slot <= n.learnedTo && m.Ballot == n.leaderBallot {
+			n.learnSlot(m.Slot, m.Ballot) // accepted after the commit point passed it
+		}
 		n.learnCommit(m.Ballot, m.Commit, m.From)
 	}
 }
@@ -444,30 +451,51 @@ func (n *Node) onHeartbeat(m Message) {
 		return
 	}
 	n.yield(m)
-	n.leader, n.leaderBallot, n.electionElapsed = m.From, m.Ballot, 0
+	n.heardFrom(m)
 	n.send(Message{Type: MsgHeartbeatAck, To: m.From, Ballot: m.Ballot, OK: true, Commit: n.commit})
 	n.learnCommit(m.Ballot, m.Commit, m.From)
 }
 
+// heardFrom records a live leader: an Accept or Heartbeat at a ballot this
+// node has not promised to refuse.
+func (n *Node) heardFrom(m Message) {
+	if m.Ballot != n.leaderBallot {
+		// a new leader: rule 3 starts over for its ballot
+		n.learnedTo = n.commit
+	}
+	n.leader, n.leaderBallot, n.electionElapsed, n.leaderHeardAt = m.From, m.Ballot, 0, n.now
+}
+
 // learnCommit applies rule 3: a slot at or below the leader's commit point is
 // known chosen here only if it was accepted here at the leader's ballot;
-// anything else is fetched with CatchUp.
+// anything else is fetched with CatchUp. Each slot is examined once per
+// leader ballot when the commit point passes it (learnedTo); a slot
+// accepted later is examined by onAccept.
 func (n *Node) learnCommit(b Ballot, c uint64, from NodeID) {
 	if c <= n.commit {
 		return
 	}
-	for s := n.commit + 1; s <= min(c, n.maxSlot); s++ {
-		if _, ok := n.st.Chosen[s]; ok {
-			continue
+	if b == n.leaderBallot {
+		for s := max(n.learnedTo, n.commit) + 1; s <= min(c, n.maxSlot); s++ {
+			n.learnSlot(s, b)
 		}
-		if a, ok := n.st.Accepted[s]; ok && a.Ballot == b {
-			n.choose(s, a.Entry, b)
-		}
+		n.learnedTo = max(n.learnedTo, c)
 	}
 	n.advanceCommit()
 	if n.commit < c && n.now-n.catchUpAt >= int64(n.cfg.HeartbeatTicks) {
 		n.catchUpAt = n.now
 		n.send(Message{Type: MsgCatchUp, To: from, Slot: n.commit + 1})
+	}
+}
+
+// learnSlot marks slot s chosen if it was accepted here at the leader's
+// ballot b (rule 3).
+func (n *Node) learnSlot(s uint64, b Ballot) {
+	if _, ok := n.st.Chosen[s]; ok {
+		return
+	}
+	if a, ok := n.st.Accepted[s]; ok && a.Ballot == b {
+		n.choose(s, a.Entry, b)
 	}
 }
 

@@ -322,3 +322,28 @@ func TestRejoiningNodeDoesNotDeposeALiveLeader(t *testing.T) {
 	require.Equal(t, NodeID(1), s.nodes[3].node.Status().Leader)
 	require.Empty(t, s.broken)
 }
+
+// TestMajorityElectsANewLeaderSoonAfterTheLeaderIsCutOff: with every node
+// ticking in lockstep, the four nodes left elect a leader within a few
+// election timeouts — a node whose own timer fired no longer refuses the
+// others' pre-votes as if it still heard the old leader.
+func TestMajorityElectsANewLeaderSoonAfterTheLeaderIsCutOff(t *testing.T) {
+	s := newSim(14, 5, bugs.Set{})
+	s.connect(s.ids)
+	s.elect(t, 1)
+	s.connect([]NodeID{1}, []NodeID{2, 3, 4, 5})
+	for round := 1; round <= 60; round++ { // six base election timeouts
+		for _, id := range s.ids {
+			s.nodes[id].node.Tick()
+			s.drain(id)
+		}
+		s.deliverAll()
+		for _, id := range []NodeID{2, 3, 4, 5} {
+			if s.nodes[id].node.Status().Role == Leader {
+				t.Logf("n%d leads after %d ticks", id, round)
+				return
+			}
+		}
+	}
+	t.Fatalf("no new leader within 60 ticks of the leader being cut off")
+}

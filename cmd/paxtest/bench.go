@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paxtest/paxtest/harness/runner"
+)
+
+func newCmdBench(stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure paxtest: bug-finding power (detect)",
+	}
+	cmd.AddCommand(newCmdBenchDetect(stdout, stderr))
+	return cmd
+}
+
+type detectOptions struct {
+	runner.DetectOptions
+	Gate bool
+}
+
+func newCmdBenchDetect(stdout, stderr io.Writer) *cobra.Command {
+	o := detectOptions{}
+	cmd := &cobra.Command{
+		Use:   "detect",
+		Short: "For every bug switch × nemesis (and the correct build), N runs: detected k/N, time to detection, false alarms",
+		Long: `Runs the detection matrix: every bug switch with the nemeses expected to expose it (or
+--nemeses for all), plus the correct build, --runs runs of --time-limit each with distinct seeds.
+Prints a markdown table and writes it with JSON into --store/bench-detect-<time>/.
+
+With --gate it exits 1 if any switch was never caught or the correct build raised an alarm
+(the CI gate).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Progress = stderr
+			return runDetect(cmd.Context(), o, stdout)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Runs, "runs", 3, "runs per cell")
+	f.DurationVar(&o.TimeLimit, "time-limit", 30*time.Second, "time limit of each run")
+	f.StringSliceVar(&o.Bugs, "bugs", nil, "switches to test, and none for the correct build (default: all and none)")
+	f.StringSliceVar(&o.Nemeses, "nemeses", nil, "nemeses to try for every switch, each a --nemesis value (default: each switch's own)")
+	f.Int64Var(&o.Seed, "seed", 1, "first seed; run i of a cell uses seed+i")
+	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs")
+	f.BoolVar(&o.Gate, "gate", false, "exit 1 if a switch is never caught or the correct build raises an alarm")
+	return cmd
+}
+
+type gateError struct{ problems []string }
+
+func (e gateError) Error() string {
+	return "detect gate failed:\n  " + strings.Join(e.problems, "\n  ")
+}
+
+func runDetect(ctx context.Context, o detectOptions, stdout io.Writer) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	started := time.Now()
+	cells, err := runner.Detect(ctx, o.DetectOptions)
+	if err != nil {
+		return err
+	}
+	table := runner.DetectTable(cells, o.Runs, o.TimeLimit)
+	dir, err := runner.WriteDetect(o.Store, started, cells, table)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, table)
+	fmt.Fprintf(stdout, "written to %s\n", dir)
+	if o.Gate {
+		if p := runner.DetectGate(cells); len(p) > 0 {
+			return gateError{p}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,218 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/paxtest/paxtest/reports"
+	"github.com/paxtest/paxtest/target/bugs"
+)
+
+// DetectOptions are the flags of `paxtest bench detect`.
+type DetectOptions struct {
+	Runs      int
+	TimeLimit time.Duration
+	Bugs      []string // switch names, "none" for the correct build; empty: all and none
+	Nemeses   []string // nemesis specs to try for every switch; empty: each switch's own
+	Seed      int64
+	Store     string
+	Progress  io.Writer
+}
+
+// BestNemeses names, per switch, the nemeses expected to expose it; the
+// correct build is run under the harshest of them all.
+func BestNemeses() map[string][]string {
+	return map[string][]string{
+		"reconfirm-old-ballot":    {"figure8"},
+		"commit-stale-acks":       {"figure8", "leader-kill"},
+		"no-fsync":                {"kill"},
+		"volatile-promise":        {"partition,kill"},
+		"prepare-omits-committed": {"partition,leader-kill"},
+		"stale-read":              {"partition"},
+		"none":                    {"all", "figure8"},
+	}
+}
+
+// DetectCell is one switch × nemesis of the matrix.
+type DetectCell struct {
+	Bug      string    `json:"bug"` // "none": the correct build
+	Nemesis  string    `json:"nemesis"`
+	Nodes    int       `json:"nodes"`
+	Runs     int       `json:"runs"`
+	Detected int       `json:"detected"` // invalid verdicts
+	Unknown  int       `json:"unknown"`
+	Crashed  int       `json:"crashed"`
+	Seconds  []float64 `json:"detection_seconds"` // per detected run: run start to the first anomaly
+	Median   float64   `json:"median_detection_seconds"`
+	Seeds    []int64   `json:"seeds"`
+	Kinds    []string  `json:"anomaly_kinds"`
+	Dirs     []string  `json:"dirs"`
+}
+
+// FalseAlarms counts invalid verdicts on the correct build.
+func (c DetectCell) FalseAlarms() int {
+	if c.Bug == "none" {
+		return c.Detected
+	}
+	return 0
+}
+
+// Detect runs the matrix: for every switch (and the correct build) and
+// each of its nemeses, Runs runs of TimeLimit with distinct seeds.
+func Detect(ctx context.Context, o DetectOptions) ([]DetectCell, error) {
+	if o.Runs < 1 || o.TimeLimit <= 0 {
+		return nil, UsageError{fmt.Errorf("--runs %d and --time-limit %v must be positive", o.Runs, o.TimeLimit)}
+	}
+	if len(o.Bugs) == 0 {
+		o.Bugs = append(bugs.Names(), "none")
+	}
+	for _, b := range o.Bugs {
+		if _, err := bugs.Parse(b); err != nil {
+			return nil, UsageError{fmt.Errorf("--bugs: %w", err)}
+		}
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+	var cells []DetectCell
+	for _, b := range o.Bugs {
+		nems := o.Nemeses
+		if len(nems) == 0 {
+			nems = BestNemeses()[b]
+		}
+		for _, n := range nems {
+			nodes := 5
+			if b == "no-fsync" {
+				nodes = 3
+			}
+			c := DetectCell{Bug: b, Nemesis: n, Nodes: nodes}
+			kinds := map[string]bool{}
+			for i := 0; i < o.Runs && ctx.Err() == nil; i++ {
+				seed := o.Seed + int64(i)
+				ro := Options{Nodes: nodes, Nemesis: n, Partition: "random", NemesisInterval: 3 * time.Second, Workload: "register",
+					TimeLimit: o.TimeLimit, Concurrency: 10, Seed: seed, Net: "proxy", Store: o.Store, CheckTimeout: 2 * time.Minute}
+				if b != "none" {
+					ro.Bugs = b
+				}
+				if b == "stale-read" {
+					ro.Partition = "leader"
+				}
+				if b == "volatile-promise" {
+					ro.Partition = "bridge"
+				}
+				fmt.Fprintf(o.Progress, "detect: %s × %s seed %d\n", b, n, seed)
+				res, err := Run(ctx, ro)
+				c.Runs++
+				c.Seeds = append(c.Seeds, seed)
+				c.Dirs = append(c.Dirs, res.Dir)
+				switch {
+				case err != nil:
+					c.Crashed++
+					fmt.Fprintf(o.Progress, "detect: harness failed: %v\n", err)
+				case res.Verdict == "invalid":
+					c.Detected++
+					first := res.Anomalies[0].Time
+					for _, a := range res.Anomalies {
+						first = min(first, a.Time)
+						kinds[a.Kind] = true
+					}
+					c.Seconds = append(c.Seconds, float64(first)/1e9)
+				case res.Verdict == "unknown":
+					c.Unknown++
+				}
+			}
+			for k := range kinds {
+				c.Kinds = append(c.Kinds, k)
+			}
+			sort.Strings(c.Kinds)
+			c.Median = median(c.Seconds)
+			cells = append(cells, c)
+		}
+	}
+	return cells, ctx.Err()
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// DetectTable renders the matrix as markdown.
+func DetectTable(cells []DetectCell, runs int, limit time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| switch | nemesis | nodes | detected | median time to detection | unknown | crashed | anomaly kinds | seeds |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|\n")
+	for _, c := range cells {
+		det := fmt.Sprintf("%d/%d", c.Detected, c.Runs)
+		med := "—"
+		if c.Detected > 0 {
+			med = fmt.Sprintf("%.1f s", c.Median)
+		}
+		if c.Bug == "none" {
+			det = fmt.Sprintf("%d false alarms /%d", c.Detected, c.Runs)
+		}
+		var seeds []string
+		for _, s := range c.Seeds {
+			seeds = append(seeds, fmt.Sprint(s))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %d | %d | %s | %s |\n", c.Bug, c.Nemesis, c.Nodes, det, med, c.Unknown, c.Crashed,
+			strings.Join(c.Kinds, ", "), strings.Join(seeds, " "))
+	}
+	fmt.Fprintf(&b, "\n%d runs of %v per cell.\n", runs, limit)
+	return b.String()
+}
+
+// WriteDetect writes detect.md and detect.json under store/bench-detect-<time>/.
+func WriteDetect(store string, started time.Time, cells []DetectCell, table string) (string, error) {
+	dir := filepath.Join(store, "bench-detect-"+started.UTC().Format("20060102T150405"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "detect.md"), []byte(table), 0o644); err != nil {
+		return "", fmt.Errorf("write detect.md: %w", err)
+	}
+	return dir, reports.WriteJSON(filepath.Join(dir, "detect.json"), cells)
+}
+
+// DetectGate reports what fails the CI gate: a switch never caught, or an
+// alarm on the correct build.
+func DetectGate(cells []DetectCell) []string {
+	caught := map[string]bool{}
+	var problems []string
+	for _, c := range cells {
+		if c.Bug == "none" {
+			if c.Detected > 0 || c.Crashed > 0 {
+				problems = append(problems, fmt.Sprintf("the correct build raised %d alarms (%d crashes) under %s", c.Detected, c.Crashed, c.Nemesis))
+			}
+			continue
+		}
+		caught[c.Bug] = caught[c.Bug] || c.Detected > 0
+	}
+	var names []string
+	for b := range caught {
+		names = append(names, b)
+	}
+	sort.Strings(names)
+	for _, b := range names {
+		if !caught[b] {
+			problems = append(problems, fmt.Sprintf("bug switch %s was not caught by any nemesis", b))
+		}
+	}
+	return problems
+}
