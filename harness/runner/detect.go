@@ -31,7 +31,7 @@ func BestNemeses() map[string][]string {
 	return map[string][]string{
 		"reconfirm-old-ballot":    {"figure8"},
 		"commit-stale-acks":       {"figure8", "leader-kill"},
-		"no-fsync":                {"kill"},
+		"no-fsync":                {"crash-quorum", "kill"},
 		"volatile-promise":        {"partition,kill"},
 		"prepare-omits-committed": {"partition,leader-kill"},
 		"stale-read":              {"partition"},
