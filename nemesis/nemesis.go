@@ -42,7 +42,7 @@ type Nemesis interface {
 
 // Kinds lists the accepted --nemesis values.
 func Kinds() []string {
-	return []string{"none", "partition", "kill", "pause", "leader-kill", "crash-quorum", "figure8", "all"}
+	return []string{"none", "partition", "kill", "pause", "leader-kill", "crash-quorum", "elect-lagging", "figure8", "all"}
 }
 
 // Parse builds the nemeses of a comma-separated --nemesis value. "all" is
@@ -71,6 +71,8 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 			out = append(out, &Figure8{})
 		case "crash-quorum":
 			out = append(out, &CrashQuorum{})
+		case "elect-lagging":
+			out = append(out, &ElectLagging{})
 		}
 	}
 	for _, name := range strings.Split(spec, ",") {
@@ -80,7 +82,7 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 			for _, k := range []string{"partition", "kill", "pause", "leader-kill"} {
 				add(k)
 			}
-		case "partition", "kill", "pause", "leader-kill", "crash-quorum", "figure8":
+		case "partition", "kill", "pause", "leader-kill", "crash-quorum", "elect-lagging", "figure8":
 			add(name)
 		default:
 			return nil, fmt.Errorf("unknown nemesis %q (accepted: %s)", name, strings.Join(Kinds(), ", "))

@@ -53,6 +53,7 @@ With --gate it exits 1 if any switch was never caught or the correct build raise
 	f.StringSliceVar(&o.Nemeses, "nemeses", nil, "nemeses to try for every switch, each a --nemesis value (default: each switch's own)")
 	f.Int64Var(&o.Seed, "seed", 1, "first seed; run i of a cell uses seed+i")
 	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs")
+	f.BoolVar(&o.Best, "best", false, "only each switch's best nemesis (the CI gate's slice)")
 	f.BoolVar(&o.Gate, "gate", false, "exit 1 if a switch is never caught or the correct build raises an alarm")
 	return cmd
 }

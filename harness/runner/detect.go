@@ -22,7 +22,9 @@ type DetectOptions struct {
 	Nemeses   []string // nemesis specs to try for every switch; empty: each switch's own
 	Seed      int64
 	Store     string
-	Progress  io.Writer
+	// Best keeps only each switch's first (best) nemesis: the CI gate's slice.
+	Best     bool
+	Progress io.Writer
 }
 
 // BestNemeses names, per switch, the nemeses expected to expose it; the
@@ -33,9 +35,9 @@ func BestNemeses() map[string][]string {
 		"commit-stale-acks":       {"figure8", "leader-kill"},
 		"no-fsync":                {"crash-quorum", "kill"},
 		"volatile-promise":        {"partition,kill"},
-		"prepare-omits-committed": {"partition,leader-kill"},
+		"prepare-omits-committed": {"elect-lagging", "partition,leader-kill"},
 		"stale-read":              {"partition"},
-		"none":                    {"all", "figure8"},
+		"none":                    {"all", "figure8", "crash-quorum", "elect-lagging"},
 	}
 }
 
@@ -88,6 +90,9 @@ func Detect(ctx context.Context, o DetectOptions) ([]DetectCell, error) {
 		nems := o.Nemeses
 		if len(nems) == 0 {
 			nems = BestNemeses()[b]
+			if o.Best {
+				nems = nems[:1]
+			}
 		}
 		for _, n := range nems {
 			nodes := 5
