@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -26,4 +30,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	err := root.Execute()
 	return exitCode(err, stderr)
+}
+
+// interruptible returns a context cancelled by SIGINT or SIGTERM, so a
+// command stops cleanly (tearing down what it started) on Ctrl-C.
+func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }

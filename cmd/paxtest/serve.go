@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -49,10 +47,7 @@ func runServe(ctx context.Context, o serveOptions, stdout io.Writer) error {
 	if err != nil {
 		return usagef("--addr %s: %v (is the port in use?)", o.Addr, err)
 	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible(ctx)
 	defer stop()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(stdout, "serving %s on http://%s/\n", o.Store, ln.Addr())

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -56,10 +54,7 @@ type soakExit struct{ code int }
 func (e soakExit) Error() string { return fmt.Sprintf("soak: exit %d", e.code) }
 
 func runSoak(ctx context.Context, o runner.SoakOptions, stdout io.Writer) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible(ctx)
 	defer stop()
 	started := time.Now()
 	runs, err := runner.Soak(ctx, o)
