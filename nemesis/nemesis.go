@@ -8,8 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/paxtest/paxtest/harness"
 )
 
 // Fault describes one injection or heal, for the history.
@@ -21,7 +19,7 @@ type Fault struct {
 
 // Env is what a nemesis acts on.
 type Env struct {
-	Cluster *harness.Cluster
+	Cluster Control
 	Net     FaultLayer
 	Rand    *rand.Rand
 	// Note records a step inside a multi-step fault (a scenario's stages).

@@ -54,6 +54,8 @@ type Results struct {
 	// LongestGap is the longest time between two acknowledged operations
 	// of the main phase, in seconds: the worst unavailability.
 	LongestGap float64 `json:"longest_gap_s"`
+	// Replay, for a replayed run: how closely it followed the recording.
+	Replay json.RawMessage `json:"replay,omitempty"`
 }
 
 // Summarize fills counts, throughput and nemesis events from a history.
@@ -181,6 +183,16 @@ func Summary(w io.Writer, r Results) {
 			break
 		}
 		fmt.Fprintf(w, "  ! %s: %s\n", a.Kind, a.Detail)
+	}
+	if len(r.Replay) > 0 {
+		var rp struct {
+			Steps, Executed, Remapped, Errors int
+			MaxLateMs                         float64 `json:"max_late_ms"`
+			MedianLate                        float64 `json:"median_late_ms"`
+		}
+		json.Unmarshal(r.Replay, &rp)
+		fmt.Fprintf(w, "replay: %d of %d recorded steps executed, %d remapped onto the current leader, %d errors; lateness median %.1f ms, max %.1f ms\n",
+			rp.Executed, rp.Steps, rp.Remapped, rp.Errors, rp.MedianLate, rp.MaxLateMs)
 	}
 	if r.Interrupted {
 		fmt.Fprintln(w, "the run was interrupted: the history is a prefix and the final logs may be missing")

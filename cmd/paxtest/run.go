@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -36,6 +37,12 @@ Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 the harness fa
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Bugs = strings.Join(bugList, ",")
+			if o.Replay != "" {
+				var err error
+				if o, err = replayOptions(o); err != nil {
+					return err
+				}
+			}
 			o.Progress = stderr
 			o.IsTTY = isTerminal(os.Stderr)
 			return runRun(cmd.Context(), o, stdout)
@@ -55,7 +62,23 @@ Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 the harness fa
 	f.StringVar(&o.Net, "net", "proxy", "network fault layer: proxy (no privileges) or iptables (root)")
 	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs")
 	f.DurationVar(&o.CheckTimeout, "check-timeout", 2*time.Minute, "linearizability check budget; past it the verdict is unknown")
+	f.StringVar(&o.Replay, "replay", "", "re-execute the fault schedule recorded in this run directory, with its configuration")
 	return cmd
+}
+
+// replayOptions takes a recorded run's configuration; only --store and
+// --check-timeout come from the command line.
+func replayOptions(cli runner.Options) (runner.Options, error) {
+	b, err := os.ReadFile(filepath.Join(cli.Replay, "config.json"))
+	if err != nil {
+		return cli, usagef("--replay %s: %v (is it a run directory?)", cli.Replay, err)
+	}
+	var o runner.Options
+	if err := json.Unmarshal(b, &o); err != nil {
+		return cli, usagef("--replay %s: config.json is damaged: %v", cli.Replay, err)
+	}
+	o.Replay, o.Store, o.CheckTimeout, o.StartedAt = cli.Replay, cli.Store, cli.CheckTimeout, time.Time{}
+	return o, nil
 }
 
 func runRun(ctx context.Context, o runner.Options, stdout io.Writer) error {

@@ -16,6 +16,7 @@ import (
 	"io"
 	"math/rand"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +47,9 @@ type Options struct {
 	Net             string        `json:"net"`
 	Store           string        `json:"store"`
 	CheckTimeout    time.Duration `json:"check_timeout"`
+	// Replay is the run directory whose recorded schedule this run
+	// re-executes instead of a nemesis.
+	Replay string `json:"replay,omitempty"`
 	// StartedAt is the wall-clock time of the run clock's zero, written
 	// once the cluster is up, so node logs line up with history times.
 	StartedAt time.Time `json:"started_at,omitzero"`
@@ -68,6 +72,11 @@ func (o *Options) Validate() error {
 	bad := func(format string, args ...any) error { return UsageError{fmt.Errorf(format, args...)} }
 	if o.Nodes < 1 || o.Nodes > 9 {
 		return bad("--nodes %d: use 1 to 9", o.Nodes)
+	}
+	if o.Replay != "" {
+		if _, err := nemesis.ReadSchedule(filepath.Join(o.Replay, nemesis.ScheduleFile)); err != nil {
+			return bad("--replay %s: %v (was it recorded by this version of paxtest?)", o.Replay, err)
+		}
 	}
 	if _, err := nemesis.Parse(o.Nemesis, o.Partition); err != nil {
 		return bad("--nemesis/--partition: %v", err)
@@ -104,6 +113,9 @@ func (o *Options) Name() string {
 	n := strings.ReplaceAll(o.Nemesis, ",", "+")
 	if n == "" {
 		n = "none"
+	}
+	if o.Replay != "" {
+		n = "replay"
 	}
 	name := o.Workload + "-" + n
 	if o.Bugs != "" && o.Bugs != "none" {
@@ -225,7 +237,17 @@ func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemes
 	counts := &workloads.Counts{}
 	wcfg := workloads.Config{Nodes: nodes, Concurrency: o.Concurrency, Rate: o.Rate, Seed: o.Seed, Now: clock.Now,
 		History: hist, Counts: counts}
-	env := &nemesis.Env{Cluster: cluster, Net: fl, Rand: rand.New(rand.NewSource(o.Seed)), Note: func(f nemesis.Fault) {
+	rec, err := nemesis.NewRecorder(filepath.Join(layout.Dir, nemesis.ScheduleFile), cluster, fl, clock.Now)
+	if err != nil {
+		errs = multierror.Append(errs, err)
+		return false, nil
+	}
+	defer func() {
+		if rerr := rec.Close(); rerr != nil {
+			errs = multierror.Append(errs, rerr)
+		}
+	}()
+	env := &nemesis.Env{Cluster: rec, Net: rec, Rand: rand.New(rand.NewSource(o.Seed)), Note: func(f nemesis.Fault) {
 		hist.Append(history.Event{Time: clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: f.F, Targets: f.Targets, Detail: f.Detail})
 	}}
 	var nemErrs []error
@@ -250,7 +272,14 @@ func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemes
 	var wlErr error
 	wg.Add(3)
 	go func() { defer wg.Done(); wlErr = workloads.Run(runCtx, wcfg, wl) }()
-	go func() { defer wg.Done(); sched.Run(runCtx) }()
+	var replay *nemesis.Replay
+	if o.Replay != "" {
+		steps, _ := nemesis.ReadSchedule(filepath.Join(o.Replay, nemesis.ScheduleFile))
+		replay = &nemesis.Replay{Steps: steps, Now: clock.Now, Record: sched.Record}
+		go func() { defer wg.Done(); replay.Run(runCtx, env) }()
+	} else {
+		go func() { defer wg.Done(); sched.Run(runCtx) }()
+	}
 	go func() { defer wg.Done(); samp.run(runCtx, time.Second) }()
 	progressDone := make(chan struct{})
 	go progress(runCtx, o, clock, counts, sched, progressDone)
@@ -260,6 +289,11 @@ func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemes
 	if wlErr != nil {
 		errs = multierror.Append(errs, fmt.Errorf("workload: %w", wlErr))
 		return false, nil
+	}
+	if replay != nil {
+		if err := reports.WriteJSON(filepath.Join(layout.Dir, "replay.json"), replay.Report()); err != nil {
+			errs = multierror.Append(errs, err)
+		}
 	}
 	if ctx.Err() != nil {
 		return true, nil
@@ -414,6 +448,9 @@ func Check(dir string, timeout time.Duration) (reports.Results, error) {
 	res.Verdict = checker.Combine(verdicts...)
 	res.Ops, res.FinalReads, res.OpsPerSec, res.Seconds, res.Nemesis = reports.Summarize(h)
 	res.LongestGap = reports.LongestGap(h)
+	if b, err := os.ReadFile(filepath.Join(dir, "replay.json")); err == nil {
+		res.Replay = b
+	}
 	if old, err := os.ReadFile(layout.Results()); err == nil {
 		var prev reports.Results
 		if json.Unmarshal(old, &prev) == nil {

@@ -1,0 +1,329 @@
+package nemesis
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/paxtest/paxtest/target/api"
+)
+
+// Control is what a nemesis does to the cluster's processes and asks of
+// it; harness.Cluster implements it.
+type Control interface {
+	IDs() []int
+	Leader(ctx context.Context) int
+	Status(ctx context.Context, id int) (api.Status, error)
+	IsDown(id int) bool
+	Kill(id int) error
+	Restart(ctx context.Context, id int) error
+	Pause(id int) error
+	Resume(id int) error
+}
+
+// ScheduleFile is the executed schedule inside a run directory.
+const ScheduleFile = "schedule.jsonl"
+
+// Step is one primitive fault action as it was executed: a replay
+// re-executes these.
+type Step struct {
+	Time   int64    `json:"time"` // ns since run start
+	Op     string   `json:"op"`   // block, kill, restart, pause, resume
+	Node   int      `json:"node,omitempty"`
+	Links  [][2]int `json:"links,omitempty"` // block: the links cut (none: heal)
+	Leader int      `json:"leader"`          // the leader just before the step (0: none)
+}
+
+// Recorder wraps a Control and a FaultLayer and appends every action to
+// the schedule file as it happens.
+type Recorder struct {
+	Control
+	FaultLayer
+	now func() int64
+
+	mu     sync.Mutex
+	w      *bufio.Writer
+	f      *os.File
+	err    error
+	leader int // the leader last seen by the poller
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// NewRecorder creates path (never overwriting) and records into it.
+func NewRecorder(path string, c Control, fl FaultLayer, now func() int64) (*Recorder, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create schedule %s: %w", path, err)
+	}
+	r := &Recorder{Control: c, FaultLayer: fl, now: now, f: f, w: bufio.NewWriter(f), stop: make(chan struct{}), done: make(chan struct{})}
+	go r.poll()
+	return r, nil
+}
+
+// poll keeps the leader current in the background, so recording a step
+// never waits on a paused node's status.
+func (r *Recorder) poll() {
+	defer close(r.done)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		id := r.Control.Leader(ctx)
+		cancel()
+		r.mu.Lock()
+		r.leader = id
+		r.mu.Unlock()
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Recorder) currentLeader() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.leader
+}
+
+func (r *Recorder) record(s Step) {
+	s.Time = r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, err := json.Marshal(s)
+	if err == nil {
+		_, err = r.w.Write(append(b, '\n'))
+	}
+	if err == nil {
+		err = r.w.Flush()
+	}
+	if err != nil && r.err == nil {
+		r.err = fmt.Errorf("write schedule: %w", err)
+	}
+}
+
+// Block records and applies a partition (nil: heal).
+func (r *Recorder) Block(links [][2]int) error {
+	r.record(Step{Op: "block", Links: links, Leader: r.currentLeader()})
+	return r.FaultLayer.Block(links)
+}
+
+// Kill records and applies kill -9.
+func (r *Recorder) Kill(id int) error {
+	r.record(Step{Op: "kill", Node: id, Leader: r.currentLeader()})
+	return r.Control.Kill(id)
+}
+
+// Restart records and applies a restart.
+func (r *Recorder) Restart(ctx context.Context, id int) error {
+	if !r.Control.IsDown(id) {
+		return nil // nothing to restart: not an action
+	}
+	r.record(Step{Op: "restart", Node: id})
+	return r.Control.Restart(ctx, id)
+}
+
+// Pause records and applies SIGSTOP.
+func (r *Recorder) Pause(id int) error {
+	r.record(Step{Op: "pause", Node: id, Leader: r.currentLeader()})
+	return r.Control.Pause(id)
+}
+
+// Resume records and applies SIGCONT.
+func (r *Recorder) Resume(id int) error {
+	r.record(Step{Op: "resume", Node: id})
+	return r.Control.Resume(id)
+}
+
+// Close stops the poller, flushes and closes the schedule file.
+func (r *Recorder) Close() error {
+	close(r.stop)
+	<-r.done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := r.w.Flush()
+	if cerr := r.f.Close(); err == nil {
+		err = cerr
+	}
+	if r.err != nil {
+		return r.err
+	}
+	return err
+}
+
+// ReadSchedule parses a schedule file, naming the line of bad input.
+func ReadSchedule(path string) ([]Step, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("schedule %s: %w", path, err)
+	}
+	defer f.Close()
+	var out []Step
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		var s Step
+		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
+			return nil, fmt.Errorf("schedule %s line %d: %w", path, line, err)
+		}
+		switch s.Op {
+		case "block", "kill", "restart", "pause", "resume":
+		default:
+			return nil, fmt.Errorf("schedule %s line %d: unknown op %q", path, line, s.Op)
+		}
+		out = append(out, s)
+	}
+	return out, sc.Err()
+}
+
+// Replay re-executes a recorded schedule at its recorded times. When the
+// leader at a step differs from the recorded one, the two node ids are
+// swapped in that step, so "kill the leader" stays "kill the leader".
+type Replay struct {
+	Steps []Step
+	Now   func() int64
+	// Record receives each executed step as a fault start or stop.
+	Record func(Fault, error)
+
+	mu     sync.Mutex
+	report ReplayReport
+}
+
+// ReplayReport says how closely a replay followed its recording.
+type ReplayReport struct {
+	Steps       int     `json:"steps"`
+	Executed    int     `json:"executed"`
+	Remapped    int     `json:"remapped"` // steps whose leader differed and were mapped onto the current one
+	MaxLateMs   float64 `json:"max_late_ms"`
+	MedianLate  float64 `json:"median_late_ms"`
+	Errors      int     `json:"errors"`
+	lateSamples []float64
+}
+
+// Name is the nemesis name.
+func (*Replay) Name() string { return "replay" }
+
+// Run executes the steps until ctx is done; it is the whole nemesis.
+func (p *Replay) Run(ctx context.Context, env *Env) error {
+	p.report.Steps = len(p.Steps)
+	var errs []error
+	for _, s := range p.Steps {
+		if d := time.Duration(s.Time - p.Now()); d > 0 {
+			select {
+			case <-ctx.Done():
+				return errors.Join(errs...)
+			case <-time.After(d):
+			}
+		}
+		late := float64(p.Now()-s.Time) / 1e6
+		cur := 0
+		if s.Op == "block" || s.Op == "kill" || s.Op == "pause" {
+			cur = env.Cluster.Leader(ctx)
+		}
+		s = remap(s, s.Leader, cur)
+		var err error
+		switch s.Op {
+		case "block":
+			err = env.Net.Block(s.Links)
+		case "kill":
+			err = env.Cluster.Kill(s.Node)
+		case "restart":
+			err = env.Cluster.Restart(context.Background(), s.Node)
+		case "pause":
+			err = env.Cluster.Pause(s.Node)
+		case "resume":
+			err = env.Cluster.Resume(s.Node)
+		}
+		if p.Record != nil {
+			p.Record(asFault(s), err)
+		}
+		p.mu.Lock()
+		p.report.Executed++
+		if cur != 0 && s.Leader != 0 && cur != s.Leader {
+			p.report.Remapped++
+		}
+		p.report.lateSamples = append(p.report.lateSamples, late)
+		if err != nil {
+			p.report.Errors++
+			errs = append(errs, err)
+		}
+		p.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// Report summarises the replay so far.
+func (p *Replay) Report() ReplayReport {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.report
+	s := append([]float64(nil), r.lateSamples...)
+	sort.Float64s(s)
+	if len(s) > 0 {
+		r.MaxLateMs, r.MedianLate = s[len(s)-1], s[len(s)/2]
+	}
+	return r
+}
+
+// asFault names a replayed step as the history names faults.
+func asFault(s Step) Fault {
+	switch s.Op {
+	case "block":
+		if len(s.Links) == 0 {
+			return Fault{F: "stop-partition", Detail: "replayed: all links open"}
+		}
+		var cut []int
+		seen := map[int]bool{}
+		for _, l := range s.Links {
+			for _, id := range l {
+				if !seen[id] {
+					seen[id] = true
+					cut = append(cut, id)
+				}
+			}
+		}
+		sort.Ints(cut)
+		return Fault{F: "start-partition", Targets: cut, Detail: fmt.Sprintf("replayed: %d links cut", len(s.Links))}
+	case "kill":
+		return Fault{F: "start-kill", Targets: []int{s.Node}, Detail: "replayed: kill -9"}
+	case "restart":
+		return Fault{F: "stop-kill", Targets: []int{s.Node}, Detail: "replayed: restart"}
+	case "pause":
+		return Fault{F: "start-pause", Targets: []int{s.Node}, Detail: "replayed: SIGSTOP"}
+	default:
+		return Fault{F: "stop-pause", Targets: []int{s.Node}, Detail: "replayed: SIGCONT"}
+	}
+}
+
+// remap swaps the recorded leader's id with the current leader's in s.
+func remap(s Step, recorded, current int) Step {
+	if recorded == 0 || current == 0 || recorded == current {
+		return s
+	}
+	swap := func(id int) int {
+		switch id {
+		case recorded:
+			return current
+		case current:
+			return recorded
+		}
+		return id
+	}
+	s.Node = swap(s.Node)
+	links := make([][2]int, len(s.Links))
+	for i, l := range s.Links {
+		links[i] = [2]int{swap(l[0]), swap(l[1])}
+	}
+	if s.Links != nil {
+		s.Links = links
+	}
+	return s
+}
