@@ -40,7 +40,7 @@ type Nemesis interface {
 
 // Kinds lists the accepted --nemesis values.
 func Kinds() []string {
-	return []string{"none", "partition", "kill", "pause", "leader-kill", "crash-quorum", "elect-lagging", "figure8", "all"}
+	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "all"}
 }
 
 // Parse builds the nemeses of a comma-separated --nemesis value. "all" is
@@ -67,6 +67,8 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 			out = append(out, &Kill{Leader: true})
 		case "figure8":
 			out = append(out, &Figure8{})
+		case "leader-pause":
+			out = append(out, &Pause{Leader: true})
 		case "crash-quorum":
 			out = append(out, &CrashQuorum{})
 		case "elect-lagging":
@@ -80,7 +82,7 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 			for _, k := range []string{"partition", "kill", "pause", "leader-kill"} {
 				add(k)
 			}
-		case "partition", "kill", "pause", "leader-kill", "crash-quorum", "elect-lagging", "figure8":
+		case "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8":
 			add(name)
 		default:
 			return nil, fmt.Errorf("unknown nemesis %q (accepted: %s)", name, strings.Join(Kinds(), ", "))
@@ -158,20 +160,36 @@ func (k *Kill) Heal(ctx context.Context, env *Env) (Fault, error) {
 	return Fault{F: "stop-" + k.Name(), Targets: restarted, Detail: "restarted " + names(restarted)}, nil
 }
 
-// Pause stops a minority of nodes with SIGSTOP and resumes them on heal.
-type Pause struct{ paused []int }
+// Pause stops a minority of nodes (or the current leader) with SIGSTOP and
+// resumes them on heal. A paused leader wakes up believing it still leads.
+type Pause struct {
+	Leader bool
+	paused []int
+}
 
-func (p *Pause) Name() string { return "pause" }
+func (p *Pause) Name() string {
+	if p.Leader {
+		return "leader-pause"
+	}
+	return "pause"
+}
 
-func (p *Pause) Inject(_ context.Context, env *Env) (Fault, error) {
+func (p *Pause) Inject(ctx context.Context, env *Env) (Fault, error) {
 	victims := minority(env)
+	if p.Leader {
+		id := env.Cluster.Leader(ctx)
+		if id == 0 {
+			return Fault{F: "start-" + p.Name(), Detail: "no leader to pause"}, nil
+		}
+		victims = []int{id}
+	}
 	for _, id := range victims {
 		if err := env.Cluster.Pause(id); err != nil {
 			return Fault{}, err
 		}
 		p.paused = append(p.paused, id)
 	}
-	return Fault{F: "start-pause", Targets: victims, Detail: "SIGSTOP " + names(victims)}, nil
+	return Fault{F: "start-" + p.Name(), Targets: victims, Detail: "SIGSTOP " + names(victims)}, nil
 }
 
 func (p *Pause) Heal(_ context.Context, env *Env) (Fault, error) {
@@ -182,7 +200,7 @@ func (p *Pause) Heal(_ context.Context, env *Env) (Fault, error) {
 			return Fault{}, err
 		}
 	}
-	return Fault{F: "stop-pause", Targets: resumed, Detail: "SIGCONT " + names(resumed)}, nil
+	return Fault{F: "stop-" + p.Name(), Targets: resumed, Detail: "SIGCONT " + names(resumed)}, nil
 }
 
 // minority picks 1 to ⌊(n-1)/2⌋ random live nodes.

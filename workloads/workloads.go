@@ -86,6 +86,11 @@ type Config struct {
 	Counts      *Counts
 	OpTimeout   time.Duration // a logical operation's budget, retries included
 	HTTPTimeout time.Duration // one attempt's budget
+	// Bound makes every operation start at the worker's own node (worker
+	// mod nodes), as Jepsen binds clients to nodes; hints are followed for
+	// that operation only. Otherwise a worker stays where it last
+	// succeeded, which is usually the leader.
+	Bound bool
 }
 
 // Run drives cfg.Concurrency workers until ctx is done.
@@ -115,6 +120,9 @@ func Run(ctx context.Context, cfg Config, wl Workload) error {
 					}
 				}
 				op := wl.Next(w, r)
+				if cfg.Bound {
+					c.node = w % len(cfg.Nodes)
+				}
 				typ, res, err := c.do(ctx, op, false)
 				if err != nil {
 					errs <- err

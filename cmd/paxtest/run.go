@@ -62,6 +62,7 @@ Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 the harness fa
 	f.StringVar(&o.Net, "net", "proxy", "network fault layer: proxy (no privileges) or iptables (root)")
 	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs")
 	f.DurationVar(&o.CheckTimeout, "check-timeout", 2*time.Minute, "linearizability check budget; past it the verdict is unknown")
+	f.BoolVar(&o.BoundClients, "bound-clients", false, "start every operation at the worker's own node, as Jepsen binds clients to nodes (default: stay on the leader)")
 	f.StringVar(&o.Replay, "replay", "", "re-execute the fault schedule recorded in this run directory, with its configuration")
 	return cmd
 }

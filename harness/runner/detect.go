@@ -36,7 +36,7 @@ func BestNemeses() map[string][]string {
 		"no-fsync":                {"crash-quorum", "kill"},
 		"volatile-promise":        {"partition,kill"},
 		"prepare-omits-committed": {"elect-lagging", "partition,leader-kill"},
-		"stale-read":              {"partition"},
+		"stale-read":              {"leader-pause", "partition"},
 		"none":                    {"all", "figure8", "crash-quorum", "elect-lagging"},
 	}
 }
@@ -109,7 +109,8 @@ func Detect(ctx context.Context, o DetectOptions) ([]DetectCell, error) {
 					ro.Bugs = b
 				}
 				if b == "stale-read" {
-					ro.Partition = "leader"
+					// a deposed leader is only read from by clients bound to it
+					ro.Partition, ro.BoundClients = "leader", true
 				}
 				if b == "volatile-promise" {
 					ro.Partition = "bridge"

@@ -47,6 +47,8 @@ type Options struct {
 	Net             string        `json:"net"`
 	Store           string        `json:"store"`
 	CheckTimeout    time.Duration `json:"check_timeout"`
+	// BoundClients starts every operation at the worker's own node.
+	BoundClients bool `json:"bound_clients,omitempty"`
 	// Replay is the run directory whose recorded schedule this run
 	// re-executes instead of a nemesis.
 	Replay string `json:"replay,omitempty"`
@@ -236,7 +238,7 @@ func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemes
 	}
 	counts := &workloads.Counts{}
 	wcfg := workloads.Config{Nodes: nodes, Concurrency: o.Concurrency, Rate: o.Rate, Seed: o.Seed, Now: clock.Now,
-		History: hist, Counts: counts}
+		History: hist, Counts: counts, Bound: o.BoundClients}
 	rec, err := nemesis.NewRecorder(filepath.Join(layout.Dir, nemesis.ScheduleFile), cluster, fl, clock.Now)
 	if err != nil {
 		errs = multierror.Append(errs, err)
