@@ -34,7 +34,7 @@ type SoakOptions struct {
 
 // selfChecks pairs bug switches with the nemesis that catches them.
 func selfChecks() [][2]string {
-	return [][2]string{{"reconfirm-old-ballot", "figure8"}, {"prepare-omits-committed", "partition,leader-kill"}}
+	return [][2]string{{"reconfirm-old-ballot", "figure8"}, {"no-fsync", "crash-quorum"}, {"prepare-omits-committed", "elect-lagging"}}
 }
 
 // Soak runs tests back to back until the duration is spent: a run starts
@@ -85,8 +85,11 @@ func Soak(ctx context.Context, o SoakOptions) ([]reports.SoakRun, error) {
 			checks := selfChecks()
 			sc := checks[(i/o.SelfCheck)%len(checks)]
 			bug, ro.Bugs, ro.Nemesis = sc[0], sc[0], sc[1]
-			if sc[1] == "figure8" {
+			switch sc[1] {
+			case "figure8":
 				ro.Nodes = 5
+			case "crash-quorum":
+				ro.Nodes = 3
 			}
 		}
 		t0 := time.Now()
