@@ -79,6 +79,7 @@ func (f *Figure8) Inject(ctx context.Context, env *Env) (Fault, error) {
 		return abandon(fmt.Sprintf("n%d holds no unchosen slot", l1))
 	}
 	xFrom, xTo := st.CommitPoint+1, st.MaxSlot
+	observed := env.log(Step{Op: "observe", Node: l1, Slot: st.CommitPoint})
 
 	// stage 2
 	for _, id := range []int{l1, f1} {
@@ -87,7 +88,7 @@ func (f *Figure8) Inject(ctx context.Context, env *Env) (Fault, error) {
 		}
 		f.down = append(f.down, id)
 	}
-	l2 := waitLeaderAmong(ctx, env, others, 5*time.Second, 2*time.Millisecond)
+	l2 := env.awaitLeader(ctx, others)
 	if l2 == 0 {
 		return abandon("no leader among " + names(others))
 	}
@@ -119,7 +120,7 @@ func (f *Figure8) Inject(ctx context.Context, env *Env) (Fault, error) {
 	}
 	f.down = []int{l2}
 	note("stage3", fmt.Sprintf("n%d down; n%d, n%d back with n%d; n%d cut off", l2, l1, f1, a, b), l1, f1, a)
-	l3 := waitLeaderAmong(ctx, env, []int{l1, f1, a}, 5*time.Second, 2*time.Millisecond)
+	l3 := env.awaitLeader(ctx, []int{l1, f1, a})
 	if l3 == 0 {
 		return abandon(fmt.Sprintf("no leader among n%d, n%d, n%d", l1, f1, a))
 	}
@@ -153,6 +154,7 @@ func (f *Figure8) Inject(ctx context.Context, env *Env) (Fault, error) {
 		}
 	}
 	f.down = append([]int{l2}, doomed...)
+	env.log(Step{Op: "await-commit", Node: l3, Ref: observed})
 	if !chosen {
 		return abandon(fmt.Sprintf("n%d did not choose slot %d in time", l3, xFrom))
 	}
@@ -167,7 +169,7 @@ func (f *Figure8) Inject(ctx context.Context, env *Env) (Fault, error) {
 	}
 	f.down = doomed
 	note("stage5", fmt.Sprintf("n%d back with n%d, n%d; %s stay down", l2, carrier, b, names(doomed)), l2, carrier, b)
-	l5 := waitLeaderAmong(ctx, env, []int{l2, carrier, b}, 5*time.Second, 5*time.Millisecond)
+	l5 := env.awaitLeader(ctx, []int{l2, carrier, b})
 	sleep(ctx, 300*time.Millisecond)
 	return Fault{F: "start-figure8", Targets: []int{l1, f1, l2, a, b},
 		Detail: fmt.Sprintf("L1=n%d F1=n%d L2=n%d L3=n%d carrier=n%d B=n%d; X slots %d..%d; stage 5 leader n%d", l1, f1, l2, l3, carrier, b, xFrom, xTo, l5)}, nil
@@ -186,6 +188,22 @@ func (f *Figure8) Heal(ctx context.Context, env *Env) (Fault, error) {
 		}
 	}
 	return Fault{F: "stop-figure8", Targets: restarted, Detail: "all links open, every node running"}, nil
+}
+
+// awaitLeader waits for one of ids to lead and records the wait, so a
+// replay waits for the same election instead of a recorded time.
+func (env *Env) awaitLeader(ctx context.Context, ids []int) int {
+	l := waitLeaderAmong(ctx, env, ids, 5*time.Second, 2*time.Millisecond)
+	env.log(Step{Op: "await-leader", Nodes: ids, Node: l})
+	return l
+}
+
+// log records a scenario step when the schedule is being recorded.
+func (env *Env) log(s Step) int {
+	if env.Log == nil {
+		return -1
+	}
+	return env.Log(s)
 }
 
 // waitLeaderAmong polls the given nodes until one of them says it leads.

@@ -24,6 +24,9 @@ type Env struct {
 	Rand    *rand.Rand
 	// Note records a step inside a multi-step fault (a scenario's stages).
 	Note func(Fault)
+	// Log records a scenario's wait on the cluster in the executed
+	// schedule (nil: not recording); it returns the step's index.
+	Log func(Step) int
 }
 
 // Pacer is implemented by a nemesis that sets its own gap between faults.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,11 +34,18 @@ const ScheduleFile = "schedule.jsonl"
 // Step is one primitive fault action as it was executed: a replay
 // re-executes these.
 type Step struct {
-	Time   int64    `json:"time"` // ns since run start
-	Op     string   `json:"op"`   // block, kill, restart, pause, resume
+	Time int64 `json:"time"` // ns since run start
+	// Op: block, kill, restart, pause, resume; or a scenario's wait on the
+	// cluster: observe (Node's commit point, in Slot), await-leader (one of
+	// Nodes elected; the winner in Node), await-commit (Node's commit point
+	// past the point observed at step Ref).
+	Op     string   `json:"op"`
 	Node   int      `json:"node,omitempty"`
+	Nodes  []int    `json:"nodes,omitempty"`
 	Links  [][2]int `json:"links,omitempty"` // block: the links cut (none: heal)
 	Leader int      `json:"leader"`          // the leader just before the step (0: none)
+	Slot   uint64   `json:"slot,omitempty"`
+	Ref    int      `json:"ref,omitempty"`
 }
 
 // Recorder wraps a Control and a FaultLayer and appends every action to
@@ -52,6 +60,7 @@ type Recorder struct {
 	f      *os.File
 	err    error
 	leader int // the leader last seen by the poller
+	count  int // steps recorded
 	stop   chan struct{}
 	done   chan struct{}
 }
@@ -94,10 +103,15 @@ func (r *Recorder) currentLeader() int {
 	return r.leader
 }
 
-func (r *Recorder) record(s Step) {
+// Log records a scenario's wait on the cluster and returns its index.
+func (r *Recorder) Log(s Step) int { return r.record(s) }
+
+func (r *Recorder) record(s Step) int {
 	s.Time = r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	index := r.count
+	r.count++
 	b, err := json.Marshal(s)
 	if err == nil {
 		_, err = r.w.Write(append(b, '\n'))
@@ -108,6 +122,7 @@ func (r *Recorder) record(s Step) {
 	if err != nil && r.err == nil {
 		r.err = fmt.Errorf("write schedule: %w", err)
 	}
+	return index
 }
 
 // Block records and applies a partition (nil: heal).
@@ -175,7 +190,7 @@ func ReadSchedule(path string) ([]Step, error) {
 			return nil, fmt.Errorf("schedule %s line %d: %w", path, line, err)
 		}
 		switch s.Op {
-		case "block", "kill", "restart", "pause", "resume":
+		case "block", "kill", "restart", "pause", "resume", "observe", "await-leader", "await-commit":
 		default:
 			return nil, fmt.Errorf("schedule %s line %d: unknown op %q", path, line, s.Op)
 		}
@@ -211,45 +226,94 @@ type ReplayReport struct {
 // Name is the nemesis name.
 func (*Replay) Name() string { return "replay" }
 
-// Run executes the steps until ctx is done; it is the whole nemesis.
+// Run executes the steps until ctx is done; it is the whole nemesis. Waits
+// on the cluster are performed, not timed: later steps shift by however
+// long a wait took, and an awaited election maps the recorded winner onto
+// the actual one for every later step.
 func (p *Replay) Run(ctx context.Context, env *Env) error {
 	p.report.Steps = len(p.Steps)
+	ids := env.Cluster.IDs()
+	pi := map[int]int{} // recorded id -> id in this run
+	for _, id := range ids {
+		pi[id] = id
+	}
+	bind := func(recorded, actual int) { // make pi(recorded) == actual
+		if recorded == 0 || actual == 0 || pi[recorded] == actual {
+			return
+		}
+		for r, a := range pi {
+			if a == actual {
+				pi[r] = pi[recorded]
+			}
+		}
+		pi[recorded] = actual
+		p.mu.Lock()
+		p.report.Remapped++
+		p.mu.Unlock()
+	}
+	observed := map[int]uint64{}
+	var offset int64 // how far behind the recording this replay runs
 	var errs []error
-	for _, s := range p.Steps {
-		if d := time.Duration(s.Time - p.Now()); d > 0 {
+	for i, s := range p.Steps {
+		if d := time.Duration(s.Time + offset - p.Now()); d > 0 {
 			select {
 			case <-ctx.Done():
 				return errors.Join(errs...)
 			case <-time.After(d):
 			}
 		}
-		late := float64(p.Now()-s.Time) / 1e6
-		cur := 0
-		if s.Op == "block" || s.Op == "kill" || s.Op == "pause" {
-			cur = env.Cluster.Leader(ctx)
+		late := float64(p.Now()-s.Time-offset) / 1e6
+		if s.Leader != 0 && (s.Op == "block" || s.Op == "kill" || s.Op == "pause") {
+			bind(s.Leader, env.Cluster.Leader(ctx))
 		}
-		s = remap(s, s.Leader, cur)
+		m := func(id int) int {
+			if id == 0 {
+				return 0
+			}
+			return pi[id]
+		}
 		var err error
 		switch s.Op {
 		case "block":
-			err = env.Net.Block(s.Links)
+			links := make([][2]int, 0, len(s.Links))
+			for _, l := range s.Links {
+				links = append(links, [2]int{m(l[0]), m(l[1])})
+			}
+			err = env.Net.Block(links)
 		case "kill":
-			err = env.Cluster.Kill(s.Node)
+			err = env.Cluster.Kill(m(s.Node))
 		case "restart":
-			err = env.Cluster.Restart(context.Background(), s.Node)
+			err = env.Cluster.Restart(context.Background(), m(s.Node))
 		case "pause":
-			err = env.Cluster.Pause(s.Node)
+			err = env.Cluster.Pause(m(s.Node))
 		case "resume":
-			err = env.Cluster.Resume(s.Node)
+			err = env.Cluster.Resume(m(s.Node))
+		case "observe":
+			if st, serr := env.Cluster.Status(ctx, m(s.Node)); serr == nil {
+				observed[i] = st.CommitPoint
+			}
+		case "await-leader":
+			var cands []int
+			for _, id := range s.Nodes {
+				cands = append(cands, m(id))
+			}
+			bind(s.Node, waitLeaderAmong(ctx, env, cands, 5*time.Second, 2*time.Millisecond))
+			offset = p.Now() - s.Time
+		case "await-commit":
+			target := observed[s.Ref] + 1
+			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
+				if st, serr := env.Cluster.Status(ctx, m(s.Node)); serr == nil && st.CommitPoint >= target {
+					break
+				}
+				sleep(ctx, time.Millisecond)
+			}
+			offset = p.Now() - s.Time
 		}
-		if p.Record != nil {
-			p.Record(asFault(s), err)
+		if p.Record != nil && s.Op != "observe" && !strings.HasPrefix(s.Op, "await-") {
+			p.Record(asFault(Step{Op: s.Op, Node: m(s.Node), Links: s.Links}), err)
 		}
 		p.mu.Lock()
 		p.report.Executed++
-		if cur != 0 && s.Leader != 0 && cur != s.Leader {
-			p.report.Remapped++
-		}
 		p.report.lateSamples = append(p.report.lateSamples, late)
 		if err != nil {
 			p.report.Errors++
@@ -301,29 +365,4 @@ func asFault(s Step) Fault {
 	default:
 		return Fault{F: "stop-pause", Targets: []int{s.Node}, Detail: "replayed: SIGCONT"}
 	}
-}
-
-// remap swaps the recorded leader's id with the current leader's in s.
-func remap(s Step, recorded, current int) Step {
-	if recorded == 0 || current == 0 || recorded == current {
-		return s
-	}
-	swap := func(id int) int {
-		switch id {
-		case recorded:
-			return current
-		case current:
-			return recorded
-		}
-		return id
-	}
-	s.Node = swap(s.Node)
-	links := make([][2]int, len(s.Links))
-	for i, l := range s.Links {
-		links[i] = [2]int{swap(l[0]), swap(l[1])}
-	}
-	if s.Links != nil {
-		s.Links = links
-	}
-	return s
 }

@@ -296,6 +296,23 @@ func TestFigure8CatchesReconfirmOldBallotAndClearsTheCorrectBuild(t *testing.T) 
 				kinds[a.Kind] = true
 			}
 			require.Equal(t, tc.code == 1, kinds["committed-then-overwritten"], "anomalies: %v", kinds)
+			if tc.code != 1 {
+				return
+			}
+			// The recorded schedule, replayed, fails the same way, every step run.
+			rs := paxtest(t, "run", "--replay", dir, "--store", store)
+			require.Equal(t, 1, rs.code, "replay:\n%s\n%s", rs.stdout, rs.stderr)
+			replayDir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+			require.NoError(t, err)
+			b, err := os.ReadFile(filepath.Join(replayDir, "results.json"))
+			require.NoError(t, err)
+			var rr struct {
+				Replay struct{ Steps, Executed, Errors int } `json:"replay"`
+			}
+			require.NoError(t, json.Unmarshal(b, &rr))
+			require.Positive(t, rr.Replay.Steps)
+			require.Equal(t, rr.Replay.Steps, rr.Replay.Executed, "every recorded step was replayed")
+			require.Zero(t, rr.Replay.Errors)
 		})
 	}
 }

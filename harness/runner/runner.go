@@ -249,7 +249,7 @@ func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemes
 			errs = multierror.Append(errs, rerr)
 		}
 	}()
-	env := &nemesis.Env{Cluster: rec, Net: rec, Rand: rand.New(rand.NewSource(o.Seed)), Note: func(f nemesis.Fault) {
+	env := &nemesis.Env{Cluster: rec, Net: rec, Rand: rand.New(rand.NewSource(o.Seed)), Log: rec.Log, Note: func(f nemesis.Fault) {
 		hist.Append(history.Event{Time: clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: f.F, Targets: f.Targets, Detail: f.Detail})
 	}}
 	var nemErrs []error
@@ -270,6 +270,16 @@ func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemes
 
 	runCtx, stop := context.WithTimeout(ctx, o.TimeLimit)
 	defer stop()
+	replayCtx := runCtx
+	if o.Replay != "" {
+		// a replay runs its schedule to the end: the workload goes on past
+		// the time limit until it has, but never past three time limits
+		var cancel context.CancelFunc
+		replayCtx, cancel = context.WithTimeout(ctx, 3*o.TimeLimit)
+		defer cancel()
+		runCtx, stop = context.WithCancel(ctx)
+		defer stop()
+	}
 	var wg sync.WaitGroup
 	var wlErr error
 	wg.Add(3)
@@ -278,7 +288,15 @@ func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemes
 	if o.Replay != "" {
 		steps, _ := nemesis.ReadSchedule(filepath.Join(o.Replay, nemesis.ScheduleFile))
 		replay = &nemesis.Replay{Steps: steps, Now: clock.Now, Record: sched.Record}
-		go func() { defer wg.Done(); replay.Run(runCtx, env) }()
+		go func() {
+			defer wg.Done()
+			replay.Run(replayCtx, env)
+			select { // the time limit still holds when the schedule ends early
+			case <-time.After(o.TimeLimit - time.Duration(clock.Now())):
+			case <-replayCtx.Done():
+			}
+			stop()
+		}()
 	} else {
 		go func() { defer wg.Done(); sched.Run(runCtx) }()
 	}
