@@ -252,7 +252,8 @@ func (p *Replay) Run(ctx context.Context, env *Env) error {
 		p.mu.Unlock()
 	}
 	observed := map[int]uint64{}
-	var offset int64 // how far behind the recording this replay runs
+	rerecorded := map[int]int{} // observe step index -> its index in this run's recording
+	var offset int64            // how far behind the recording this replay runs
 	var errs []error
 	for i, s := range p.Steps {
 		if d := time.Duration(s.Time + offset - p.Now()); d > 0 {
@@ -292,12 +293,16 @@ func (p *Replay) Run(ctx context.Context, env *Env) error {
 			if st, serr := env.Cluster.Status(ctx, m(s.Node)); serr == nil {
 				observed[i] = st.CommitPoint
 			}
+			// the replay's own recording is replayable too
+			rerecorded[i] = env.log(Step{Op: "observe", Node: m(s.Node), Slot: observed[i]})
 		case "await-leader":
 			var cands []int
 			for _, id := range s.Nodes {
 				cands = append(cands, m(id))
 			}
-			bind(s.Node, waitLeaderAmong(ctx, env, cands, 5*time.Second, 2*time.Millisecond))
+			won := waitLeaderAmong(ctx, env, cands, 5*time.Second, 2*time.Millisecond)
+			bind(s.Node, won)
+			env.log(Step{Op: "await-leader", Nodes: cands, Node: won})
 			offset = p.Now() - s.Time
 		case "await-commit":
 			target := observed[s.Ref] + 1
@@ -307,6 +312,7 @@ func (p *Replay) Run(ctx context.Context, env *Env) error {
 				}
 				sleep(ctx, time.Millisecond)
 			}
+			env.log(Step{Op: "await-commit", Node: m(s.Node), Ref: rerecorded[s.Ref]})
 			offset = p.Now() - s.Time
 		}
 		if p.Record != nil && s.Op != "observe" && !strings.HasPrefix(s.Op, "await-") {
