@@ -12,7 +12,6 @@ package checker
 
 import (
 	"encoding/json"
-	"time"
 
 	"github.com/paxtest/paxtest/harness/history"
 )
@@ -54,15 +53,6 @@ type Result struct {
 	Millis      int64     `json:"millis"`
 }
 
-// Input is everything the checkers read.
-type Input struct {
-	Workload string
-	History  []history.Event
-	Logs     []LogSample
-	// Timeout bounds the linearizability check.
-	Timeout time.Duration
-}
-
 // Combine is the aggregate verdict: any invalid makes it invalid, else any
 // unknown makes it unknown.
 func Combine(verdicts ...string) string {
@@ -75,20 +65,6 @@ func Combine(verdicts ...string) string {
 			out = Unknown
 		}
 	}
-	return out
-}
-
-// Check runs every checker that applies to the workload and returns their
-// results by name.
-func Check(in Input) map[string]Result {
-	out := map[string]Result{}
-	switch in.Workload {
-	case "append":
-		out["append"] = CheckAppend(in.History)
-	default:
-		out["linearizability"] = CheckLinearizable(in.History, in.Timeout).Result
-	}
-	out["log-agreement"] = CheckLogAgreement(in.History, in.Logs)
 	return out
 }
 

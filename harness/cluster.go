@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -432,6 +431,3 @@ func (c *Cluster) Close() error {
 	}
 	return errs.ErrorOrNil()
 }
-
-// ErrNoLeader is returned when an operation needs a leader and none exists.
-var ErrNoLeader = errors.New("no leader")

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -68,7 +67,6 @@ type localProcess struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	err    error
-	once   sync.Once
 }
 
 func (p *localProcess) Pid() int                { return p.cmd.Process.Pid }

@@ -120,15 +120,6 @@ func Cleanup() error {
 	return errs.ErrorOrNil()
 }
 
-// Rules lists the rules in paxtest's chain ("" if it does not exist).
-func Rules() string {
-	out, err := exec.Command("iptables", "-w", "-S", Chain).CombinedOutput()
-	if err != nil {
-		return ""
-	}
-	return string(out)
-}
-
 func chainExists() bool { return exec.Command("iptables", "-w", "-S", Chain).Run() == nil }
 
 func ipt(args ...string) error {

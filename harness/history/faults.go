@@ -25,7 +25,7 @@ func FaultIntervals(h []Event) []Interval {
 		if !e.IsNemesis() {
 			continue
 		}
-		kind, verb := e.F, ""
+		var kind, verb string
 		switch {
 		case strings.HasPrefix(e.F, "start-"):
 			kind, verb = e.F[6:], "start"

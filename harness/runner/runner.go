@@ -11,7 +11,6 @@ package runner
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -152,20 +151,7 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 	if err != nil {
 		return reports.Results{Dir: layout.Dir}, err
 	}
-	res, err := Check(layout.Dir, o.CheckTimeout)
-	if err != nil {
-		return res, err
-	}
-	if interrupted {
-		res.Interrupted = true
-		if err := reports.WriteJSON(layout.Results(), res); err != nil {
-			return res, err
-		}
-		if err := Report(layout.Dir); err != nil {
-			return res, err
-		}
-	}
-	return res, nil
+	return check(layout.Dir, o.CheckTimeout, interrupted)
 }
 
 // execute runs the cluster, workload and nemesis; it reports whether the
@@ -410,10 +396,19 @@ func progress(ctx context.Context, o Options, clock harness.Clock, counts *workl
 }
 
 // Check re-runs every checker on a run directory's files and rewrites its
-// results.json and linearizability.html; the history is only read.
+// results.json, linearizability.html and index.html; the history is only
+// read. A run recorded as interrupted stays marked so.
 func Check(dir string, timeout time.Duration) (reports.Results, error) {
+	var prev reports.Results
+	if old, err := os.ReadFile(harness.Layout{Dir: dir}.Results()); err == nil {
+		json.Unmarshal(old, &prev)
+	}
+	return check(dir, timeout, prev.Interrupted)
+}
+
+func check(dir string, timeout time.Duration, interrupted bool) (reports.Results, error) {
 	layout := harness.Layout{Dir: dir}
-	res := reports.Results{Dir: dir}
+	res := reports.Results{Dir: dir, Interrupted: interrupted}
 	cfgBytes, err := os.ReadFile(layout.Config())
 	if err != nil {
 		return res, UsageError{fmt.Errorf("%s: %w (is %s a paxtest run directory?)", layout.Config(), err, dir)}
@@ -434,13 +429,12 @@ func Check(dir string, timeout time.Duration) (reports.Results, error) {
 	if timeout <= 0 {
 		timeout = o.CheckTimeout
 	}
-	in := checker.Input{Workload: o.Workload, History: h, Logs: logs, Timeout: timeout}
 	res.Checkers = map[string]checker.Result{}
 	var verdicts []string
 	if o.Workload == "append" {
 		res.Checkers["append"] = checker.CheckAppend(h)
 	} else {
-		lin := checker.CheckLinearizable(h, in.Timeout)
+		lin := checker.CheckLinearizable(h, timeout)
 		res.Checkers["linearizability"] = lin.Result
 		f, err := os.Create(layout.Linearizability())
 		if err != nil {
@@ -471,17 +465,8 @@ func Check(dir string, timeout time.Duration) (reports.Results, error) {
 	if b, err := os.ReadFile(filepath.Join(dir, "replay.json")); err == nil {
 		res.Replay = b
 	}
-	if old, err := os.ReadFile(layout.Results()); err == nil {
-		var prev reports.Results
-		if json.Unmarshal(old, &prev) == nil {
-			res.Interrupted = prev.Interrupted
-		}
-	}
 	if err := reports.WriteJSON(layout.Results(), res); err != nil {
 		return res, err
 	}
 	return res, render(layout, res, h, logs)
 }
-
-// ErrInterrupted marks a run stopped by a signal.
-var ErrInterrupted = errors.New("interrupted")

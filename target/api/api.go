@@ -76,10 +76,6 @@ type Response struct {
 	Local  bool     `json:"local,omitempty"`  // answered from local state, not through the log
 }
 
-// Definite reports whether the response settles the outcome (applied or
-// certainly not applied). An "unknown" error is not definite.
-func (r Response) Definite() bool { return r.Error != ErrUnknown }
-
 // Status is the debug status of a node.
 type Status struct {
 	ID           uint64 `json:"id"`
