@@ -43,7 +43,27 @@ type Nemesis interface {
 
 // Kinds lists the accepted --nemesis values.
 func Kinds() []string {
-	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "all"}
+	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "zombie-leader", "bridge-restart", "all"}
+}
+
+// scripted names the nemeses written as built-in schedules (nemesis/scripts).
+var scripted = map[string][]string{
+	"figure8":        {"figure8", "figure8-regain"},
+	"zombie-leader":  {"zombie-leader"},
+	"bridge-restart": {"bridge-restart"},
+}
+
+// FromScripts builds a nemesis from built-in schedules.
+func FromScripts(label string, names ...string) (*Scripted, error) {
+	s := &Scripted{Label: label}
+	for _, n := range names {
+		sc, err := Builtin(n)
+		if err != nil {
+			return nil, err
+		}
+		s.Scripts = append(s.Scripts, sc)
+	}
+	return s, nil
 }
 
 // Parse builds the nemeses of a comma-separated --nemesis value. "all" is
@@ -54,11 +74,20 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 	}
 	seen := map[string]bool{}
 	var out []Nemesis
+	var failed error
 	add := func(name string) {
 		if seen[name] {
 			return
 		}
 		seen[name] = true
+		if names, ok := scripted[name]; ok {
+			s, err := FromScripts(name, names...)
+			if err != nil {
+				failed = err
+			}
+			out = append(out, s)
+			return
+		}
 		switch name {
 		case "partition":
 			out = append(out, &Partition{Shape: shape})
@@ -68,8 +97,6 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 			out = append(out, &Pause{})
 		case "leader-kill":
 			out = append(out, &Kill{Leader: true})
-		case "figure8":
-			out = append(out, &Figure8{})
 		case "leader-pause":
 			out = append(out, &Pause{Leader: true})
 		case "crash-quorum":
@@ -82,16 +109,19 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 		switch name = strings.TrimSpace(name); name {
 		case "", "none":
 		case "all":
-			for _, k := range []string{"partition", "kill", "pause", "leader-kill"} {
-				add(k)
+			for _, k := range Kinds() {
+				if k != "none" && k != "all" {
+					add(k)
+				}
 			}
-		case "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8":
-			add(name)
 		default:
-			return nil, fmt.Errorf("unknown nemesis %q (accepted: %s)", name, strings.Join(Kinds(), ", "))
+			if !containsName(Kinds(), name) {
+				return nil, fmt.Errorf("unknown nemesis %q (accepted: %s)", name, strings.Join(Kinds(), ", "))
+			}
+			add(name)
 		}
 	}
-	return out, nil
+	return out, failed
 }
 
 // Partition cuts peer links in a shape and heals them.
@@ -298,4 +328,13 @@ func (s *Schedule) Run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+func containsName(xs []string, x string) bool {
+	for _, s := range xs {
+		if s == x {
+			return true
+		}
+	}
+	return false
 }

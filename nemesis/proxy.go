@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-multierror"
 )
@@ -28,6 +29,14 @@ type FaultLayer interface {
 	// link is open. Block(nil) heals everything.
 	Block(links [][2]int) error
 	Close() error
+}
+
+// Delayer is a fault layer that can also slow directed links down.
+type Delayer interface {
+	// Delay holds every byte sent over the given directed links for d before
+	// passing it on; every other link carries no delay. Blocking a link drops
+	// what it was holding.
+	Delay(links [][2]int, d time.Duration) error
 }
 
 // Proxy is the default fault layer, needing no privileges: every directed
@@ -86,6 +95,25 @@ func (p *Proxy) Block(links [][2]int) error {
 	return nil
 }
 
+// Delay slows the given links down by d and clears every other delay.
+func (p *Proxy) Delay(links [][2]int, d time.Duration) error {
+	slow := map[[2]int]bool{}
+	for _, l := range links {
+		slow[l] = true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, l := range p.links {
+		l.mu.Lock()
+		l.delay = 0
+		if slow[k] {
+			l.delay = d
+		}
+		l.mu.Unlock()
+	}
+	return nil
+}
+
 // Close stops every proxy and closes every connection.
 func (p *Proxy) Close() error {
 	p.mu.Lock()
@@ -108,7 +136,14 @@ type link struct {
 	mu      sync.Mutex
 	blocked bool
 	closed  bool
+	delay   time.Duration
 	conns   map[net.Conn]bool
+}
+
+func (l *link) currentDelay() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.delay
 }
 
 func (l *link) serve() {
@@ -165,10 +200,48 @@ func (l *link) forward(c net.Conn) {
 	l.conns[up] = true
 	l.mu.Unlock()
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(up, c); done <- struct{}{} }()
+	go func() { l.copyDelayed(up, c); done <- struct{}{} }()
 	go func() { io.Copy(c, up); done <- struct{}{} }()
 	<-done
 	l.drop(c, up)
+}
+
+// copyDelayed copies src to dst, holding each chunk for the link's delay
+// at the time it was read. When either side closes, chunks still held are
+// dropped, as packets in flight are when a link is cut.
+func (l *link) copyDelayed(dst io.Writer, src io.Reader) {
+	type chunk struct {
+		b   []byte
+		due time.Time
+	}
+	q := make(chan chunk, 1024)
+	stop := make(chan struct{})
+	go func() {
+		defer close(q)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				select {
+				case q <- chunk{buf[:n], time.Now().Add(l.currentDelay())}:
+				case <-stop:
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer close(stop)
+	for c := range q {
+		if d := time.Until(c.due); d > 0 {
+			time.Sleep(d)
+		}
+		if _, err := dst.Write(c.b); err != nil {
+			return
+		}
+	}
 }
 
 // setBlocked switches the link. Either way the current connections are

@@ -35,7 +35,7 @@ const ScheduleFile = "schedule.jsonl"
 // re-executes these.
 type Step struct {
 	Time int64 `json:"time"` // ns since run start
-	// Op: block, kill, restart, pause, resume; or a scenario's wait on the
+	// Op: block, delay, kill, restart, pause, resume; or a scenario's wait on the
 	// cluster: observe (Node's commit point, in Slot), await-leader (one of
 	// Nodes elected; the winner in Node), await-commit (Node's commit point
 	// past the point observed at step Ref).
@@ -46,6 +46,7 @@ type Step struct {
 	Leader int      `json:"leader"`          // the leader just before the step (0: none)
 	Slot   uint64   `json:"slot,omitempty"`
 	Ref    int      `json:"ref,omitempty"`
+	Ms     int64    `json:"ms,omitempty"` // delay: how long the links hold each byte
 }
 
 // Recorder wraps a Control and a FaultLayer and appends every action to
@@ -131,6 +132,27 @@ func (r *Recorder) Block(links [][2]int) error {
 	return r.FaultLayer.Block(links)
 }
 
+// Delay records and applies a link delay; the wrapped layer must support it.
+func (r *Recorder) Delay(links [][2]int, d time.Duration) error {
+	if _, ok := r.FaultLayer.(Delayer); !ok && len(links) == 0 {
+		return nil
+	}
+	r.record(Step{Op: "delay", Links: links, Ms: d.Milliseconds(), Leader: r.currentLeader()})
+	return delayLinks(r.FaultLayer, links, d)
+}
+
+// delayLinks delays links on fl, or says why it cannot.
+func delayLinks(fl FaultLayer, links [][2]int, d time.Duration) error {
+	dl, ok := fl.(Delayer)
+	if !ok && len(links) == 0 {
+		return nil // nothing to clear
+	}
+	if !ok {
+		return fmt.Errorf("delaying links needs --net proxy; this fault layer can only cut them")
+	}
+	return dl.Delay(links, d)
+}
+
 // Kill records and applies kill -9.
 func (r *Recorder) Kill(id int) error {
 	r.record(Step{Op: "kill", Node: id, Leader: r.currentLeader()})
@@ -190,7 +212,7 @@ func ReadSchedule(path string) ([]Step, error) {
 			return nil, fmt.Errorf("schedule %s line %d: %w", path, line, err)
 		}
 		switch s.Op {
-		case "block", "kill", "restart", "pause", "resume", "observe", "await-leader", "await-commit":
+		case "block", "delay", "kill", "restart", "pause", "resume", "observe", "await-leader", "await-commit":
 		default:
 			return nil, fmt.Errorf("schedule %s line %d: unknown op %q", path, line, s.Op)
 		}
@@ -264,7 +286,7 @@ func (p *Replay) Run(ctx context.Context, env *Env) error {
 			}
 		}
 		late := float64(p.Now()-s.Time-offset) / 1e6
-		if s.Leader != 0 && (s.Op == "block" || s.Op == "kill" || s.Op == "pause") {
+		if s.Leader != 0 && (s.Op == "block" || s.Op == "delay" || s.Op == "kill" || s.Op == "pause") {
 			bind(s.Leader, env.Cluster.Leader(ctx))
 		}
 		m := func(id int) int {
@@ -281,6 +303,12 @@ func (p *Replay) Run(ctx context.Context, env *Env) error {
 				links = append(links, [2]int{m(l[0]), m(l[1])})
 			}
 			err = env.Net.Block(links)
+		case "delay":
+			links := make([][2]int, 0, len(s.Links))
+			for _, l := range s.Links {
+				links = append(links, [2]int{m(l[0]), m(l[1])})
+			}
+			err = delayLinks(env.Net, links, time.Duration(s.Ms)*time.Millisecond)
 		case "kill":
 			err = env.Cluster.Kill(m(s.Node))
 		case "restart":
@@ -364,6 +392,8 @@ func asFault(s Step) Fault {
 		return Fault{F: "start-partition", Targets: cut, Detail: fmt.Sprintf("replayed: %d links cut", len(s.Links))}
 	case "kill":
 		return Fault{F: "start-kill", Targets: []int{s.Node}, Detail: "replayed: kill -9"}
+	case "delay":
+		return Fault{F: "start-delay", Detail: fmt.Sprintf("replayed: %d links delayed %d ms", len(s.Links), s.Ms)}
 	case "restart":
 		return Fault{F: "stop-kill", Targets: []int{s.Node}, Detail: "replayed: restart"}
 	case "pause":

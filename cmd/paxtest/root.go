@@ -21,7 +21,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newCmdRun(stdout, stderr), newCmdCheck(stdout, stderr), newCmdReport(stdout, stderr), newCmdSoak(stdout, stderr), newCmdServe(stdout, stderr), newCmdBench(stdout, stderr), newCmdNode(stdout, stderr))
+	root.AddCommand(newCmdRun(stdout, stderr), newCmdCheck(stdout, stderr), newCmdReport(stdout, stderr), newCmdSoak(stdout, stderr), newCmdServe(stdout, stderr), newCmdBench(stdout, stderr), newCmdShrink(stdout, stderr), newCmdNode(stdout, stderr))
 	return root
 }
 

@@ -34,10 +34,10 @@ func BestNemeses() map[string][]string {
 		"reconfirm-old-ballot":    {"figure8"},
 		"commit-stale-acks":       {"figure8", "leader-kill"},
 		"no-fsync":                {"crash-quorum", "kill"},
-		"volatile-promise":        {"partition,kill"},
+		"volatile-promise":        {"bridge-restart", "partition,kill"},
 		"prepare-omits-committed": {"elect-lagging", "partition,leader-kill"},
-		"stale-read":              {"leader-pause", "partition"},
-		"none":                    {"all", "figure8", "crash-quorum", "elect-lagging"},
+		"stale-read":              {"zombie-leader", "leader-pause"},
+		"none":                    {"all", "figure8", "crash-quorum", "elect-lagging", "zombie-leader", "bridge-restart"},
 	}
 }
 
@@ -104,16 +104,14 @@ func Detect(ctx context.Context, o DetectOptions) ([]DetectCell, error) {
 			for i := 0; i < o.Runs && ctx.Err() == nil; i++ {
 				seed := o.Seed + int64(i)
 				ro := Options{Nodes: nodes, Nemesis: n, Partition: "random", NemesisInterval: 3 * time.Second, Workload: "register",
-					TimeLimit: o.TimeLimit, Concurrency: 10, Seed: seed, Net: "proxy", Store: o.Store, CheckTimeout: 2 * time.Minute}
+					TimeLimit: o.TimeLimit, Concurrency: 10, Seed: seed, Net: "proxy", Store: o.Store, CheckTimeout: 2 * time.Minute,
+					StopOnDivergence: true}
 				if b != "none" {
 					ro.Bugs = b
 				}
-				if b == "stale-read" {
+				if b == "stale-read" && n == "leader-pause" {
 					// a deposed leader is only read from by clients bound to it
-					ro.Partition, ro.BoundClients = "leader", true
-				}
-				if b == "volatile-promise" {
-					ro.Partition = "bridge"
+					ro.BoundClients = true
 				}
 				fmt.Fprintf(o.Progress, "detect: %s × %s seed %d\n", b, n, seed)
 				res, err := Run(ctx, ro)

@@ -48,6 +48,13 @@ type Options struct {
 	CheckTimeout    time.Duration `json:"check_timeout"`
 	// BoundClients starts every operation at the worker's own node.
 	BoundClients bool `json:"bound_clients,omitempty"`
+	// StopOnDivergence ends the run two seconds after the log samples first
+	// show two chosen values for one index (the verdict is invalid anyway),
+	// instead of running to the time limit.
+	StopOnDivergence bool `json:"stop_on_divergence,omitempty"`
+	// Schedule is a schedule file (nemesis.Script) run as a nemesis
+	// besides --nemesis.
+	Schedule string `json:"schedule,omitempty"`
 	// Replay is the run directory whose recorded schedule this run
 	// re-executes instead of a nemesis.
 	Replay string `json:"replay,omitempty"`
@@ -75,12 +82,17 @@ func (o *Options) Validate() error {
 		return bad("--nodes %d: use 1 to 9", o.Nodes)
 	}
 	if o.Replay != "" {
-		if _, err := nemesis.ReadSchedule(filepath.Join(o.Replay, nemesis.ScheduleFile)); err != nil {
+		if _, err := nemesis.ReadSchedule(replaySchedule(o.Replay)); err != nil {
 			return bad("--replay %s: %v (was it recorded by this version of paxtest?)", o.Replay, err)
 		}
 	}
 	if _, err := nemesis.Parse(o.Nemesis, o.Partition); err != nil {
 		return bad("--nemesis/--partition: %v", err)
+	}
+	if o.Schedule != "" {
+		if _, err := nemesis.ReadScript(o.Schedule); err != nil {
+			return bad("--nemesis-schedule: %v", err)
+		}
 	}
 	if _, err := workloads.New(o.Workload, 1, 0, 0); err != nil {
 		return bad("--workload: %v", err)
@@ -112,6 +124,14 @@ func (o *Options) Validate() error {
 // Name is the run's directory name under the store.
 func (o *Options) Name() string {
 	n := strings.ReplaceAll(o.Nemesis, ",", "+")
+	if o.Schedule != "" {
+		sched := strings.TrimSuffix(filepath.Base(o.Schedule), filepath.Ext(o.Schedule))
+		if n == "" || n == "none" {
+			n = sched
+		} else {
+			n += "+" + sched
+		}
+	}
 	if n == "" {
 		n = "none"
 	}
@@ -132,6 +152,17 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 		return reports.Results{}, err
 	}
 	nems, _ := nemesis.Parse(o.Nemesis, o.Partition)
+	var scriptText []byte
+	if o.Schedule != "" {
+		sc, _ := nemesis.ReadScript(o.Schedule)
+		nems = append(nems, &nemesis.Scripted{Label: sc.Name, Scripts: []*nemesis.Script{sc}})
+		scriptText, _ = os.ReadFile(o.Schedule)
+	}
+	for _, n := range nems {
+		if b, ok := n.(interface{ BoundClients() bool }); ok && b.BoundClients() && o.Replay == "" {
+			o.BoundClients = true // the schedule needs clients that keep asking their own node
+		}
+	}
 	wl, _ := workloads.New(o.Workload, o.Concurrency, 0, 0)
 	if o.Seed == 0 {
 		o.Seed = time.Now().UnixNano() % 1_000_000
@@ -145,6 +176,11 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 	}
 	if err := reports.WriteJSON(layout.Config(), o); err != nil {
 		return reports.Results{}, err
+	}
+	if scriptText != nil {
+		if err := os.WriteFile(filepath.Join(layout.Dir, "nemesis-schedule.pax"), scriptText, 0o644); err != nil {
+			return reports.Results{}, fmt.Errorf("keep the schedule file: %w", err)
+		}
 	}
 	fmt.Fprintf(o.Progress, "run %s (seed %d)\n", layout.Dir, o.Seed)
 	interrupted, err := execute(ctx, o, layout, nems, wl)
@@ -272,7 +308,7 @@ func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemes
 	go func() { defer wg.Done(); wlErr = workloads.Run(runCtx, wcfg, wl) }()
 	var replay *nemesis.Replay
 	if o.Replay != "" {
-		steps, _ := nemesis.ReadSchedule(filepath.Join(o.Replay, nemesis.ScheduleFile))
+		steps, _ := nemesis.ReadSchedule(replaySchedule(o.Replay))
 		replay = &nemesis.Replay{Steps: steps, Now: clock.Now, Record: sched.Record}
 		go func() {
 			defer wg.Done()
@@ -287,6 +323,21 @@ func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemes
 		go func() { defer wg.Done(); sched.Run(runCtx) }()
 	}
 	go func() { defer wg.Done(); samp.run(runCtx, time.Second) }()
+	if o.StopOnDivergence {
+		go func() {
+			select {
+			case <-samp.diverged:
+				hist.Append(history.Event{Time: clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "divergence",
+					Detail: "two chosen values for one log index seen; the run stops in 2 s (--stop-on-divergence)"})
+				select {
+				case <-time.After(2 * time.Second):
+				case <-runCtx.Done():
+				}
+				stop()
+			case <-runCtx.Done():
+			}
+		}()
+	}
 	progressDone := make(chan struct{})
 	go progress(runCtx, o, clock, counts, sched, progressDone)
 	wg.Wait()
@@ -342,10 +393,24 @@ func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemes
 	return false, nil
 }
 
+// replaySchedule is the schedule a --replay value names: a run (or shrink)
+// directory's schedule.jsonl, or a schedule file itself.
+func replaySchedule(path string) string {
+	if st, err := os.Stat(path); err == nil && !st.IsDir() {
+		return path
+	}
+	return filepath.Join(path, nemesis.ScheduleFile)
+}
+
 func heal(ctx context.Context, c *harness.Cluster, fl nemesis.FaultLayer) error {
 	var errs *multierror.Error
 	if err := fl.Block(nil); err != nil {
 		errs = multierror.Append(errs, err)
+	}
+	if d, ok := fl.(nemesis.Delayer); ok {
+		if err := d.Delay(nil, 0); err != nil {
+			errs = multierror.Append(errs, err)
+		}
 	}
 	for _, id := range c.IDs() {
 		if err := c.Resume(id); err != nil {

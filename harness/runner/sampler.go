@@ -34,6 +34,10 @@ type sampler struct {
 	ref     map[uint64]string         // index -> the digest first reported by any node
 	written map[string]bool           // digests whose value is in the file
 	err     error
+	// diverged is closed the first time two nodes report different chosen
+	// values for one index (or a node changes one): a certain violation.
+	diverged chan struct{}
+	closedDiv bool
 }
 
 func newSampler(path string, c *harness.Cluster, now func() int64) (*sampler, error) {
@@ -42,7 +46,7 @@ func newSampler(path string, c *harness.Cluster, now func() int64) (*sampler, er
 		return nil, fmt.Errorf("create log samples %s: %w", path, err)
 	}
 	return &sampler{cluster: c, now: now, f: f, w: bufio.NewWriterSize(f, 1<<20), http: &http.Client{Timeout: 5 * time.Second},
-		known: map[int]map[uint64]string{}, ref: map[uint64]string{}, written: map[string]bool{}}, nil
+		known: map[int]map[uint64]string{}, ref: map[uint64]string{}, written: map[string]bool{}, diverged: make(chan struct{})}, nil
 }
 
 // run samples every interval until ctx is done.
@@ -143,6 +147,9 @@ func (s *sampler) sample(ctx context.Context, n *harness.Node, final bool) error
 			continue
 		case !ok:
 			s.ref[e.Index] = e.Digest
+		case !s.closedDiv:
+			s.closedDiv = true
+			close(s.diverged)
 		}
 		if s.written[e.Digest] {
 			e.Value = ""

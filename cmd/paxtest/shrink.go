@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paxtest/paxtest/harness/runner"
+	"github.com/paxtest/paxtest/nemesis"
+)
+
+func newCmdShrink(stdout, stderr io.Writer) *cobra.Command {
+	o := runner.ShrinkOptions{}
+	cmd := &cobra.Command{
+		Use:   "shrink RUN_DIR",
+		Short: "Find a smaller fault schedule that still makes an invalid run fail",
+		Long: `Takes an invalid run and searches, by delta debugging over its recorded schedule's steps
+and then their timings, for a smaller schedule that still fails when replayed. Every candidate
+is replayed as a real run (--tries times; kept when most fail). The result is verified with
+--verify replays and written, with the run's configuration, to --store/shrink-<time>/, which
+paxtest run --replay accepts; the schedule is printed.`,
+		Example: `  paxtest shrink store/latest
+  paxtest run --replay store/shrink-20261125T101500`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Dir = args[0]
+			o.Progress = stderr
+			return runShrink(cmd.Context(), o, stdout)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Tries, "tries", 2, "replays per candidate; a candidate is kept when most fail")
+	f.IntVar(&o.Verify, "verify", 10, "replays of the result, to measure how often it fails")
+	f.IntVar(&o.MaxTests, "max-tests", 40, "candidates to try at most")
+	f.StringVar(&o.Store, "store", "store", "directory for the replays and the result")
+	return cmd
+}
+
+func runShrink(ctx context.Context, o runner.ShrinkOptions, stdout io.Writer) error {
+	ctx, stop := interruptible(ctx)
+	defer stop()
+	res, err := runner.Shrink(ctx, o)
+	if err != nil {
+		return err
+	}
+	before, _ := nemesis.ReadSchedule(filepath.Join(o.Dir, nemesis.ScheduleFile))
+	fmt.Fprintf(stdout, "recorded schedule of %s: %d steps (%d up to the first anomaly)\n", o.Dir, res.Recorded, res.Truncated)
+	fmt.Fprint(stdout, runner.FormatSchedule(before))
+	fmt.Fprintf(stdout, "\nshrunk to %d steps after %d candidates (%d replays); it failed in %d of %d verifying replays:\n",
+		len(res.Steps), res.Tests, res.Replays, res.Failed, res.Verify)
+	fmt.Fprint(stdout, runner.FormatSchedule(res.Steps))
+	fmt.Fprintf(stdout, "\nwritten to %s (replay: paxtest run --replay %s)\n", res.Dir, res.Dir)
+	return nil
+}

@@ -1,0 +1,400 @@
+package runner
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/paxtest/paxtest/nemesis"
+	"github.com/paxtest/paxtest/reports"
+)
+
+// ShrinkOptions are the flags of `paxtest shrink`.
+type ShrinkOptions struct {
+	Dir      string // an invalid run directory
+	Tries    int    // replays per candidate; it is kept when most of them fail
+	Verify   int    // replays of the result, to measure how often it fails
+	MaxTests int    // candidates tried at most
+	Store    string
+	Progress io.Writer
+}
+
+// ShrinkResult is what `paxtest shrink` found.
+type ShrinkResult struct {
+	Dir       string         `json:"dir"` // config.json + schedule.jsonl: replayable with --replay
+	Run       string         `json:"run"`
+	Recorded  int            `json:"recorded_steps"`
+	Truncated int            `json:"steps_up_to_first_anomaly"`
+	Steps     []nemesis.Step `json:"steps"`
+	Tests     int            `json:"candidates_tried"`
+	Replays   int            `json:"replays"`
+	Failed    int            `json:"verify_failed"` // of Verify replays of the result
+	Verify    int            `json:"verify"`
+	Seconds   float64        `json:"seconds"`
+}
+
+// errNotInvalid: shrinking needs a failing run.
+var errNotInvalid = errors.New("not an invalid run")
+
+// Shrink searches, by delta debugging over the recorded schedule's steps
+// and then its timings, for a smaller schedule that still fails when
+// replayed, and verifies it with Verify replays. Replays are real runs
+// (cluster, workload, checkers) of the candidate schedule; a candidate is
+// kept when most of its Tries replays are invalid.
+func Shrink(ctx context.Context, o ShrinkOptions) (ShrinkResult, error) {
+	started := time.Now()
+	if o.Tries < 1 || o.Verify < 1 || o.MaxTests < 1 {
+		return ShrinkResult{}, UsageError{fmt.Errorf("--tries %d, --verify %d and --max-tests %d must be positive", o.Tries, o.Verify, o.MaxTests)}
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	base, err := readRunOptions(o.Dir)
+	if err != nil {
+		return ShrinkResult{}, err
+	}
+	res, err := readResults(o.Dir)
+	if err != nil {
+		return ShrinkResult{}, err
+	}
+	if res.Verdict != "invalid" || len(res.Anomalies) == 0 {
+		return ShrinkResult{}, UsageError{fmt.Errorf("shrink %s: its verdict is %s: %w (shrink takes a run that failed)", o.Dir, res.Verdict, errNotInvalid)}
+	}
+	steps, err := nemesis.ReadSchedule(filepath.Join(o.Dir, nemesis.ScheduleFile))
+	if err != nil {
+		return ShrinkResult{}, UsageError{err}
+	}
+	first := res.Anomalies[0].Time
+	for _, a := range res.Anomalies {
+		first = min(first, a.Time)
+	}
+	dir := filepath.Join(o.Store, "shrink-"+started.UTC().Format("20060102T150405"))
+	if err := os.MkdirAll(filepath.Join(dir, "candidates"), 0o755); err != nil {
+		return ShrinkResult{}, fmt.Errorf("create %s: %w", dir, err)
+	}
+	out := ShrinkResult{Dir: dir, Run: o.Dir, Recorded: len(steps), Verify: o.Verify}
+	s := &shrinker{o: o, base: base, dir: dir}
+
+	// Steps after the first anomaly cannot have caused it.
+	cur := upTo(steps, first+int64(time.Second))
+	out.Truncated = len(cur)
+	fmt.Fprintf(o.Progress, "shrink: %d steps recorded, %d up to the first anomaly at %.1fs\n", len(steps), len(cur), float64(first)/1e9)
+	if !s.fails(ctx, cur) {
+		if len(cur) == len(steps) || !s.fails(ctx, steps) {
+			out.Tests, out.Replays = s.tests, s.replays
+			return out, fmt.Errorf("shrink %s: the recorded schedule did not fail in most of %d replays: nothing to shrink against", o.Dir, o.Tries)
+		}
+		cur = steps
+	}
+
+	// ddmin by complements: remove chunks of steps while the rest fails.
+	n := 2
+	for len(cur) >= 2 && s.tests < o.MaxTests && ctx.Err() == nil {
+		chunks := split(len(cur), n)
+		removed := false
+		for _, c := range chunks {
+			cand := without(cur, c[0], c[1])
+			if s.tests >= o.MaxTests || ctx.Err() != nil {
+				break
+			}
+			if s.fails(ctx, cand) {
+				cur, removed = cand, true
+				n = max(n-1, 2)
+				break
+			}
+		}
+		if !removed {
+			if n >= len(cur) {
+				break
+			}
+			n = min(2*n, len(cur))
+		}
+	}
+	// timings: start sooner, then halve the long gaps, while it still fails
+	if cand := shiftStart(cur, time.Second); s.tests < o.MaxTests && ctx.Err() == nil && cand[0].Time < cur[0].Time && s.fails(ctx, cand) {
+		cur = cand
+	}
+	for i := 0; i < 3 && s.tests < o.MaxTests && ctx.Err() == nil; i++ {
+		cand := halveGaps(cur, 500*time.Millisecond)
+		if cand == nil || !s.fails(ctx, cand) {
+			break
+		}
+		cur = cand
+	}
+	out.Steps = cur
+	out.Tests = s.tests
+	if err := s.write(filepath.Join(dir, nemesis.ScheduleFile), cur); err != nil {
+		return out, err
+	}
+	final := s.options(cur, filepath.Join(dir, nemesis.ScheduleFile))
+	final.Replay = ""
+	if err := reports.WriteJSON(filepath.Join(dir, "config.json"), final); err != nil {
+		return out, err
+	}
+	for i := 0; i < o.Verify && ctx.Err() == nil; i++ {
+		if s.replay(ctx, filepath.Join(dir, nemesis.ScheduleFile), cur) {
+			out.Failed++
+		}
+		fmt.Fprintf(o.Progress, "shrink: verify %d/%d: %d failed\n", i+1, o.Verify, out.Failed)
+	}
+	out.Replays = s.replays
+	out.Seconds = time.Since(started).Seconds()
+	if err := reports.WriteJSON(filepath.Join(dir, "shrink.json"), out); err != nil {
+		return out, err
+	}
+	return out, ctx.Err()
+}
+
+type shrinker struct {
+	o       ShrinkOptions
+	base    Options
+	dir     string
+	tests   int
+	replays int
+}
+
+// fails reports whether most of Tries replays of steps are invalid.
+func (s *shrinker) fails(ctx context.Context, steps []nemesis.Step) bool {
+	if len(steps) == 0 {
+		return false
+	}
+	s.tests++
+	file := filepath.Join(s.dir, "candidates", fmt.Sprintf("%03d.jsonl", s.tests))
+	if err := s.write(file, steps); err != nil {
+		fmt.Fprintf(s.o.Progress, "shrink: %v\n", err)
+		return false
+	}
+	failed := 0
+	for i := 0; i < s.o.Tries && ctx.Err() == nil; i++ {
+		if s.replay(ctx, file, steps) {
+			failed++
+		}
+		if 2*failed > s.o.Tries || 2*(i+1-failed) >= s.o.Tries {
+			break // decided
+		}
+	}
+	ok := 2*failed > s.o.Tries
+	fmt.Fprintf(s.o.Progress, "shrink: candidate %d, %d steps: %s\n", s.tests, len(steps), map[bool]string{true: "fails (kept)", false: "passes"}[ok])
+	return ok
+}
+
+// options is the base run's configuration replaying file, with a time
+// limit that covers the schedule and a few seconds more.
+func (s *shrinker) options(steps []nemesis.Step, file string) Options {
+	o := s.base
+	o.Replay, o.Store, o.StartedAt = file, filepath.Join(s.dir, "runs"), time.Time{}
+	o.Progress, o.IsTTY = io.Discard, false
+	o.StopOnDivergence = true
+	o.TimeLimit = time.Duration(steps[len(steps)-1].Time) + 5*time.Second
+	if o.CheckTimeout <= 0 {
+		o.CheckTimeout = 2 * time.Minute
+	}
+	return o
+}
+
+func (s *shrinker) replay(ctx context.Context, file string, steps []nemesis.Step) bool {
+	s.replays++
+	res, err := Run(ctx, s.options(steps, file))
+	if err != nil {
+		fmt.Fprintf(s.o.Progress, "shrink: replay failed to run: %v\n", err)
+		return false
+	}
+	return res.Verdict == "invalid"
+}
+
+func (s *shrinker) write(file string, steps []nemesis.Step) error {
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("write schedule: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	for _, st := range steps {
+		b, _ := json.Marshal(st)
+		w.Write(append(b, '\n'))
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("write schedule %s: %w", file, err)
+	}
+	return f.Close()
+}
+
+// upTo keeps the steps recorded up to time t.
+func upTo(steps []nemesis.Step, t int64) []nemesis.Step {
+	var keep []int
+	for i, st := range steps {
+		if st.Time <= t {
+			keep = append(keep, i)
+		}
+	}
+	return pick(steps, keep)
+}
+
+// without removes steps[from:to].
+func without(steps []nemesis.Step, from, to int) []nemesis.Step {
+	var keep []int
+	for i := range steps {
+		if i < from || i >= to {
+			keep = append(keep, i)
+		}
+	}
+	return pick(steps, keep)
+}
+
+// pick keeps the given indices, renumbering await-commit's reference to
+// its observe step (a removed observe leaves the wait nothing to wait for).
+func pick(steps []nemesis.Step, keep []int) []nemesis.Step {
+	at := map[int]int{}
+	for n, i := range keep {
+		at[i] = n
+	}
+	out := make([]nemesis.Step, 0, len(keep))
+	for _, i := range keep {
+		st := steps[i]
+		if st.Op == "await-commit" {
+			if r, ok := at[st.Ref]; ok && steps[st.Ref].Op == "observe" {
+				st.Ref = r
+			} else {
+				st.Ref = -1
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// split cuts n items into k nearly equal [from, to) chunks.
+func split(n, k int) [][2]int {
+	var out [][2]int
+	for i := 0; i < k; i++ {
+		from, to := i*n/k, (i+1)*n/k
+		if to > from {
+			out = append(out, [2]int{from, to})
+		}
+	}
+	return out
+}
+
+// shiftStart moves every step earlier so the first happens at t.
+func shiftStart(steps []nemesis.Step, t time.Duration) []nemesis.Step {
+	out := append([]nemesis.Step(nil), steps...)
+	d := out[0].Time - int64(t)
+	if d <= 0 {
+		return out
+	}
+	for i := range out {
+		out[i].Time -= d
+	}
+	return out
+}
+
+// halveGaps halves every gap between consecutive steps longer than min;
+// nil when there is none.
+func halveGaps(steps []nemesis.Step, least time.Duration) []nemesis.Step {
+	out := append([]nemesis.Step(nil), steps...)
+	var shift int64
+	changed := false
+	for i := 1; i < len(steps); i++ {
+		gap := steps[i].Time - steps[i-1].Time
+		if gap > int64(least) {
+			shift += gap / 2
+			changed = true
+		}
+		out[i].Time = steps[i].Time - shift
+	}
+	if !changed {
+		return nil
+	}
+	return out
+}
+
+// FormatSchedule renders steps one per line, for people.
+func FormatSchedule(steps []nemesis.Step) string {
+	var b strings.Builder
+	for i, st := range steps {
+		fmt.Fprintf(&b, "%3d  %7.3fs  %s\n", i, float64(st.Time)/1e9, describeStep(st))
+	}
+	return b.String()
+}
+
+func describeStep(st nemesis.Step) string {
+	node := func(id int) string { return fmt.Sprintf("n%d", id) }
+	nodes := func(ids []int) string {
+		var s []string
+		for _, id := range ids {
+			s = append(s, node(id))
+		}
+		return strings.Join(s, " ")
+	}
+	links := func(ls [][2]int) string {
+		pairs := map[[2]int]bool{}
+		for _, l := range ls {
+			pairs[[2]int{min(l[0], l[1]), max(l[0], l[1])}] = true
+		}
+		var s []string
+		for p := range pairs {
+			s = append(s, node(p[0])+"-"+node(p[1]))
+		}
+		sort.Strings(s)
+		return strings.Join(s, " ")
+	}
+	leader := ""
+	if st.Leader != 0 {
+		leader = fmt.Sprintf("  (leader %s)", node(st.Leader))
+	}
+	switch st.Op {
+	case "block":
+		if len(st.Links) == 0 {
+			return "heal: every link open" + leader
+		}
+		return "cut " + links(st.Links) + leader
+	case "delay":
+		if len(st.Links) == 0 {
+			return "clear delays"
+		}
+		return fmt.Sprintf("delay %d ms on %s", st.Ms, links(st.Links)) + leader
+	case "observe":
+		return fmt.Sprintf("observe %s's commit point (%d)", node(st.Node), st.Slot)
+	case "await-leader":
+		return fmt.Sprintf("await a leader among %s (was %s)", nodes(st.Nodes), node(st.Node))
+	case "await-commit":
+		if st.Ref < 0 {
+			return fmt.Sprintf("await-commit on %s (its observation was removed: no wait)", node(st.Node))
+		}
+		return fmt.Sprintf("await %s's commit point past the one observed at step %d", node(st.Node), st.Ref)
+	default:
+		return st.Op + " " + node(st.Node) + leader
+	}
+}
+
+func readRunOptions(dir string) (Options, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return Options{}, UsageError{fmt.Errorf("%s: %w (is it a run directory?)", dir, err)}
+	}
+	var o Options
+	if err := json.Unmarshal(b, &o); err != nil {
+		return Options{}, UsageError{fmt.Errorf("%s/config.json is damaged: %w", dir, err)}
+	}
+	return o, nil
+}
+
+func readResults(dir string) (reports.Results, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return reports.Results{}, UsageError{fmt.Errorf("%s: %w (check the run first: paxtest check %s)", dir, err, dir)}
+	}
+	var r reports.Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return reports.Results{}, UsageError{fmt.Errorf("%s/results.json is damaged: %w (paxtest check %s rewrites it)", dir, err, dir)}
+	}
+	return r, nil
+}

@@ -1,0 +1,315 @@
+package nemesis
+
+import (
+	"context"
+	"io"
+	"math/rand"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/paxtest/paxtest/target/api"
+)
+
+// fakeCluster is a Control and FaultLayer whose statuses the test sets.
+type fakeCluster struct {
+	mu      sync.Mutex
+	ids     []int
+	status  map[int]api.Status
+	down    map[int]bool
+	paused  map[int]bool
+	blocked [][2]int
+	delayed [][2]int
+	actions []string
+}
+
+func newFake(n, leader int) *fakeCluster {
+	f := &fakeCluster{status: map[int]api.Status{}, down: map[int]bool{}, paused: map[int]bool{}}
+	for id := 1; id <= n; id++ {
+		f.ids = append(f.ids, id)
+		f.status[id] = api.Status{ID: uint64(id), Role: "follower"}
+	}
+	f.setLeader(leader)
+	return f
+}
+
+func (f *fakeCluster) setLeader(id int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k, st := range f.status {
+		st.Role = "follower"
+		if k == id {
+			st.Role = "leader"
+		}
+		f.status[k] = st
+	}
+}
+
+func (f *fakeCluster) act(s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actions = append(f.actions, s)
+}
+
+func (f *fakeCluster) IDs() []int { return f.ids }
+func (f *fakeCluster) Leader(context.Context) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range f.ids {
+		if f.status[id].Role == "leader" && !f.down[id] {
+			return id
+		}
+	}
+	return 0
+}
+func (f *fakeCluster) Status(_ context.Context, id int) (api.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.status[id], nil
+}
+func (f *fakeCluster) IsDown(id int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.down[id]
+}
+func (f *fakeCluster) Kill(id int) error {
+	f.act("kill n" + itoa(id))
+	f.mu.Lock()
+	f.down[id] = true
+	f.mu.Unlock()
+	return nil
+}
+func (f *fakeCluster) Restart(_ context.Context, id int) error {
+	f.act("restart n" + itoa(id))
+	f.mu.Lock()
+	f.down[id] = false
+	f.mu.Unlock()
+	return nil
+}
+func (f *fakeCluster) Pause(id int) error  { f.act("pause n" + itoa(id)); return nil }
+func (f *fakeCluster) Resume(id int) error { f.act("resume n" + itoa(id)); return nil }
+func (f *fakeCluster) Host(int) string     { return "127.0.0.1" }
+func (f *fakeCluster) Setup(map[int]string) error {
+	return nil
+}
+func (f *fakeCluster) Dial(int, int) string { return "" }
+func (f *fakeCluster) Block(links [][2]int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.blocked = links
+	return nil
+}
+func (f *fakeCluster) Delay(links [][2]int, _ time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.delayed = links
+	return nil
+}
+func (f *fakeCluster) Close() error { return nil }
+
+func itoa(i int) string { return string(rune('0' + i)) }
+
+func envFor(f *fakeCluster) (*Env, *[]Fault) {
+	var notes []Fault
+	return &Env{Cluster: f, Net: f, Rand: rand.New(rand.NewSource(1)), Note: func(x Fault) { notes = append(notes, x) }}, &notes
+}
+
+// reachable: the unordered pairs that can talk both ways.
+func cutPairs(links [][2]int) []string {
+	seen := map[string]bool{}
+	for _, l := range links {
+		a, b := min(l[0], l[1]), max(l[0], l[1])
+		seen["n"+itoa(a)+"-n"+itoa(b)] = true
+	}
+	var out []string
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestEveryBuiltinScheduleParses(t *testing.T) {
+	entries, err := builtinScripts.ReadDir("scripts")
+	require.NoError(t, err)
+	require.NotEmpty(t, entries)
+	for _, e := range entries {
+		name := strings.TrimSuffix(e.Name(), ".pax")
+		s, err := Builtin(name)
+		require.NoError(t, err, name)
+		require.NotEmpty(t, s.Steps, name)
+	}
+	for label, names := range scripted {
+		_, err := FromScripts(label, names...)
+		require.NoError(t, err, label)
+	}
+}
+
+func TestParseScriptNamesTheBadLineAndWhatToWrite(t *testing.T) {
+	for _, tc := range []struct {
+		text, want string
+	}{
+		{"leader L\nexplode n1\n", `line 2 (explode n1): unknown step "explode"`},
+		{"leader\n", "line 1 (leader): want: leader ROLE"},
+		{"# comment\npick n3\n", `line 2 (pick n3): "n3" is not a role name`},
+		{"partition L1 F1\n", "want: partition SET | SET"},
+		{"partition L1 | | F1\n", "an empty group"},
+		{"sleep soon\n", `line 1 (sleep soon): time: invalid duration "soon"`},
+		{"await-leader L2 from A B\n", "want: await-leader ROLE among SET"},
+		{"await-accepted L1 X\n", "want: await-accepted ROLE as SLOT"},
+		{"delay L1 A 5ms\n", "want: delay SET -> SET DURATION"},
+		{"option fast\n", "the only option is bound-clients"},
+		{"# nothing\n\n", "no steps"},
+	} {
+		_, err := ParseScript("t", strings.NewReader(tc.text))
+		require.ErrorContains(t, err, tc.want, tc.text)
+	}
+}
+
+func TestReadScriptNamesTheFile(t *testing.T) {
+	_, err := ReadScript(filepath.Join(t.TempDir(), "missing.pax"))
+	require.ErrorContains(t, err, "missing.pax")
+	p := filepath.Join(t.TempDir(), "bad.pax")
+	require.NoError(t, os.WriteFile(p, []byte("leader L\nkill\n"), 0o644))
+	_, err = ReadScript(p)
+	require.ErrorContains(t, err, "bad.pax: line 2")
+}
+
+func TestScriptRolesFollowTheLiveLeader(t *testing.T) {
+	for _, leader := range []int{1, 3, 5} {
+		f := newFake(5, leader)
+		env, notes := envFor(f)
+		s, err := ParseScript("t", strings.NewReader(`
+leader L1
+pick F1
+partition L1 F1 | rest
+note stage1: {L1} with {F1}
+kill L1
+`))
+		require.NoError(t, err)
+		sd := &Scripted{Label: "t", Scripts: []*Script{s}}
+		fault, err := sd.Inject(context.Background(), env)
+		require.NoError(t, err)
+		require.NotContains(t, fault.Detail, "abandoned")
+		require.Equal(t, []string{"kill n" + itoa(leader)}, f.actions)
+		// the leader and F1 are cut from the other three: 2*3 pairs
+		require.Len(t, cutPairs(f.blocked), 6)
+		for _, p := range cutPairs(f.blocked) {
+			require.Contains(t, p, "n", p)
+		}
+		require.Len(t, *notes, 1)
+		require.Contains(t, (*notes)[0].Detail, "stage1: n"+itoa(leader)+" with n")
+		// the heal opens every link and restarts the killed leader
+		_, err = sd.Heal(context.Background(), env)
+		require.NoError(t, err)
+		require.Empty(t, f.blocked)
+		require.Equal(t, "restart n"+itoa(leader), f.actions[len(f.actions)-1])
+	}
+}
+
+func TestPartitionRestIsEveryNodeInNoOtherGroup(t *testing.T) {
+	f := newFake(5, 2)
+	env, _ := envFor(f)
+	s, err := ParseScript("t", strings.NewReader("leader L\npartition L | n4 | rest\ncut n1 | n3\n"))
+	require.NoError(t, err)
+	_, err = (&Scripted{Label: "t", Scripts: []*Script{s}}).Inject(context.Background(), env)
+	require.NoError(t, err)
+	// n2 alone, n4 alone, {n1 n3 n5} together — then n1-n3 cut as well
+	require.Equal(t, []string{"n1-n2", "n1-n3", "n1-n4", "n2-n3", "n2-n4", "n2-n5", "n3-n4", "n4-n5"}, cutPairs(f.blocked))
+}
+
+func TestAwaitLeaderWaitsForTheBoundRoleNotAStaleLeader(t *testing.T) {
+	f := newFake(3, 2) // n2 still believes it leads
+	env, _ := envFor(f)
+	s, err := ParseScript("t", strings.NewReader("pick L from n1\nawait-leader L among n1 n2 within 2s\n"))
+	require.NoError(t, err)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		f.setLeader(1)
+	}()
+	fault, err := (&Scripted{Label: "t", Scripts: []*Script{s}}).Inject(context.Background(), env)
+	require.NoError(t, err)
+	require.Equal(t, "t: L=n1", fault.Detail)
+}
+
+func TestAWaitThatTimesOutAbandonsTheAttempt(t *testing.T) {
+	f := newFake(3, 1) // n1 leads with nothing unchosen
+	env, notes := envFor(f)
+	s, err := ParseScript("t", strings.NewReader("leader L\npartition L | rest\nawait-accepted L as X within 20ms\nkill L\n"))
+	require.NoError(t, err)
+	fault, err := (&Scripted{Label: "t", Scripts: []*Script{s}}).Inject(context.Background(), env)
+	require.NoError(t, err)
+	require.Contains(t, fault.Detail, "attempt abandoned: line 3 (await-accepted L as X within 20ms): n1 holds no unchosen slot")
+	require.Empty(t, f.actions, "the steps after the failed wait did not run")
+	require.Equal(t, "abandon", strings.SplitN((*notes)[0].Detail, ":", 2)[0])
+}
+
+func TestAwaitCommitWaitsForTheSlotBoundByAwaitAccepted(t *testing.T) {
+	f := newFake(3, 1)
+	f.status[1] = api.Status{Role: "leader", CommitPoint: 10, MaxSlot: 14}
+	env, _ := envFor(f)
+	s, err := ParseScript("t", strings.NewReader("leader L\nawait-accepted L as X\nawait-commit L X within 2s\nkill L\n"))
+	require.NoError(t, err)
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		f.mu.Lock()
+		f.status[1] = api.Status{Role: "leader", CommitPoint: 11, MaxSlot: 14}
+		f.mu.Unlock()
+	}()
+	fault, err := (&Scripted{Label: "t", Scripts: []*Script{s}}).Inject(context.Background(), env)
+	require.NoError(t, err)
+	require.Contains(t, fault.Detail, "X=slot 11")
+	require.Equal(t, []string{"kill n1"}, f.actions)
+}
+
+func TestDelayedLinkHoldsBytesAndACutDropsWhatItHeld(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	got := make(chan []byte, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				b, _ := io.ReadAll(c)
+				got <- b
+			}()
+		}
+	}()
+	p := NewProxy()
+	require.NoError(t, p.Setup(map[int]string{1: "127.0.0.1:1", 2: ln.Addr().String()}))
+	defer p.Close()
+	const d = 150 * time.Millisecond
+	require.NoError(t, p.Delay([][2]int{{1, 2}}, d))
+
+	c, err := net.Dial("tcp", p.Dial(1, 2))
+	require.NoError(t, err)
+	start := time.Now()
+	_, err = c.Write([]byte("held"))
+	require.NoError(t, err)
+	c.Close()
+	b := <-got
+	require.Equal(t, "held", string(b))
+	require.GreaterOrEqual(t, time.Since(start), d, "the bytes were held for the delay")
+
+	// bytes still held when the link is cut never arrive
+	c, err = net.Dial("tcp", p.Dial(1, 2))
+	require.NoError(t, err)
+	_, err = c.Write([]byte("lost"))
+	require.NoError(t, err)
+	time.Sleep(d / 3) // the proxy has read them and holds them
+	require.NoError(t, p.Block([][2]int{{1, 2}}))
+	b = <-got
+	require.Empty(t, string(b), "what the cut link held was dropped")
+	c.Close()
+}
