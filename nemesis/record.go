@@ -36,7 +36,8 @@ const ScheduleFile = "schedule.jsonl"
 type Step struct {
 	Time int64 `json:"time"` // ns since run start
 	// Op: block, delay, kill, restart, pause, resume; or a scenario's wait on the
-	// cluster: observe (Node's commit point, in Slot), await-leader (one of
+	// cluster: observe (Node's commit point, in Slot), await-accepted (the
+	// same, once Node holds an accepted, unchosen slot), await-leader (one of
 	// Nodes elected; the winner in Node), await-commit (Node's commit point
 	// past the point observed at step Ref).
 	Op     string   `json:"op"`
@@ -212,7 +213,7 @@ func ReadSchedule(path string) ([]Step, error) {
 			return nil, fmt.Errorf("schedule %s line %d: %w", path, line, err)
 		}
 		switch s.Op {
-		case "block", "delay", "kill", "restart", "pause", "resume", "observe", "await-leader", "await-commit":
+		case "block", "delay", "kill", "restart", "pause", "resume", "observe", "await-accepted", "await-leader", "await-commit":
 		default:
 			return nil, fmt.Errorf("schedule %s line %d: unknown op %q", path, line, s.Op)
 		}
@@ -278,14 +279,21 @@ func (p *Replay) Run(ctx context.Context, env *Env) error {
 	var offset int64            // how far behind the recording this replay runs
 	var errs []error
 	for i, s := range p.Steps {
-		if d := time.Duration(s.Time + offset - p.Now()); d > 0 {
+		due := s.Time
+		if strings.HasPrefix(s.Op, "await-") && i > 0 {
+			// a wait is recorded when it ended; it began right after the
+			// step before, and must begin so here too, or what it waits for
+			// may have happened long before the replay looks
+			due = min(due, p.Steps[i-1].Time)
+		}
+		if d := time.Duration(due + offset - p.Now()); d > 0 {
 			select {
 			case <-ctx.Done():
 				return errors.Join(errs...)
 			case <-time.After(d):
 			}
 		}
-		late := float64(p.Now()-s.Time-offset) / 1e6
+		late := float64(p.Now()-due-offset) / 1e6
 		if s.Leader != 0 && (s.Op == "block" || s.Op == "delay" || s.Op == "kill" || s.Op == "pause") {
 			bind(s.Leader, env.Cluster.Leader(ctx))
 		}
@@ -323,6 +331,18 @@ func (p *Replay) Run(ctx context.Context, env *Env) error {
 			}
 			// the replay's own recording is replayable too
 			rerecorded[i] = env.log(Step{Op: "observe", Node: m(s.Node), Slot: observed[i]})
+		case "await-accepted":
+			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
+				if st, serr := env.Cluster.Status(ctx, m(s.Node)); serr == nil {
+					observed[i] = st.CommitPoint
+					if st.MaxSlot > st.CommitPoint {
+						break
+					}
+				}
+				sleep(ctx, 5*time.Millisecond)
+			}
+			rerecorded[i] = env.log(Step{Op: "await-accepted", Node: m(s.Node), Slot: observed[i]})
+			offset = p.Now() - s.Time
 		case "await-leader":
 			var cands []int
 			for _, id := range s.Nodes {

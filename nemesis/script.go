@@ -637,7 +637,7 @@ func (x *execution) step(ctx context.Context, st ScriptStep) error {
 			st, err := c.Status(ctx, ids[0])
 			if err == nil && st.MaxSlot > st.CommitPoint {
 				x.slots[a[2]] = st.CommitPoint + 1
-				x.observed[a[2]] = env.log(Step{Op: "observe", Node: ids[0], Slot: st.CommitPoint})
+				x.observed[a[2]] = env.log(Step{Op: "await-accepted", Node: ids[0], Slot: st.CommitPoint})
 				return nil
 			}
 			if time.Now().After(deadline) || ctx.Err() != nil {

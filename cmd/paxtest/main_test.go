@@ -334,3 +334,61 @@ func stepOps(t *testing.T, dir string) []string {
 	}
 	return ops
 }
+
+func TestABadScheduleFileExits254NamingTheFileAndLine(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.pax")
+	require.NoError(t, os.WriteFile(bad, []byte("leader L\npartition L rest\n"), 0o644))
+	for _, tc := range []struct{ file, want string }{
+		{filepath.Join(dir, "missing.pax"), "missing.pax"},
+		{bad, "bad.pax: line 2 (partition L rest): want: partition SET | SET"},
+	} {
+		r := paxtest(t, "run", "--store", t.TempDir(), "--time-limit", "1s", "--nemesis-schedule", tc.file)
+		require.Equal(t, 254, r.code, r.stderr)
+		require.Contains(t, r.stderr, tc.want)
+	}
+}
+
+// A user's schedule file runs as a nemesis: its roles are bound against
+// the live cluster, its notes are history events, and the file is kept.
+func TestAUserScheduleRunsAsANemesisAndIsKeptWithTheRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run skipped in -short mode")
+	}
+	file := filepath.Join(t.TempDir(), "cut-pair.pax")
+	text := "# cut the leader and one follower off, briefly\nleader L\npick F\npartition L F | rest\nnote cut: {L} and {F} cut off\nsleep 1s\nheal\n"
+	require.NoError(t, os.WriteFile(file, []byte(text), 0o644))
+	store := t.TempDir()
+	r := paxtest(t, "run", "--nodes", "5", "--nemesis", "none", "--nemesis-schedule", file, "--time-limit", "6s", "--seed", "3", "--store", store)
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+	require.NoError(t, err)
+	require.Contains(t, dir, "register-cut-pair")
+	kept, err := os.ReadFile(filepath.Join(dir, "nemesis-schedule.pax"))
+	require.NoError(t, err)
+	require.Equal(t, text, string(kept))
+	hist, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
+	require.NoError(t, err)
+	require.Regexp(t, `"f":"step-cut-pair".*"detail":"cut: n\d and n\d cut off"`, string(hist))
+	res := readResults(t, dir)
+	starts := 0
+	for _, e := range res.Nemesis {
+		if e.F == "start-cut-pair" {
+			starts++
+		}
+	}
+	require.Positive(t, starts)
+	require.Contains(t, stepOps(t, dir), "block", "the partition was recorded for replay")
+}
+
+func TestShrinkRefusesARunThatDidNotFail(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"nodes":3}`), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "results.json"), []byte(`{"verdict":"valid"}`), 0o644))
+	r := paxtest(t, "shrink", dir, "--store", t.TempDir())
+	require.Equal(t, 254, r.code, r.stderr)
+	require.Contains(t, r.stderr, "its verdict is valid")
+	r = paxtest(t, "shrink", filepath.Join(dir, "nope"))
+	require.Equal(t, 254, r.code, r.stderr)
+	require.Contains(t, r.stderr, "nope")
+}

@@ -260,7 +260,7 @@ func pick(steps []nemesis.Step, keep []int) []nemesis.Step {
 	for _, i := range keep {
 		st := steps[i]
 		if st.Op == "await-commit" {
-			if r, ok := at[st.Ref]; ok && steps[st.Ref].Op == "observe" {
+			if r, ok := at[st.Ref]; ok && (steps[st.Ref].Op == "observe" || steps[st.Ref].Op == "await-accepted") {
 				st.Ref = r
 			} else {
 				st.Ref = -1
@@ -363,6 +363,8 @@ func describeStep(st nemesis.Step) string {
 		return fmt.Sprintf("delay %d ms on %s", st.Ms, links(st.Links)) + leader
 	case "observe":
 		return fmt.Sprintf("observe %s's commit point (%d)", node(st.Node), st.Slot)
+	case "await-accepted":
+		return fmt.Sprintf("await an accepted, unchosen slot on %s (commit point was %d)", node(st.Node), st.Slot)
 	case "await-leader":
 		return fmt.Sprintf("await a leader among %s (was %s)", nodes(st.Nodes), node(st.Node))
 	case "await-commit":

@@ -34,7 +34,8 @@ type SoakOptions struct {
 
 // selfChecks pairs bug switches with the nemesis that catches them.
 func selfChecks() [][2]string {
-	return [][2]string{{"reconfirm-old-ballot", "figure8"}, {"no-fsync", "crash-quorum"}, {"prepare-omits-committed", "elect-lagging"}}
+	return [][2]string{{"reconfirm-old-ballot", "figure8"}, {"no-fsync", "crash-quorum"}, {"prepare-omits-committed", "elect-lagging"},
+		{"commit-stale-acks", "figure8"}, {"volatile-promise", "bridge-restart"}, {"stale-read", "zombie-leader"}}
 }
 
 // Soak runs tests back to back until the duration is spent: a run starts
@@ -86,7 +87,7 @@ func Soak(ctx context.Context, o SoakOptions) ([]reports.SoakRun, error) {
 			sc := checks[(i/o.SelfCheck)%len(checks)]
 			bug, ro.Bugs, ro.Nemesis = sc[0], sc[0], sc[1]
 			switch sc[1] {
-			case "figure8":
+			case "figure8", "bridge-restart", "zombie-leader":
 				ro.Nodes = 5
 			case "crash-quorum":
 				ro.Nodes = 3
