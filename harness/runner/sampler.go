@@ -36,7 +36,7 @@ type sampler struct {
 	err     error
 	// diverged is closed the first time two nodes report different chosen
 	// values for one index (or a node changes one): a certain violation.
-	diverged chan struct{}
+	diverged  chan struct{}
 	closedDiv bool
 }
 
