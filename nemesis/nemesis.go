@@ -43,14 +43,15 @@ type Nemesis interface {
 
 // Kinds lists the accepted --nemesis values.
 func Kinds() []string {
-	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "zombie-leader", "bridge-restart", "all"}
+	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "zombie-leader", "bridge-restart", "fresh-leader-kill", "all"}
 }
 
 // scripted names the nemeses written as built-in schedules (nemesis/scripts).
 var scripted = map[string][]string{
-	"figure8":        {"figure8", "figure8-regain"},
-	"zombie-leader":  {"zombie-leader"},
-	"bridge-restart": {"bridge-restart"},
+	"figure8":           {"figure8", "figure8-regain"},
+	"zombie-leader":     {"zombie-leader"},
+	"bridge-restart":    {"bridge-restart"},
+	"fresh-leader-kill": {"fresh-leader-kill"},
 }
 
 // FromScripts builds a nemesis from built-in schedules.

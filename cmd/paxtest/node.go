@@ -30,6 +30,7 @@ type nodeOptions struct {
 	ElectionTicks  int
 	HeartbeatTicks int
 	Window         int
+	Members        string
 	RequestTimeout time.Duration
 	Seed           int64
 	Bugs           []string
@@ -46,6 +47,7 @@ write-ahead log in --data-dir, peer traffic over TCP and a client port speaking 
 
   POST /v1/op      {"client":"c1","seq":1,"op":"put","key":"k","value":"v"}
                    ops: get, put, cas (from, to), append, read
+  POST /v1/admin/members  {"op":"add","node":4}  (add, remove, replace with "with")
   GET  /debug/status, /debug/log?from=1&to=100, /health
 
 A follower answers "not-leader" with the leader's client address as a hint.
@@ -66,7 +68,8 @@ SIGTERM or SIGINT stops the node cleanly; it also survives SIGKILL.`,
 	f.DurationVar(&o.Tick, "tick", 10*time.Millisecond, "length of one protocol tick")
 	f.IntVar(&o.ElectionTicks, "election-ticks", 30, "base election timeout in ticks (each wait is random in [n, 2n))")
 	f.IntVar(&o.HeartbeatTicks, "heartbeat-ticks", 5, "leader heartbeat interval in ticks")
-	f.IntVar(&o.Window, "window", 64, "α: most slots in flight beyond the commit point")
+	f.IntVar(&o.Window, "window", 64, "α: most slots in flight beyond the commit point; a configuration chosen at slot i decides slots from i+α on (the same on every node)")
+	f.StringVar(&o.Members, "members", "", "the initial configuration as comma-separated ids (default: every id in --peers); a node outside it joins when a change adds it")
 	f.DurationVar(&o.RequestTimeout, "request-timeout", 2*time.Second, "how long a client request waits before its outcome is reported unknown")
 	f.Int64Var(&o.Seed, "seed", 0, "seed for election-timeout randomness (0: from the clock)")
 	f.StringSliceVar(&o.Bugs, "bug", nil, "enable a bug switch (repeatable): "+strings.Join(bugs.Names(), ", "))
@@ -126,6 +129,18 @@ func (o *nodeOptions) config(logger *slog.Logger) (server.Config, error) {
 	var members []paxos.NodeID
 	for id := range peers {
 		members = append(members, id)
+	}
+	if o.Members != "" {
+		m, err := paxos.ParseMembers([]byte(o.Members))
+		if err != nil {
+			return server.Config{}, usagef("--members %q: a comma-separated list of distinct positive ids", o.Members)
+		}
+		for _, id := range m {
+			if _, ok := peers[id]; !ok {
+				return server.Config{}, usagef("--members %q: node %d has no address in --peers", o.Members, id)
+			}
+		}
+		members = m
 	}
 	sort.Slice(members, func(i, j int) bool { return members[i] < members[j] })
 	listen := o.ListenPeer

@@ -88,13 +88,44 @@ type Status struct {
 	Applied      uint64 `json:"applied"`
 	MaxSlot      uint64 `json:"max_slot"`
 	Bugs         string `json:"bugs"`
+	// Members is the configuration deciding the slot after the commit
+	// point; Pending the newest chosen one when it is not in effect yet
+	// (from slot PendingAt).
+	Members   []uint64 `json:"members"`
+	Pending   []uint64 `json:"pending,omitempty"`
+	PendingAt uint64   `json:"pending_at,omitempty"`
+}
+
+// Membership change requests (POST /v1/admin/members), sent to the leader.
+const (
+	ChangeAdd     = "add"     // Node joins
+	ChangeRemove  = "remove"  // Node leaves
+	ChangeReplace = "replace" // Node leaves and With joins, in one entry
+)
+
+// MembersRequest asks the leader to change the configuration.
+type MembersRequest struct {
+	Op   string `json:"op"`
+	Node uint64 `json:"node"`
+	With uint64 `json:"with,omitempty"`
+}
+
+// MembersResponse answers a change: OK once the change is chosen.
+type MembersResponse struct {
+	OK       bool     `json:"ok"`
+	Error    string   `json:"error,omitempty"` // an Err* code
+	Detail   string   `json:"detail,omitempty"`
+	Leader   string   `json:"leader,omitempty"`
+	Members  []uint64 `json:"members,omitempty"`      // the new configuration
+	Slot     uint64   `json:"slot,omitempty"`         // where the change was chosen
+	EffectAt uint64   `json:"effective_at,omitempty"` // the first slot it decides
 }
 
 // LogEntry is one chosen slot as the debug log endpoint shows it.
 type LogEntry struct {
 	Index  uint64 `json:"index"`
 	Ballot string `json:"ballot"`
-	Kind   string `json:"kind"` // noop or command
+	Kind   string `json:"kind"` // noop, command or config
 	Digest string `json:"digest"`
 	Value  string `json:"value"` // the command's JSON, for people
 }
@@ -133,6 +164,30 @@ func (c *Client) Do(ctx context.Context, req Request) (Response, error) {
 	var out Response
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return Response{Error: ErrUnknown, Detail: fmt.Sprintf("undecodable reply (HTTP %d): %v", resp.StatusCode, err)}, nil
+	}
+	return out, nil
+}
+
+// ChangeMembers sends a membership change; transport failures come back
+// as ErrUnknown like Do's.
+func (c *Client) ChangeMembers(ctx context.Context, req MembersRequest) (MembersResponse, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return MembersResponse{}, err
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.Addr+"/v1/admin/members", bytes.NewReader(body))
+	if err != nil {
+		return MembersResponse{}, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	resp, err := c.http().Do(hr)
+	if err != nil {
+		return MembersResponse{Error: ErrUnknown, Detail: err.Error()}, nil
+	}
+	defer resp.Body.Close()
+	var out MembersResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return MembersResponse{Error: ErrUnknown, Detail: fmt.Sprintf("undecodable reply (HTTP %d): %v", resp.StatusCode, err)}, nil
 	}
 	return out, nil
 }

@@ -19,6 +19,7 @@ type Set struct {
 	VolatilePromise       bool
 	PrepareOmitsCommitted bool
 	StaleRead             bool
+	ConfigImmediate       bool
 }
 
 // Switch documents one bug switch.
@@ -88,6 +89,15 @@ func All() []Switch {
 			Schedule: "partition the peer links so an old leader is isolated while clients still reach it",
 			set:      func(s *Set) { s.StaleRead = true },
 			get:      func(s Set) bool { return s.StaleRead },
+		},
+		{
+			Name:     "config-immediate",
+			Rule:     "8",
+			Breaks:   "agreement: a configuration entry chosen at slot i decides slot i + 1 on, while leaders that do not know slot i yet still decide those slots with the old configuration",
+			Symptom:  "committed-then-overwritten: two disjoint majorities, of the old and the new configuration, choose different values for one slot",
+			Schedule: "membership changes (a replace, or an add then a remove) while partitions keep a leader from learning the change (--nemesis membership,partition)",
+			set:      func(s *Set) { s.ConfigImmediate = true },
+			get:      func(s Set) bool { return s.ConfigImmediate },
 		},
 	}
 }

@@ -7,21 +7,25 @@ import (
 	"sort"
 
 	"github.com/paxtest/paxtest/target/bugs"
-	"github.com/paxtest/paxtest/target/quorum"
 )
 
-// Config configures one node. Every node of a cluster must agree on Peers.
+// Config configures one node. Every node of a cluster must agree on Peers
+// and Window.
 type Config struct {
-	ID    NodeID
-	Peers []NodeID // every member, this node included
+	ID NodeID
+	// Peers is the initial configuration. A node outside it (one added
+	// later) starts as a joining acceptor and learns the configuration
+	// entries from the log.
+	Peers []NodeID
 	// ElectionTicks is the base election timeout; each wait is drawn from
 	// [ElectionTicks, 2*ElectionTicks).
 	ElectionTicks int
 	// HeartbeatTicks is the leader's heartbeat interval; it must be smaller
 	// than ElectionTicks.
 	HeartbeatTicks int
-	// Window (α) bounds how many slots beyond the commit point new commands
-	// may occupy (rule 8).
+	// Window (α) bounds how many slots beyond the commit point a leader
+	// proposes in (rule 8), and a configuration entry chosen at slot i
+	// governs the slots from i + α on.
 	Window int
 	// MaxQueue bounds commands waiting for the window; beyond it Propose
 	// returns ErrBusy.
@@ -45,17 +49,15 @@ func (c *Config) validate() error {
 	if c.ID == 0 {
 		return fmt.Errorf("paxos: node id must be positive")
 	}
-	self := false
 	seen := map[NodeID]bool{}
 	for _, p := range c.Peers {
 		if p == 0 || seen[p] {
 			return fmt.Errorf("paxos: peer list %v has a zero or repeated id", c.Peers)
 		}
 		seen[p] = true
-		self = self || p == c.ID
 	}
-	if !self {
-		return fmt.Errorf("paxos: peer list %v does not include this node %d", c.Peers, c.ID)
+	if len(c.Peers) == 0 {
+		return fmt.Errorf("paxos: the initial configuration is empty")
 	}
 	if c.ElectionTicks <= 0 {
 		c.ElectionTicks = 10
@@ -90,9 +92,9 @@ type proposal struct {
 // Node is one Multi-Paxos participant: acceptor always, candidate or leader
 // when it campaigns. It is not safe for concurrent use.
 type Node struct {
-	cfg   Config
-	peers []NodeID
-	rand  *rand.Rand
+	cfg     Config
+	rand    *rand.Rand
+	changes []change // the initial configuration, then every chosen change, by slot
 
 	st      State // promised, accepted, chosen: the durable part
 	maxSlot uint64
@@ -115,12 +117,16 @@ type Node struct {
 	promises    map[NodeID]Message
 
 	// leader
-	props         map[uint64]*proposal
-	next          uint64
-	queue         []Entry
-	heard         map[NodeID]bool
-	quorumElapsed int
-	acks          map[uint64]map[NodeID]bool
+	promisedBy     map[NodeID]bool   // who promised this leader's ballot
+	preparedMoreAt int64             // when prepareMore last asked
+	recovered      map[uint64]PValue // rule 5's values for slots not yet proposed
+	recoverTo      uint64            // the highest slot recovery fixes
+	props          map[uint64]*proposal
+	next           uint64
+	queue          []Entry
+	heard          map[NodeID]bool
+	quorumElapsed  int
+	acks           map[uint64]map[NodeID]bool
 
 	catchUpAt int64
 	// learnedTo: every slot up to it was examined for rule 3 at leaderBallot
@@ -151,11 +157,9 @@ func New(cfg Config, st State) (*Node, error) {
 		}
 		st = fresh
 	}
-	peers := append([]NodeID(nil), cfg.Peers...)
-	sort.Slice(peers, func(i, j int) bool { return peers[i] < peers[j] })
 	n := &Node{
 		cfg:       cfg,
-		peers:     peers,
+		changes:   []change{{slot: 0, members: sortedIDs(cfg.Peers)}},
 		rand:      rand.New(rand.NewSource(cfg.Seed ^ int64(cfg.ID)*7919)),
 		st:        st,
 		catchUpAt: -1 << 62,
@@ -167,8 +171,9 @@ func New(cfg Config, st State) (*Node, error) {
 		n.maxRound = max(n.maxRound, a.Ballot.Round)
 		n.maxSlot = max(n.maxSlot, s)
 	}
-	for s := range st.Chosen {
+	for s, c := range st.Chosen {
 		n.maxSlot = max(n.maxSlot, s)
+		n.noteChange(s, c.Entry)
 	}
 	n.advanceCommit()
 	n.resetElectionTimer()
@@ -190,7 +195,11 @@ func (n *Node) Tick() {
 		n.quorumElapsed++
 		if n.quorumElapsed >= n.cfg.ElectionTicks {
 			n.quorumElapsed = 0
-			if !quorum.Reached(len(n.heard)+1, len(n.peers)) {
+			heard := map[NodeID]bool{n.cfg.ID: true}
+			for id := range n.heard {
+				heard[id] = true
+			}
+			if !n.majorityOfAll(heard) || !n.mayCampaign() {
 				n.becomeFollower()
 				return
 			}
@@ -211,13 +220,24 @@ func (n *Node) Tick() {
 func (n *Node) preCampaign() {
 	n.leader = 0 // our own timer fired: we have lost the leader too
 	n.resetElectionTimer()
+	if !n.mayCampaign() {
+		// not a member of the latest configuration: it never leads, but it
+		// tells the members how far the log goes, so that one that joined
+		// with an empty log catches up, learns it is a member, and leads
+		for _, p := range n.latest() {
+			if p != n.cfg.ID {
+				n.send(Message{Type: MsgChosen, To: p, Commit: n.commit})
+			}
+		}
+		return
+	}
 	n.preBallot = Ballot{Round: n.maxRound + 1, Node: n.cfg.ID}
 	n.preVotes = map[NodeID]bool{n.cfg.ID: true}
-	if quorum.Reached(1, len(n.peers)) {
+	if n.majorityOfAll(n.preVotes) {
 		n.Campaign()
 		return
 	}
-	for _, p := range n.peers {
+	for _, p := range n.audience() {
 		if p != n.cfg.ID {
 			n.send(Message{Type: MsgPreVote, To: p, Ballot: n.preBallot, Commit: n.commit})
 		}
@@ -225,6 +245,10 @@ func (n *Node) preCampaign() {
 }
 
 func (n *Node) onPreVote(m Message) {
+	if n.removed() {
+		n.catchUpIfBehind(m)
+		return
+	}
 	heardLeader := n.leader != 0 && n.leader != m.From && n.now-n.leaderHeardAt < int64(n.cfg.ElectionTicks)
 	ok := n.st.Promised.Less(m.Ballot) && n.role != Leader && !heardLeader
 	n.send(Message{Type: MsgPreVoteResp, To: m.From, Ballot: m.Ballot, OK: ok, Promised: n.st.Promised})
@@ -235,7 +259,7 @@ func (n *Node) onPreVoteResp(m Message) {
 		return
 	}
 	n.preVotes[m.From] = true
-	if quorum.Reached(len(n.preVotes), len(n.peers)) {
+	if n.majorityOfAll(n.preVotes) {
 		n.preVotes = nil
 		n.Campaign()
 	}
@@ -249,11 +273,12 @@ func (n *Node) Campaign() {
 	n.ballot = Ballot{Round: n.maxRound + 1, Node: n.cfg.ID}
 	n.maxRound = n.ballot.Round
 	n.props, n.queue, n.heard = nil, nil, nil
+	n.recovered, n.promisedBy = nil, nil
 	n.setPromised(n.ballot)
 	n.prepareFrom = n.commit + 1
 	n.promises = map[NodeID]Message{}
 	n.resetElectionTimer()
-	for _, p := range n.peers {
+	for _, p := range n.audience() {
 		n.send(Message{Type: MsgPrepare, To: p, Ballot: n.ballot, Slot: n.prepareFrom, Commit: n.commit})
 	}
 }
@@ -315,10 +340,15 @@ func (n *Node) HasReady() bool { return !n.out.Empty() }
 
 // Status returns a snapshot of the node's volatile and durable position.
 func (n *Node) Status() Status {
-	return Status{
+	st := Status{
 		ID: n.cfg.ID, Role: n.role, Promised: n.st.Promised, Leader: n.leader,
 		LeaderBallot: n.leaderBallot, CommitPoint: n.commit, Applied: n.applied, MaxSlot: n.maxSlot,
+		Members: n.members(n.commit + 1),
 	}
+	if last := n.changes[len(n.changes)-1]; last.slot != 0 && n.effect(last.slot) > n.commit+1 {
+		st.Pending, st.PendingAt = last.members, n.effect(last.slot)
+	}
+	return st
 }
 
 // ChosenEntry returns the value this node knows chosen for slot s.
@@ -370,6 +400,10 @@ func (n *Node) yield(m Message) {
 }
 
 func (n *Node) onPrepare(m Message) {
+	if n.removed() && m.From != n.cfg.ID {
+		n.catchUpIfBehind(m)
+		return
+	}
 	if m.Ballot.Less(n.st.Promised) {
 		n.send(Message{Type: MsgPromise, To: m.From, Ballot: m.Ballot, OK: false, Promised: n.st.Promised})
 		return
@@ -413,6 +447,10 @@ func (n *Node) onPrepare(m Message) {
 }
 
 func (n *Node) onAccept(m Message) {
+	if n.removed() && m.From != n.cfg.ID {
+		n.catchUpIfBehind(m)
+		return
+	}
 	if m.Ballot.Less(n.st.Promised) {
 		n.send(Message{Type: MsgAccepted, To: m.From, Ballot: m.Ballot, Slot: m.Slot, OK: false, Promised: n.st.Promised})
 		return
@@ -499,6 +537,15 @@ func (n *Node) learnSlot(s uint64, b Ballot) {
 	}
 }
 
+// catchUpIfBehind: a node that believes it was removed still learns the
+// log from one that knows more; it may find itself added back.
+func (n *Node) catchUpIfBehind(m Message) {
+	if m.Commit > n.commit && n.now-n.catchUpAt >= int64(n.cfg.HeartbeatTicks) {
+		n.catchUpAt = n.now
+		n.send(Message{Type: MsgCatchUp, To: m.From, Slot: n.commit + 1})
+	}
+}
+
 func (n *Node) onCatchUp(m Message) {
 	var entries []PValue
 	for s := m.Slot; s <= n.maxSlot && len(entries) < n.cfg.CatchUpBatch; s++ {
@@ -516,7 +563,7 @@ func (n *Node) onChosen(m Message) {
 		n.choose(e.Slot, e.Entry, e.Ballot)
 	}
 	n.advanceCommit()
-	if len(m.Entries) >= n.cfg.CatchUpBatch && n.commit < m.Commit {
+	if (len(m.Entries) >= n.cfg.CatchUpBatch || len(m.Entries) == 0) && n.commit < m.Commit {
 		n.catchUpAt = n.now
 		n.send(Message{Type: MsgCatchUp, To: m.From, Slot: n.commit + 1})
 	}
@@ -524,7 +571,46 @@ func (n *Node) onChosen(m Message) {
 
 // --- candidate and leader ---------------------------------------------------
 
+// prepareMore runs phase 1 again at this leader's ballot, from slot s on,
+// with the acceptors of the configuration deciding s that have not promised
+// yet (at most once per heartbeat interval).
+func (n *Node) prepareMore(s uint64) {
+	if n.preparedMoreAt != 0 && n.now-n.preparedMoreAt < int64(n.cfg.HeartbeatTicks) {
+		return
+	}
+	n.preparedMoreAt = n.now
+	for _, p := range n.members(s) {
+		if !n.promisedBy[p] {
+			n.send(Message{Type: MsgPrepare, To: p, Ballot: n.ballot, Slot: s, Commit: n.commit})
+		}
+	}
+}
+
+// onLatePromise folds a promise for this leader's ballot into what rule 5
+// fixes for the slots not proposed yet: with the earlier promises it is a
+// phase 1 for the new configuration's slots.
+func (n *Node) onLatePromise(m Message) {
+	n.promisedBy[m.From] = true
+	for _, e := range m.Entries {
+		if e.Slot < n.next {
+			continue
+		}
+		n.recoverTo = max(n.recoverTo, e.Slot)
+		cur, ok := n.recovered[e.Slot]
+		switch {
+		case ok && cur.Chosen:
+		case e.Chosen, !ok, cur.Ballot.Less(e.Ballot):
+			n.recovered[e.Slot] = e
+		}
+	}
+	n.fillWindow()
+}
+
 func (n *Node) onPromise(m Message) {
+	if n.role == Leader && m.Ballot == n.ballot && m.OK {
+		n.onLatePromise(m)
+		return
+	}
 	if n.role != Candidate || m.Ballot != n.ballot {
 		return
 	}
@@ -535,7 +621,11 @@ func (n *Node) onPromise(m Message) {
 		return
 	}
 	n.promises[m.From] = m
-	if quorum.Reached(len(n.promises), len(n.peers)) {
+	votes := map[NodeID]bool{}
+	for id := range n.promises {
+		votes[id] = true
+	}
+	if n.majorityOfAll(votes) {
 		n.becomeLeader()
 	}
 }
@@ -563,6 +653,10 @@ func (n *Node) becomeLeader() {
 			}
 		}
 	}
+	n.promisedBy = map[NodeID]bool{}
+	for id := range n.promises {
+		n.promisedBy[id] = true
+	}
 	n.promises = nil
 	n.props = map[uint64]*proposal{}
 	n.heard = map[NodeID]bool{}
@@ -572,29 +666,17 @@ func (n *Node) becomeLeader() {
 	if !n.cfg.Bugs.CommitStaleAcks {
 		n.acks = map[uint64]map[NodeID]bool{}
 	}
-	for s := max(from, n.commit+1); s <= high; s++ {
-		if _, ok := n.st.Chosen[s]; ok {
-			continue
-		}
-		e, ok := best[s]
-		if !ok {
-			n.propose(s, Entry{Kind: EntryNoop}, Ballot{})
-			continue
-		}
-		var eb Ballot
-		if n.cfg.Bugs.ReconfirmOldBallot && !e.Chosen {
-			// BUG SWITCH reconfirm-old-ballot: the entry keeps its old ballot.
-			eb = e.Ballot
-		}
-		n.propose(s, e.Entry, eb)
-	}
-	n.next = max(high, n.commit) + 1
+	// Slots F..H are re-proposed in order as the window allows (a recovered
+	// configuration entry decides who decides the slots α after it).
+	n.recovered, n.recoverTo = best, high
+	n.next = max(from, n.commit+1)
+	n.fillWindow()
 	n.broadcastHeartbeat()
 }
 
 func (n *Node) propose(s uint64, e Entry, eb Ballot) {
 	n.props[s] = &proposal{entry: e, entryBallot: eb, sentAt: n.now}
-	for _, p := range n.peers {
+	for _, p := range n.audience() {
 		n.sendAccept(p, s, n.props[s])
 	}
 }
@@ -603,10 +685,45 @@ func (n *Node) sendAccept(to NodeID, s uint64, p *proposal) {
 	n.send(Message{Type: MsgAccept, To: to, Ballot: n.ballot, Slot: s, Entry: p.entry, EntryBallot: p.entryBallot, Commit: n.commit})
 }
 
+// fillWindow proposes, slot by slot up to commit + α (rule 8): first what
+// recovery fixed (or a no-op for a hole), then queued commands. A slot whose
+// configuration has acceptors this leader holds no majority of promises
+// from makes it campaign again, so that phase 1 covers them.
 func (n *Node) fillWindow() {
-	for len(n.queue) > 0 && n.next <= n.commit+uint64(n.cfg.Window) {
-		n.propose(n.next, n.queue[0], Ballot{})
-		n.queue = n.queue[1:]
+	for n.role == Leader && n.next <= n.commit+uint64(n.cfg.Window) {
+		s := n.next
+		if _, ok := n.st.Chosen[s]; ok {
+			n.next++
+			continue
+		}
+		var e Entry
+		var eb Ballot
+		switch pv, ok := n.recovered[s]; {
+		case ok:
+			e = pv.Entry
+			if n.cfg.Bugs.ReconfirmOldBallot && !pv.Chosen {
+				// BUG SWITCH reconfirm-old-ballot: the entry keeps its old ballot.
+				eb = pv.Ballot
+			}
+		case s <= n.recoverTo:
+			e = Entry{Kind: EntryNoop}
+		case len(n.queue) > 0:
+			e = n.queue[0]
+		case s < n.effect(n.changes[len(n.changes)-1].slot):
+			// no-ops push a chosen change into effect when no command comes
+			e = Entry{Kind: EntryNoop}
+		default:
+			return
+		}
+		if !majorityOf(n.promisedBy, n.members(s)) {
+			n.prepareMore(s)
+			return
+		}
+		if s > n.recoverTo && len(n.queue) > 0 && e.Kind != EntryNoop {
+			n.queue = n.queue[1:]
+		}
+		delete(n.recovered, s)
+		n.propose(s, e, eb)
 		n.next++
 	}
 }
@@ -638,13 +755,38 @@ func (n *Node) onAccepted(m Message) {
 		n.acks[m.Slot] = tally
 	}
 	tally[m.From] = true
-	if p == nil || !quorum.Reached(len(tally), len(n.peers)) {
+	if p == nil || !n.decided(m.Slot, tally) {
 		return
 	}
 	delete(n.props, m.Slot)
 	delete(n.acks, m.Slot)
 	n.choose(m.Slot, p.entry, n.ballot)
 	n.advanceCommit()
+}
+
+// decided: slot s's acks hold a majority of the configuration deciding s,
+// which is known only once every slot up to s - α is chosen (rule 8).
+func (n *Node) decided(s uint64, tally map[NodeID]bool) bool {
+	return s <= n.commit+uint64(n.cfg.Window) && majorityOf(tally, n.members(s))
+}
+
+// decideWaiting chooses proposals whose acks were complete before the
+// configuration deciding them was known.
+func (n *Node) decideWaiting() bool {
+	var ready []uint64
+	for s, p := range n.props {
+		if p != nil && n.acks[s] != nil && n.decided(s, n.acks[s]) {
+			ready = append(ready, s)
+		}
+	}
+	sort.Slice(ready, func(i, j int) bool { return ready[i] < ready[j] })
+	for _, s := range ready {
+		p := n.props[s]
+		delete(n.props, s)
+		delete(n.acks, s)
+		n.choose(s, p.entry, n.ballot)
+	}
+	return len(ready) > 0
 }
 
 func (n *Node) onHeartbeatAck(m Message) {
@@ -663,7 +805,7 @@ func (n *Node) onHeartbeatAck(m Message) {
 }
 
 func (n *Node) broadcastHeartbeat() {
-	for _, p := range n.peers {
+	for _, p := range n.audience() {
 		if p != n.cfg.ID {
 			n.send(Message{Type: MsgHeartbeat, To: p, Ballot: n.ballot, Commit: n.commit})
 		}
@@ -683,7 +825,7 @@ func (n *Node) resendStale() {
 	for _, s := range slots {
 		p := n.props[s]
 		p.sentAt = n.now
-		for _, peer := range n.peers {
+		for _, peer := range n.audience() {
 			if !n.acks[s][peer] {
 				n.sendAccept(peer, s, p)
 			}
@@ -695,6 +837,7 @@ func (n *Node) becomeFollower() {
 	n.role = Follower
 	n.leader = 0
 	n.props, n.queue, n.promises, n.heard = nil, nil, nil, nil
+	n.recovered, n.promisedBy = nil, nil
 	n.resetElectionTimer()
 }
 
@@ -712,6 +855,7 @@ func (n *Node) choose(s uint64, e Entry, b Ballot) {
 	}
 	pv := PValue{Slot: s, Ballot: b, Entry: e, Chosen: true}
 	n.st.Chosen[s] = pv
+	n.noteChange(s, e)
 	n.maxSlot = max(n.maxSlot, s)
 	n.persist(Record{Type: RecChosen, Ballot: b, Slot: s, Entry: e})
 }
@@ -730,6 +874,10 @@ func (n *Node) advanceCommit() {
 		n.out.Apply = append(n.out.Apply, Applied{Slot: n.applied, Entry: n.st.Chosen[n.applied].Entry})
 	}
 	if n.role == Leader {
+		if n.decideWaiting() {
+			n.advanceCommit()
+			return
+		}
 		n.fillWindow()
 	}
 }

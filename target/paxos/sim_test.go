@@ -32,6 +32,8 @@ type profile struct {
 	heal       int
 	read       int
 	flushEvery int // no-fsync: buffered records reach disk every this many steps
+	member     int // weight of a membership change (add, remove or replace)
+	spares     int // nodes outside the initial configuration that changes may add
 }
 
 var defaultProfile = profile{
@@ -52,7 +54,8 @@ type sim struct {
 	seed       int64
 	r          *rand.Rand
 	bugs       bugs.Set
-	ids        []NodeID
+	ids        []NodeID // every node, spares included
+	initial    []NodeID // the initial configuration
 	nodes      map[NodeID]*simNode
 	net        []Message
 	cut        map[[2]NodeID]bool
@@ -79,6 +82,7 @@ func newSim(seed int64, n int, b bugs.Set) *sim {
 	for i := 1; i <= n; i++ {
 		s.ids = append(s.ids, NodeID(i))
 	}
+	s.initial = append([]NodeID(nil), s.ids...)
 	for _, id := range s.ids {
 		s.nodes[id] = &simNode{}
 		s.start(id)
@@ -86,8 +90,56 @@ func newSim(seed int64, n int, b bugs.Set) *sim {
 	return s
 }
 
+// addSpares starts k nodes outside the initial configuration.
+func (s *sim) addSpares(k int) {
+	for i := 0; i < k; i++ {
+		id := NodeID(len(s.ids) + 1)
+		s.ids = append(s.ids, id)
+		s.nodes[id] = &simNode{}
+		s.start(id)
+	}
+}
+
+// changeMembers asks a leader to add, remove or replace one member.
+func (s *sim) changeMembers() {
+	for _, id := range s.ids {
+		sn := s.nodes[id]
+		if !sn.up || sn.node.Status().Role != Leader {
+			continue
+		}
+		cur := sn.node.latest()
+		in := map[NodeID]bool{}
+		for _, m := range cur {
+			in[m] = true
+		}
+		var out []NodeID
+		for _, x := range s.ids {
+			if !in[x] {
+				out = append(out, x)
+			}
+		}
+		next := append([]NodeID(nil), cur...)
+		switch k := s.r.Intn(3); {
+		case k == 0 && len(out) > 0: // add
+			next = append(next, out[s.r.Intn(len(out))])
+		case k == 1 && len(cur) > 1: // remove
+			i := s.r.Intn(len(next))
+			next = append(next[:i], next[i+1:]...)
+		case len(out) > 0: // replace
+			next[s.r.Intn(len(next))] = out[s.r.Intn(len(out))]
+		default:
+			return
+		}
+		if err := sn.node.ProposeConfig(next); err == nil {
+			s.logf("n%d proposes configuration %v (was %v)", id, sortedIDs(next), cur)
+			s.drain(id)
+		}
+		return
+	}
+}
+
 func (s *sim) config(id NodeID) Config {
-	return Config{ID: id, Peers: s.ids, ElectionTicks: 10, HeartbeatTicks: 2, Window: 8,
+	return Config{ID: id, Peers: s.initial, ElectionTicks: 10, HeartbeatTicks: 2, Window: 8,
 		CatchUpBatch: 16, Seed: s.seed*31 + int64(s.step), Bugs: s.bugs}
 }
 
@@ -243,9 +295,11 @@ func (s *sim) pick() NodeID { return s.ids[s.r.Intn(len(s.ids))] }
 func (s *sim) randomStep(p profile) {
 	s.step++
 	s.faultSteps = s.step
-	total := p.deliver + p.tick + p.propose + p.drop + p.dup + p.crash + p.restart + p.partition + p.heal + p.read
+	total := p.deliver + p.tick + p.propose + p.drop + p.dup + p.crash + p.restart + p.partition + p.heal + p.read + p.member
 	x := s.r.Intn(total)
 	switch {
+	case x >= total-p.member:
+		s.changeMembers()
 	case x < p.deliver:
 		if len(s.net) > 0 {
 			// mostly near the front, sometimes anywhere: reordering with delay
@@ -284,7 +338,7 @@ func (s *sim) randomStep(p profile) {
 		}
 	case x < p.deliver+p.tick+p.propose+p.drop+p.dup+p.crash+p.restart+p.partition:
 		s.partition()
-	case x < total-p.read:
+	case x < total-p.read-p.member:
 		s.cut = map[[2]NodeID]bool{}
 	default:
 		s.read(s.pick())
@@ -332,8 +386,9 @@ func (s *sim) settle() bool {
 			}
 			continue
 		}
+		// every member of the newest configuration has it
 		all := true
-		for _, id := range s.ids {
+		for _, id := range s.newestMembers() {
 			all = all && s.nodes[id].node.Status().CommitPoint >= settled
 		}
 		if all {
@@ -341,6 +396,18 @@ func (s *sim) settle() bool {
 		}
 	}
 	return false
+}
+
+// newestMembers is the latest configuration any node knows chosen.
+func (s *sim) newestMembers() []NodeID {
+	best, at := s.initial, uint64(0)
+	for _, id := range s.ids {
+		n := s.nodes[id].node
+		if c := n.changes[len(n.changes)-1]; c.slot > at {
+			best, at = c.members, c.slot
+		}
+	}
+	return best
 }
 
 // isSettleCmd reports whether e was proposed after the fault phase ended.
@@ -360,6 +427,7 @@ func (s *sim) dump() string {
 
 func runSchedule(seed int64, p profile, b bugs.Set) *sim {
 	s := newSim(seed, p.nodes, b)
+	s.addSpares(p.spares)
 	for s.step < p.steps && s.broken == "" {
 		s.randomStep(p)
 	}

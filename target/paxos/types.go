@@ -47,6 +47,9 @@ const (
 	EntryNoop EntryKind = iota
 	// EntryCommand carries an opaque client command for the state machine.
 	EntryCommand
+	// EntryConfig changes the configuration (ConfigEntry); it governs the
+	// slots from its own slot + α on.
+	EntryConfig
 )
 
 // Entry is one log value.
@@ -214,6 +217,11 @@ type Status struct {
 	CommitPoint  uint64
 	Applied      uint64
 	MaxSlot      uint64 // highest slot accepted or chosen here
+	// Members is the configuration deciding the slot after the commit
+	// point; Pending the newest chosen one when it is not in effect yet.
+	Members   []NodeID
+	Pending   []NodeID
+	PendingAt uint64 // the slot Pending governs from
 }
 
 // Logger receives warnings the protocol must never hide (such as an Accept

@@ -133,6 +133,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/op", s.handleOp)
+	mux.HandleFunc("POST /v1/admin/members", s.handleMembers)
 	mux.HandleFunc("GET /debug/status", s.handleStatus)
 	mux.HandleFunc("GET /debug/log", s.handleLog)
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
@@ -396,6 +397,118 @@ func (s *Server) handleOp(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// handleMembers proposes a membership change through this leader and
+// answers once it is chosen (it decides slots from effective_at on).
+func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) {
+	var req api.MembersRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeJSON(w, http.StatusBadRequest, api.MembersResponse{Error: api.ErrBadRequest, Detail: err.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	defer cancel()
+	var next []paxos.NodeID
+	var bad, perr error
+	var hint string
+	err := s.query(ctx, func() {
+		cur, _ := s.core.Latest()
+		if next, bad = s.changed(cur, req); bad != nil {
+			return
+		}
+		if perr = s.core.ProposeConfig(next); errors.Is(perr, paxos.ErrNotLeader) {
+			hint = s.leaderHint(s.core.Status().Leader)
+		}
+	})
+	switch {
+	case err != nil:
+		writeJSON(w, http.StatusGatewayTimeout, api.MembersResponse{Error: api.ErrUnknown, Detail: err.Error()})
+		return
+	case bad != nil:
+		writeJSON(w, http.StatusBadRequest, api.MembersResponse{Error: api.ErrBadRequest, Detail: bad.Error()})
+		return
+	case errors.Is(perr, paxos.ErrNotLeader):
+		writeJSON(w, http.StatusServiceUnavailable, api.MembersResponse{Error: api.ErrNotLeader, Leader: hint})
+		return
+	case errors.Is(perr, paxos.ErrConfigPending), errors.Is(perr, paxos.ErrBusy):
+		writeJSON(w, http.StatusServiceUnavailable, api.MembersResponse{Error: api.ErrBusy, Detail: perr.Error()})
+		return
+	case perr != nil:
+		writeJSON(w, http.StatusInternalServerError, api.MembersResponse{Error: api.ErrUnknown, Detail: perr.Error()})
+		return
+	}
+	for {
+		var latest []paxos.NodeID
+		var slot, effect uint64
+		if err := s.query(ctx, func() {
+			latest, slot = s.core.Latest()
+			effect = s.core.Effect(slot)
+		}); err != nil {
+			break
+		}
+		if slot > 0 && fmt.Sprint(latest) == fmt.Sprint(next) {
+			writeJSON(w, http.StatusOK, api.MembersResponse{OK: true, Members: ids(next), Slot: slot, EffectAt: effect})
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	writeJSON(w, http.StatusGatewayTimeout, api.MembersResponse{Error: api.ErrUnknown, Members: ids(next),
+		Detail: "proposed but not chosen within " + s.cfg.Timeout.String()})
+}
+
+// changed applies a change request to the configuration cur.
+func (s *Server) changed(cur []paxos.NodeID, req api.MembersRequest) ([]paxos.NodeID, error) {
+	in := map[paxos.NodeID]bool{}
+	for _, id := range cur {
+		in[id] = true
+	}
+	known := func(id uint64) error {
+		if _, ok := s.cfg.Peers[paxos.NodeID(id)]; !ok && paxos.NodeID(id) != s.cfg.ID {
+			return fmt.Errorf("node %d has no address in this node's --peers", id)
+		}
+		return nil
+	}
+	switch req.Op {
+	case api.ChangeAdd:
+		if err := known(req.Node); err != nil {
+			return nil, err
+		}
+		if in[paxos.NodeID(req.Node)] {
+			return nil, fmt.Errorf("node %d is already a member of %v", req.Node, cur)
+		}
+		in[paxos.NodeID(req.Node)] = true
+	case api.ChangeRemove:
+		if !in[paxos.NodeID(req.Node)] {
+			return nil, fmt.Errorf("node %d is not a member of %v", req.Node, cur)
+		}
+		if len(cur) == 1 {
+			return nil, fmt.Errorf("node %d is the last member", req.Node)
+		}
+		delete(in, paxos.NodeID(req.Node))
+	case api.ChangeReplace:
+		if err := known(req.With); err != nil {
+			return nil, err
+		}
+		if !in[paxos.NodeID(req.Node)] || in[paxos.NodeID(req.With)] {
+			return nil, fmt.Errorf("replace needs node %d in and node %d out of %v", req.Node, req.With, cur)
+		}
+		delete(in, paxos.NodeID(req.Node))
+		in[paxos.NodeID(req.With)] = true
+	default:
+		return nil, fmt.Errorf("unknown op %q (accepted: add, remove, replace)", req.Op)
+	}
+	var out []paxos.NodeID
+	for id := range in {
+		out = append(out, id)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
+}
+
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	var st paxos.Status
 	if err := s.query(r.Context(), func() { st = s.core.Status() }); err != nil {
@@ -406,6 +519,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		ID: uint64(st.ID), Role: st.Role.String(), Promised: st.Promised.String(), Leader: uint64(st.Leader),
 		LeaderClient: s.leaderHint(st.Leader), LeaderBallot: st.LeaderBallot.String(),
 		CommitPoint: st.CommitPoint, Applied: st.Applied, MaxSlot: st.MaxSlot, Bugs: s.cfg.Bugs.String(),
+		Members: ids(st.Members), Pending: ids(st.Pending), PendingAt: st.PendingAt,
 	})
 }
 
@@ -449,12 +563,26 @@ func (s *Server) handleLog(w http.ResponseWriter, r *http.Request) {
 
 func logEntry(pv paxos.PValue) api.LogEntry {
 	kind := "command"
-	if pv.Entry.Kind == paxos.EntryNoop {
+	switch pv.Entry.Kind {
+	case paxos.EntryNoop:
 		kind = "noop"
+	case paxos.EntryConfig:
+		kind = "config"
 	}
 	sum := sha256.Sum256(append([]byte{byte(pv.Entry.Kind)}, pv.Entry.Data...))
 	return api.LogEntry{Index: pv.Slot, Ballot: pv.Ballot.String(), Kind: kind,
 		Digest: hex.EncodeToString(sum[:8]), Value: string(pv.Entry.Data)}
+}
+
+func ids(ms []paxos.NodeID) []uint64 {
+	if ms == nil {
+		return nil
+	}
+	out := make([]uint64, len(ms))
+	for i, m := range ms {
+		out[i] = uint64(m)
+	}
+	return out
 }
 
 type slogWarn struct{ l *slog.Logger }
