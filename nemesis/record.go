@@ -48,6 +48,9 @@ type Step struct {
 	Slot   uint64   `json:"slot,omitempty"`
 	Ref    int      `json:"ref,omitempty"`
 	Ms     int64    `json:"ms,omitempty"` // delay: how long the links hold each byte
+	// Note (op "roles"): how a schedule's attempt bound its roles; a replay
+	// copies it into its own recording.
+	Note string `json:"note,omitempty"`
 }
 
 // Recorder wraps a Control and a FaultLayer and appends every action to
@@ -213,7 +216,7 @@ func ReadSchedule(path string) ([]Step, error) {
 			return nil, fmt.Errorf("schedule %s line %d: %w", path, line, err)
 		}
 		switch s.Op {
-		case "block", "delay", "kill", "restart", "pause", "resume", "observe", "await-accepted", "await-leader", "await-commit":
+		case "block", "delay", "kill", "restart", "pause", "resume", "observe", "await-accepted", "await-leader", "await-commit", "roles":
 		default:
 			return nil, fmt.Errorf("schedule %s line %d: unknown op %q", path, line, s.Op)
 		}
@@ -352,6 +355,8 @@ func (p *Replay) Run(ctx context.Context, env *Env) error {
 			bind(s.Node, won)
 			env.log(Step{Op: "await-leader", Nodes: cands, Node: won})
 			offset = p.Now() - s.Time
+		case "roles":
+			env.log(Step{Op: "roles", Note: s.Note})
 		case "await-commit":
 			target := observed[s.Ref] + 1
 			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
@@ -363,7 +368,7 @@ func (p *Replay) Run(ctx context.Context, env *Env) error {
 			env.log(Step{Op: "await-commit", Node: m(s.Node), Ref: rerecorded[s.Ref]})
 			offset = p.Now() - s.Time
 		}
-		if p.Record != nil && s.Op != "observe" && !strings.HasPrefix(s.Op, "await-") {
+		if p.Record != nil && s.Op != "observe" && s.Op != "roles" && !strings.HasPrefix(s.Op, "await-") {
 			p.Record(asFault(Step{Op: s.Op, Node: m(s.Node), Links: s.Links}), err)
 		}
 		p.mu.Lock()

@@ -289,6 +289,7 @@ func (s *Scripted) Inject(ctx context.Context, env *Env) (Fault, error) {
 	}
 	x := &execution{script: sc, env: env, paused: s.paused, roles: map[string]int{}, slots: map[string]uint64{}, observed: map[string]int{}}
 	err := x.run(ctx)
+	env.log(Step{Op: "roles", Note: sc.Name + ": " + x.bindings()})
 	var ab errAbandon
 	switch {
 	case err == nil:

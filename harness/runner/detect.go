@@ -90,6 +90,11 @@ func Detect(ctx context.Context, o DetectOptions) ([]DetectCell, error) {
 		nems := o.Nemeses
 		if len(nems) == 0 {
 			nems = BestNemeses()[b]
+			if len(nems) == 0 {
+				// no live nemesis for it yet: say so in the table, run nothing
+				cells = append(cells, DetectCell{Bug: b})
+				continue
+			}
 			if o.Best {
 				nems = nems[:1]
 			}
@@ -163,6 +168,10 @@ func DetectTable(cells []DetectCell, runs int, limit time.Duration) string {
 	fmt.Fprintf(&b, "| switch | nemesis | nodes | detected | median time to detection | unknown | crashed | anomaly kinds | seeds |\n")
 	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cells {
+		if c.Nemesis == "" {
+			fmt.Fprintf(&b, "| %s | — | | not run: no live nemesis exposes it yet (see the simulation tests) | | | | | |\n", c.Bug)
+			continue
+		}
 		det := fmt.Sprintf("%d/%d", c.Detected, c.Runs)
 		med := "—"
 		if c.Detected > 0 {
@@ -205,6 +214,9 @@ func DetectGate(cells []DetectCell) []string {
 				problems = append(problems, fmt.Sprintf("the correct build raised %d alarms (%d crashes) under %s", c.Detected, c.Crashed, c.Nemesis))
 			}
 			continue
+		}
+		if c.Nemesis == "" {
+			continue // not run
 		}
 		caught[c.Bug] = caught[c.Bug] || c.Detected > 0
 	}

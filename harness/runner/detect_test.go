@@ -35,3 +35,9 @@ func TestDetectTableReportsRatiosMediansAndFalseAlarms(t *testing.T) {
 	require.Contains(t, table, "| none | all | 5 | 0 false alarms /3 | — |")
 	require.Equal(t, 2.0, median([]float64{3, 1, 2}))
 }
+
+func TestASwitchWithNoLiveNemesisIsListedNotRunAndDoesNotFailTheGate(t *testing.T) {
+	cells := []DetectCell{{Bug: "config-immediate"}, {Bug: "none", Nemesis: "all", Nodes: 5, Runs: 1, Seeds: []int64{1}}}
+	require.Empty(t, DetectGate(cells))
+	require.Contains(t, DetectTable(cells, 1, time.Second), "| config-immediate | — | | not run: no live nemesis exposes it yet")
+}

@@ -367,6 +367,8 @@ func describeStep(st nemesis.Step) string {
 		return fmt.Sprintf("await an accepted, unchosen slot on %s (commit point was %d)", node(st.Node), st.Slot)
 	case "await-leader":
 		return fmt.Sprintf("await a leader among %s (was %s)", nodes(st.Nodes), node(st.Node))
+	case "roles":
+		return "roles " + st.Note
 	case "await-commit":
 		if st.Ref < 0 {
 			return fmt.Sprintf("await-commit on %s (its observation was removed: no wait)", node(st.Node))
