@@ -40,7 +40,11 @@ func (*Direct) Close() error                       { return nil }
 
 // ClusterConfig configures a cluster.
 type ClusterConfig struct {
-	Nodes    int
+	Nodes int // the initial configuration: n1..n<Nodes>
+	// Spares are nodes n<Nodes+1>.. outside the initial configuration,
+	// with ports and directories ready; they run only once Join starts
+	// them (a membership change adds them).
+	Spares   int
 	Binary   string   // the paxtest binary; "" means this executable
 	Env      []string // extra environment for nodes
 	Dir      string   // the run directory: nodes/<id>.log, nodes/<id>/data
@@ -53,6 +57,7 @@ type ClusterConfig struct {
 	ElectionTicks  int
 	HeartbeatTicks int
 	RequestTimeout time.Duration
+	Window         int // α, passed to every node's --window (0: the node's default)
 }
 
 // Node is one member of the cluster.
@@ -63,9 +68,10 @@ type Node struct {
 	LogPath    string
 	DataDir    string
 
-	mu     sync.Mutex
-	proc   Process
-	paused bool
+	mu      sync.Mutex
+	proc    Process
+	paused  bool
+	retired bool // a spare not started yet, or a node retired after its removal
 }
 
 // Name is the node's name in logs and histories: "n1".
@@ -97,7 +103,7 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 	}
 	c := &Cluster{cfg: cfg}
 	peers := map[int]string{}
-	for id := 1; id <= cfg.Nodes; id++ {
+	for id := 1; id <= cfg.Nodes+cfg.Spares; id++ {
 		host := cfg.Net.Host(id)
 		pp, err := FreePort(host)
 		if err != nil {
@@ -111,6 +117,7 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 			ID: id, PeerAddr: net.JoinHostPort(host, strconv.Itoa(pp)), ClientAddr: net.JoinHostPort(host, strconv.Itoa(cp)),
 			LogPath: filepath.Join(cfg.Dir, "nodes", fmt.Sprintf("n%d.log", id)),
 			DataDir: filepath.Join(cfg.Dir, "nodes", fmt.Sprintf("n%d", id), "data"),
+			retired: id > cfg.Nodes,
 		}
 		if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("create data dir of %s: %w", n.Name(), err)
@@ -148,19 +155,99 @@ func FreePort(host string) (int, error) {
 	return 0, fmt.Errorf("find a free port on %s between %d and %d: %w", host, portLow, portHigh, last)
 }
 
-// Nodes returns the members in id order.
+// Nodes returns every node, spares included, in id order.
 func (c *Cluster) Nodes() []*Node { return c.nodes }
 
 // Node returns member id.
 func (c *Cluster) Node(id int) *Node { return c.nodes[id-1] }
 
-// IDs returns every member's id.
+// IDs returns the ids of the nodes in play: every node but spares not
+// started yet and nodes retired after their removal.
 func (c *Cluster) IDs() []int {
-	out := make([]int, len(c.nodes))
-	for i, n := range c.nodes {
-		out[i] = n.ID
+	var out []int
+	for _, n := range c.nodes {
+		if !c.Retired(n.ID) {
+			out = append(out, n.ID)
+		}
 	}
 	return out
+}
+
+// Retired reports whether node id is out of play (a spare not started, or
+// a removed node retired).
+func (c *Cluster) Retired(id int) bool {
+	n := c.Node(id)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.retired
+}
+
+// Spares lists the retired nodes, which Join can start.
+func (c *Cluster) Spares() []int {
+	var out []int
+	for _, n := range c.nodes {
+		if c.Retired(n.ID) {
+			out = append(out, n.ID)
+		}
+	}
+	return out
+}
+
+// Join starts a retired node (on its data directory, empty for a spare)
+// and waits until it answers.
+func (c *Cluster) Join(ctx context.Context, id int) error {
+	n := c.Node(id)
+	n.mu.Lock()
+	n.retired = false
+	n.mu.Unlock()
+	if !c.IsDown(id) {
+		return nil
+	}
+	if err := c.launch(n); err != nil {
+		return err
+	}
+	return c.waitHealthy(ctx, n)
+}
+
+// Retire kills node id and takes it out of play: restarts skip it.
+func (c *Cluster) Retire(id int) error {
+	n := c.Node(id)
+	n.mu.Lock()
+	n.retired = true
+	p := n.proc
+	n.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	if err := p.Kill(); err != nil {
+		return fmt.Errorf("retire %s: %w", n.Name(), err)
+	}
+	return nil
+}
+
+// ChangeMembers sends a membership change to the leader, following
+// not-leader hints.
+func (c *Cluster) ChangeMembers(ctx context.Context, req api.MembersRequest) (api.MembersResponse, error) {
+	addr := ""
+	if l := c.Leader(ctx); l != 0 {
+		addr = c.Node(l).ClientAddr
+	}
+	var res api.MembersResponse
+	for try := 0; try < 5 && addr != "" && ctx.Err() == nil; try++ {
+		cl := api.Client{Addr: addr, HTTP: &http.Client{Timeout: 5 * time.Second}}
+		var err error
+		if res, err = cl.ChangeMembers(ctx, req); err != nil {
+			return res, err
+		}
+		if res.Error != api.ErrNotLeader || res.Leader == "" {
+			return res, nil
+		}
+		addr = res.Leader
+	}
+	if addr == "" {
+		return api.MembersResponse{Error: api.ErrNotLeader, Detail: "no leader"}, nil
+	}
+	return res, nil
 }
 
 func (c *Cluster) args(n *Node) []string {
@@ -192,6 +279,17 @@ func (c *Cluster) args(n *Node) []string {
 	if c.cfg.RequestTimeout > 0 {
 		args = append(args, "--request-timeout", c.cfg.RequestTimeout.String())
 	}
+	if c.cfg.Window > 0 {
+		args = append(args, "--window", strconv.Itoa(c.cfg.Window))
+	}
+	if c.cfg.Spares > 0 {
+		// the initial configuration; spares join when a change adds them
+		var members []string
+		for id := 1; id <= c.cfg.Nodes; id++ {
+			members = append(members, strconv.Itoa(id))
+		}
+		args = append(args, "--members", strings.Join(members, ","))
+	}
 	return args
 }
 
@@ -199,11 +297,17 @@ func (c *Cluster) args(n *Node) []string {
 // of them leads.
 func (c *Cluster) Start(ctx context.Context) error {
 	for _, n := range c.nodes {
+		if c.Retired(n.ID) {
+			continue
+		}
 		if err := c.launch(n); err != nil {
 			return err
 		}
 	}
 	for _, n := range c.nodes {
+		if c.Retired(n.ID) {
+			continue
+		}
 		if err := c.waitHealthy(ctx, n); err != nil {
 			return err
 		}
@@ -366,7 +470,7 @@ func (c *Cluster) Kill(id int) error {
 
 // Restart starts node id again on its data directory, if it is down.
 func (c *Cluster) Restart(ctx context.Context, id int) error {
-	if !c.IsDown(id) {
+	if !c.IsDown(id) || c.Retired(id) {
 		return nil
 	}
 	n := c.Node(id)

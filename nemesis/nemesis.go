@@ -43,7 +43,7 @@ type Nemesis interface {
 
 // Kinds lists the accepted --nemesis values.
 func Kinds() []string {
-	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "zombie-leader", "bridge-restart", "fresh-leader-kill", "all"}
+	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "zombie-leader", "bridge-restart", "fresh-leader-kill", "membership", "all"}
 }
 
 // scripted names the nemeses written as built-in schedules (nemesis/scripts).
@@ -102,6 +102,8 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 			out = append(out, &Pause{Leader: true})
 		case "crash-quorum":
 			out = append(out, &CrashQuorum{})
+		case "membership":
+			out = append(out, &Membership{})
 		case "elect-lagging":
 			out = append(out, &ElectLagging{})
 		}
@@ -111,7 +113,7 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 		case "", "none":
 		case "all":
 			for _, k := range Kinds() {
-				if k != "none" && k != "all" {
+				if k != "none" && k != "all" && k != "membership" {
 					add(k)
 				}
 			}

@@ -184,6 +184,44 @@ func (r *Recorder) Resume(id int) error {
 	return r.Control.Resume(id)
 }
 
+// Spares forwards to the cluster (nothing to record).
+func (r *Recorder) Spares() []int {
+	if mc, ok := r.Control.(MemberControl); ok {
+		return mc.Spares()
+	}
+	return nil
+}
+
+// Join records and starts a node out of play.
+func (r *Recorder) Join(ctx context.Context, id int) error {
+	mc, ok := r.Control.(MemberControl)
+	if !ok {
+		return fmt.Errorf("this cluster has no spare nodes")
+	}
+	r.record(Step{Op: "join", Node: id, Leader: r.currentLeader()})
+	return mc.Join(ctx, id)
+}
+
+// Retire records and retires a node.
+func (r *Recorder) Retire(id int) error {
+	mc, ok := r.Control.(MemberControl)
+	if !ok {
+		return fmt.Errorf("this cluster has no spare nodes")
+	}
+	r.record(Step{Op: "retire", Node: id, Leader: r.currentLeader()})
+	return mc.Retire(id)
+}
+
+// ChangeMembers records and sends a membership change.
+func (r *Recorder) ChangeMembers(ctx context.Context, req api.MembersRequest) (api.MembersResponse, error) {
+	mc, ok := r.Control.(MemberControl)
+	if !ok {
+		return api.MembersResponse{}, fmt.Errorf("this cluster has no spare nodes")
+	}
+	r.record(Step{Op: "members", Note: req.Op, Node: int(req.Node), Nodes: []int{int(req.With)}, Leader: r.currentLeader()})
+	return mc.ChangeMembers(ctx, req)
+}
+
 // Close stops the poller, flushes and closes the schedule file.
 func (r *Recorder) Close() error {
 	close(r.stop)
@@ -216,7 +254,7 @@ func ReadSchedule(path string) ([]Step, error) {
 			return nil, fmt.Errorf("schedule %s line %d: %w", path, line, err)
 		}
 		switch s.Op {
-		case "block", "delay", "kill", "restart", "pause", "resume", "observe", "await-accepted", "await-leader", "await-commit", "roles":
+		case "block", "delay", "kill", "restart", "pause", "resume", "observe", "await-accepted", "await-leader", "await-commit", "roles", "join", "retire", "members":
 		default:
 			return nil, fmt.Errorf("schedule %s line %d: unknown op %q", path, line, s.Op)
 		}
@@ -357,6 +395,24 @@ func (p *Replay) Run(ctx context.Context, env *Env) error {
 			offset = p.Now() - s.Time
 		case "roles":
 			env.log(Step{Op: "roles", Note: s.Note})
+		case "join", "retire", "members":
+			mc, ok := env.Cluster.(MemberControl)
+			if !ok {
+				err = fmt.Errorf("replay %s: this cluster has no spare nodes", s.Op)
+				break
+			}
+			switch s.Op {
+			case "join":
+				err = mc.Join(context.Background(), m(s.Node))
+			case "retire":
+				err = mc.Retire(m(s.Node))
+			default:
+				with := 0
+				if len(s.Nodes) > 0 {
+					with = m(s.Nodes[0])
+				}
+				_, err = mc.ChangeMembers(ctx, api.MembersRequest{Op: s.Note, Node: uint64(m(s.Node)), With: uint64(with)})
+			}
 		case "await-commit":
 			target := observed[s.Ref] + 1
 			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
@@ -417,6 +473,12 @@ func asFault(s Step) Fault {
 		return Fault{F: "start-partition", Targets: cut, Detail: fmt.Sprintf("replayed: %d links cut", len(s.Links))}
 	case "kill":
 		return Fault{F: "start-kill", Targets: []int{s.Node}, Detail: "replayed: kill -9"}
+	case "join":
+		return Fault{F: "start-membership", Targets: []int{s.Node}, Detail: "replayed: start spare"}
+	case "retire":
+		return Fault{F: "start-membership", Targets: []int{s.Node}, Detail: "replayed: retire"}
+	case "members":
+		return Fault{F: "start-membership", Targets: []int{s.Node}, Detail: "replayed: membership change " + s.Note}
 	case "delay":
 		return Fault{F: "start-delay", Detail: fmt.Sprintf("replayed: %d links delayed %d ms", len(s.Links), s.Ms)}
 	case "restart":

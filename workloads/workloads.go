@@ -91,6 +91,9 @@ type Config struct {
 	// that operation only. Otherwise a worker stays where it last
 	// succeeded, which is usually the leader.
 	Bound bool
+	// OutOfPlay, when set, names nodes (by index) that final reads skip:
+	// spares never started and removed nodes retired.
+	OutOfPlay func(i int) bool
 }
 
 // Run drives cfg.Concurrency workers until ctx is done.
@@ -143,6 +146,9 @@ func FinalReads(ctx context.Context, cfg Config, wl Workload) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, len(cfg.Nodes))
 	for i := range cfg.Nodes {
+		if cfg.OutOfPlay != nil && cfg.OutOfPlay(i) {
+			continue
+		}
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()

@@ -15,9 +15,9 @@ import (
 func newCmdBench(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure paxtest: bug-finding power (detect)",
+		Short: "Measure paxtest: bug-finding power (detect), the cost of α (window)",
 	}
-	cmd.AddCommand(newCmdBenchDetect(stdout, stderr))
+	cmd.AddCommand(newCmdBenchDetect(stdout, stderr), newCmdBenchWindow(stdout, stderr))
 	return cmd
 }
 
@@ -82,4 +82,38 @@ func runDetect(ctx context.Context, o detectOptions, stdout io.Writer) error {
 		}
 	}
 	return nil
+}
+
+func newCmdBenchWindow(stdout, stderr io.Writer) *cobra.Command {
+	o := runner.WindowOptions{}
+	cmd := &cobra.Command{
+		Use:   "window",
+		Short: "Acknowledged ops/s for each α (--window), as ratios to the last one, measured in the same invocation",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Progress = stderr
+			ctx, stop := interruptible(cmd.Context())
+			defer stop()
+			started := time.Now()
+			rows, err := runner.BenchWindow(ctx, o)
+			if err != nil {
+				return err
+			}
+			table := runner.WindowTable(rows, o)
+			dir, err := runner.WriteWindow(o.Store, started, rows, table)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(stdout, table)
+			fmt.Fprintf(stdout, "written to %s\n", dir)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntSliceVar(&o.Windows, "windows", []int{1, 8, 64}, "α values to measure; the last is the baseline")
+	f.DurationVar(&o.TimeLimit, "time-limit", 20*time.Second, "time limit of each run")
+	f.IntVar(&o.Nodes, "nodes", 5, "number of nodes")
+	f.Int64Var(&o.Seed, "seed", 1, "seed of every run")
+	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs")
+	return cmd
 }

@@ -56,7 +56,8 @@ type results struct {
 	} `json:"ops"`
 	OpsPerSec float64 `json:"ops_per_sec"`
 	Nemesis   []struct {
-		F string `json:"f"`
+		F      string `json:"f"`
+		Detail string `json:"detail"`
 	} `json:"nemesis_events"`
 	Checkers map[string]struct {
 		Verdict string `json:"verdict"`
@@ -391,4 +392,29 @@ func TestShrinkRefusesARunThatDidNotFail(t *testing.T) {
 	r = paxtest(t, "shrink", filepath.Join(dir, "nope"))
 	require.Equal(t, 254, r.code, r.stderr)
 	require.Contains(t, r.stderr, "nope")
+}
+
+// The membership nemesis adds spares, removes and replaces members while
+// partitions and kills go on; the correct build stays valid, and the
+// changes are nemesis events with the configuration they chose.
+func TestMembershipChangesUnderPartitionsAndKillsStayValid(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run skipped in -short mode")
+	}
+	store := t.TempDir()
+	r := paxtest(t, "run", "--nodes", "5", "--nemesis", "membership,partition,kill", "--nemesis-interval", "1500ms",
+		"--time-limit", "15s", "--seed", "4", "--store", store)
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+	require.NoError(t, err)
+	res := readResults(t, dir)
+	require.Equal(t, "valid", res.Verdict)
+	changes := 0
+	for _, e := range res.Nemesis {
+		if e.F == "start-membership" && strings.Contains(e.Detail, "chosen at slot") {
+			changes++
+		}
+	}
+	require.Positive(t, changes, "no membership change was made")
+	noProcessesUnder(t, dir)
 }

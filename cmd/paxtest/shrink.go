@@ -19,7 +19,8 @@ func newCmdShrink(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Find a smaller fault schedule that still makes an invalid run fail",
 		Long: `Takes an invalid run and searches, by delta debugging over its recorded schedule's steps
 and then their timings, for a smaller schedule that still fails when replayed. Every candidate
-is replayed as a real run (--tries times; kept when most fail). The result is verified with
+is replayed as a real run (--tries times; kept when most fail). Only fault steps are removed:
+the waits on the cluster that a scenario recorded stay, so replays stay in step with it. The result is verified with
 --verify replays and written, with the run's configuration, to --store/shrink-<time>/, which
 paxtest run --replay accepts; the schedule is printed.`,
 		Example: `  paxtest shrink store/latest
@@ -47,10 +48,10 @@ func runShrink(ctx context.Context, o runner.ShrinkOptions, stdout io.Writer) er
 		return err
 	}
 	before, _ := nemesis.ReadSchedule(filepath.Join(o.Dir, nemesis.ScheduleFile))
-	fmt.Fprintf(stdout, "recorded schedule of %s: %d steps (%d up to the first anomaly)\n", o.Dir, res.Recorded, res.Truncated)
+	fmt.Fprintf(stdout, "recorded schedule of %s: %d steps, %d of them faults (%d steps up to the first anomaly)\n", o.Dir, res.Recorded, res.Faults, res.Truncated)
 	fmt.Fprint(stdout, runner.FormatSchedule(before))
-	fmt.Fprintf(stdout, "\nshrunk to %d steps after %d candidates (%d replays); it failed in %d of %d verifying replays:\n",
-		len(res.Steps), res.Tests, res.Replays, res.Failed, res.Verify)
+	fmt.Fprintf(stdout, "\nshrunk to %d steps, %d of them faults, after %d candidates (%d replays); it failed in %d of %d verifying replays:\n",
+		len(res.Steps), res.Kept, res.Tests, res.Replays, res.Failed, res.Verify)
 	fmt.Fprint(stdout, runner.FormatSchedule(res.Steps))
 	fmt.Fprintf(stdout, "\nwritten to %s (replay: paxtest run --replay %s)\n", res.Dir, res.Dir)
 	return nil

@@ -48,6 +48,11 @@ type Options struct {
 	CheckTimeout    time.Duration `json:"check_timeout"`
 	// BoundClients starts every operation at the worker's own node.
 	BoundClients bool `json:"bound_clients,omitempty"`
+	// Spares are nodes outside the initial configuration that a membership
+	// nemesis may add (set by Run when --nemesis has membership).
+	Spares int `json:"spares,omitempty"`
+	// Window is α for every node (0: the node's default, 64).
+	Window int `json:"window,omitempty"`
 	// StopOnDivergence ends the run two seconds after the log samples first
 	// show two chosen values for one index (the verdict is invalid anyway),
 	// instead of running to the time limit.
@@ -118,6 +123,9 @@ func (o *Options) Validate() error {
 	if o.CheckTimeout <= 0 {
 		return bad("--check-timeout must be positive, not %v", o.CheckTimeout)
 	}
+	if o.Window < 0 {
+		return bad("--window must be positive (or 0 for the node's default), not %d", o.Window)
+	}
 	return nil
 }
 
@@ -161,6 +169,9 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 	for _, n := range nems {
 		if b, ok := n.(interface{ BoundClients() bool }); ok && b.BoundClients() && o.Replay == "" {
 			o.BoundClients = true // the schedule needs clients that keep asking their own node
+		}
+		if _, ok := n.(*nemesis.Membership); ok && o.Replay == "" && o.Spares == 0 {
+			o.Spares = 2 // nodes the membership nemesis can add
 		}
 	}
 	wl, _ := workloads.New(o.Workload, o.Concurrency, 0, 0)
@@ -206,7 +217,7 @@ func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemes
 	}
 	b, _ := bugs.Parse(o.Bugs)
 	cluster, err := harness.NewCluster(harness.ClusterConfig{
-		Nodes: o.Nodes, Binary: o.Binary, Env: o.Env, Dir: layout.Dir, Bugs: strings.Join(b.Enabled(), ","),
+		Nodes: o.Nodes, Spares: o.Spares, Window: o.Window, Binary: o.Binary, Env: o.Env, Dir: layout.Dir, Bugs: strings.Join(b.Enabled(), ","),
 		Seed: o.Seed, Net: fl, RequestTimeout: time.Second,
 	})
 	if err != nil {
@@ -376,7 +387,8 @@ func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemes
 		// will say what it can; this is the target's failure, not ours.
 		hist.Append(history.Event{Time: clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "no-leader", Detail: err.Error()})
 	}
-	fmt.Fprintf(o.Progress, "final reads of %d keys through %d nodes\n", len(wl.Keys()), len(nodes))
+	wcfg.OutOfPlay = func(i int) bool { return cluster.Retired(i + 1) }
+	fmt.Fprintf(o.Progress, "final reads of %d keys through %d nodes\n", len(wl.Keys()), len(cluster.IDs()))
 	if err := workloads.FinalReads(ctx, wcfg, wl); err != nil {
 		errs = multierror.Append(errs, fmt.Errorf("final reads: %w", err))
 		return false, nil

@@ -32,7 +32,9 @@ type ShrinkResult struct {
 	Dir       string         `json:"dir"` // config.json + schedule.jsonl: replayable with --replay
 	Run       string         `json:"run"`
 	Recorded  int            `json:"recorded_steps"`
+	Faults    int            `json:"recorded_fault_steps"`
 	Truncated int            `json:"steps_up_to_first_anomaly"`
+	Kept      int            `json:"fault_steps_kept"`
 	Steps     []nemesis.Step `json:"steps"`
 	Tests     int            `json:"candidates_tried"`
 	Replays   int            `json:"replays"`
@@ -80,7 +82,7 @@ func Shrink(ctx context.Context, o ShrinkOptions) (ShrinkResult, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "candidates"), 0o755); err != nil {
 		return ShrinkResult{}, fmt.Errorf("create %s: %w", dir, err)
 	}
-	out := ShrinkResult{Dir: dir, Run: o.Dir, Recorded: len(steps), Verify: o.Verify}
+	out := ShrinkResult{Dir: dir, Run: o.Dir, Recorded: len(steps), Faults: faults(steps), Verify: o.Verify}
 	s := &shrinker{o: o, base: base, dir: dir}
 
 	// Steps after the first anomaly cannot have caused it.
@@ -95,13 +97,16 @@ func Shrink(ctx context.Context, o ShrinkOptions) (ShrinkResult, error) {
 		cur = steps
 	}
 
-	// ddmin by complements: remove chunks of steps while the rest fails.
+	// ddmin by complements over the fault steps: remove chunks of them
+	// while the rest still fails. Waits on the cluster stay: they are what
+	// keeps a replay in step with the cluster, not faults.
 	n := 2
-	for len(cur) >= 2 && s.tests < o.MaxTests && ctx.Err() == nil {
-		chunks := split(len(cur), n)
+	for faults(cur) >= 2 && s.tests < o.MaxTests && ctx.Err() == nil {
+		idx := faultIndices(cur)
+		chunks := split(len(idx), n)
 		removed := false
 		for _, c := range chunks {
-			cand := without(cur, c[0], c[1])
+			cand := withoutIndices(cur, idx[c[0]:c[1]])
 			if s.tests >= o.MaxTests || ctx.Err() != nil {
 				break
 			}
@@ -112,10 +117,10 @@ func Shrink(ctx context.Context, o ShrinkOptions) (ShrinkResult, error) {
 			}
 		}
 		if !removed {
-			if n >= len(cur) {
+			if n >= len(idx) {
 				break
 			}
-			n = min(2*n, len(cur))
+			n = min(2*n, len(idx))
 		}
 	}
 	// timings: start sooner, then halve the long gaps, while it still fails
@@ -129,7 +134,7 @@ func Shrink(ctx context.Context, o ShrinkOptions) (ShrinkResult, error) {
 		}
 		cur = cand
 	}
-	out.Steps = cur
+	out.Steps, out.Kept = cur, faults(cur)
 	out.Tests = s.tests
 	if err := s.write(filepath.Join(dir, nemesis.ScheduleFile), cur); err != nil {
 		return out, err
@@ -225,6 +230,39 @@ func (s *shrinker) write(file string, steps []nemesis.Step) error {
 		return fmt.Errorf("write schedule %s: %w", file, err)
 	}
 	return f.Close()
+}
+
+// isWait: a step that waits on (or notes) the cluster rather than faulting it.
+func isWait(st nemesis.Step) bool {
+	return st.Op == "observe" || st.Op == "roles" || strings.HasPrefix(st.Op, "await-")
+}
+
+// faults counts the fault steps.
+func faults(steps []nemesis.Step) int { return len(faultIndices(steps)) }
+
+func faultIndices(steps []nemesis.Step) []int {
+	var out []int
+	for i, st := range steps {
+		if !isWait(st) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// withoutIndices removes the steps at the given indices.
+func withoutIndices(steps []nemesis.Step, drop []int) []nemesis.Step {
+	gone := map[int]bool{}
+	for _, i := range drop {
+		gone[i] = true
+	}
+	var keep []int
+	for i := range steps {
+		if !gone[i] {
+			keep = append(keep, i)
+		}
+	}
+	return pick(steps, keep)
 }
 
 // upTo keeps the steps recorded up to time t.

@@ -68,3 +68,14 @@ func ops(steps []nemesis.Step) []string {
 	}
 	return out
 }
+
+func TestShrinkingRemovesFaultStepsAndKeepsTheWaits(t *testing.T) {
+	steps := []nemesis.Step{
+		{Op: "await-leader"}, {Op: "block"}, {Op: "await-accepted"}, {Op: "kill"}, {Op: "roles"}, {Op: "await-commit", Ref: 2},
+	}
+	require.Equal(t, 2, faults(steps))
+	require.Equal(t, []int{1, 3}, faultIndices(steps))
+	got := withoutIndices(steps, []int{1})
+	require.Equal(t, []string{"await-leader", "await-accepted", "kill", "roles", "await-commit"}, ops(got))
+	require.Equal(t, 1, got[4].Ref, "the wait still refers to its observation")
+}

@@ -1,0 +1,92 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/paxtest/paxtest/reports"
+)
+
+// WindowOptions are the flags of `paxtest bench window`.
+type WindowOptions struct {
+	Windows   []int // α values; the last is the baseline
+	TimeLimit time.Duration
+	Nodes     int
+	Seed      int64
+	Store     string
+	Progress  io.Writer
+}
+
+// WindowRow is one α's measurement.
+type WindowRow struct {
+	Window    int     `json:"window"`
+	OpsPerSec float64 `json:"acked_ops_per_sec"`
+	Ratio     float64 `json:"ratio_to_baseline"`
+	Verdict   string  `json:"verdict"`
+	Dir       string  `json:"dir"`
+}
+
+// BenchWindow measures acknowledged ops/s for each α under the same
+// workload (register, 10 clients, no faults, one seed), one run at a time,
+// and reports each as a ratio to the last α's, measured in the same
+// invocation.
+func BenchWindow(ctx context.Context, o WindowOptions) ([]WindowRow, error) {
+	if len(o.Windows) == 0 || o.TimeLimit <= 0 {
+		return nil, UsageError{fmt.Errorf("--windows and --time-limit must be given")}
+	}
+	for _, w := range o.Windows {
+		if w < 1 {
+			return nil, UsageError{fmt.Errorf("--windows: %d is not a positive window", w)}
+		}
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	var rows []WindowRow
+	for _, w := range o.Windows {
+		ro := Options{Nodes: o.Nodes, Nemesis: "none", Partition: "random", NemesisInterval: time.Second, Workload: "register",
+			TimeLimit: o.TimeLimit, Concurrency: 10, Seed: o.Seed, Net: "proxy", Store: o.Store, CheckTimeout: 2 * time.Minute, Window: w}
+		fmt.Fprintf(o.Progress, "bench window: α = %d\n", w)
+		res, err := Run(ctx, ro)
+		if err != nil {
+			return rows, err
+		}
+		rows = append(rows, WindowRow{Window: w, OpsPerSec: res.OpsPerSec, Verdict: res.Verdict, Dir: res.Dir})
+	}
+	base := rows[len(rows)-1].OpsPerSec
+	for i := range rows {
+		if base > 0 {
+			rows[i].Ratio = rows[i].OpsPerSec / base
+		}
+	}
+	return rows, nil
+}
+
+// WindowTable renders the rows as markdown.
+func WindowTable(rows []WindowRow, o WindowOptions) string {
+	var b strings.Builder
+	base := rows[len(rows)-1].Window
+	fmt.Fprintf(&b, "| α | acknowledged ops/s | ratio to α = %d | verdict |\n|---|---|---|---|\n", base)
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %d | %.0f | %.2f | %s |\n", r.Window, r.OpsPerSec, r.Ratio, r.Verdict)
+	}
+	fmt.Fprintf(&b, "\n%d nodes, register workload, 10 clients, no faults, %v per run, seed %d.\n", o.Nodes, o.TimeLimit, o.Seed)
+	return b.String()
+}
+
+// WriteWindow writes window.md and window.json under store/bench-window-<time>/.
+func WriteWindow(store string, started time.Time, rows []WindowRow, table string) (string, error) {
+	dir := filepath.Join(store, "bench-window-"+started.UTC().Format("20060102T150405"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "window.md"), []byte(table), 0o644); err != nil {
+		return "", fmt.Errorf("write window.md: %w", err)
+	}
+	return dir, reports.WriteJSON(filepath.Join(dir, "window.json"), rows)
+}
