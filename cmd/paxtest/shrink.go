@@ -19,7 +19,7 @@ func newCmdShrink(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Find a smaller fault schedule that still makes an invalid run fail",
 		Long: `Takes an invalid run and searches, by delta debugging over its recorded schedule's steps
 and then their timings, for a smaller schedule that still fails when replayed. Every candidate
-is replayed as a real run (--tries times; kept when most fail). Only fault steps are removed:
+is replayed as a real run (--tries times; kept only when every replay fails). Only fault steps are removed:
 the waits on the cluster that a scenario recorded stay, so replays stay in step with it. The result is verified with
 --verify replays and written, with the run's configuration, to --store/shrink-<time>/, which
 paxtest run --replay accepts; the schedule is printed.`,
@@ -33,7 +33,7 @@ paxtest run --replay accepts; the schedule is printed.`,
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&o.Tries, "tries", 2, "replays per candidate; a candidate is kept when most fail")
+	f.IntVar(&o.Tries, "tries", 4, "replays per candidate; a candidate is kept only when every one fails")
 	f.IntVar(&o.Verify, "verify", 10, "replays of the result, to measure how often it fails")
 	f.IntVar(&o.MaxTests, "max-tests", 40, "candidates to try at most")
 	f.StringVar(&o.Store, "store", "store", "directory for the replays and the result")

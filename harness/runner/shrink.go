@@ -20,7 +20,7 @@ import (
 // ShrinkOptions are the flags of `paxtest shrink`.
 type ShrinkOptions struct {
 	Dir      string // an invalid run directory
-	Tries    int    // replays per candidate; it is kept when most of them fail
+	Tries    int    // replays per candidate; it is kept only when every one fails
 	Verify   int    // replays of the result, to measure how often it fails
 	MaxTests int    // candidates tried at most
 	Store    string
@@ -50,7 +50,7 @@ var errNotInvalid = errors.New("not an invalid run")
 // and then its timings, for a smaller schedule that still fails when
 // replayed, and verifies it with Verify replays. Replays are real runs
 // (cluster, workload, checkers) of the candidate schedule; a candidate is
-// kept when most of its Tries replays are invalid.
+// kept when every one of its Tries replays is invalid.
 func Shrink(ctx context.Context, o ShrinkOptions) (ShrinkResult, error) {
 	started := time.Now()
 	if o.Tries < 1 || o.Verify < 1 || o.MaxTests < 1 {
@@ -92,7 +92,7 @@ func Shrink(ctx context.Context, o ShrinkOptions) (ShrinkResult, error) {
 	if !s.fails(ctx, cur) {
 		if len(cur) == len(steps) || !s.fails(ctx, steps) {
 			out.Tests, out.Replays = s.tests, s.replays
-			return out, fmt.Errorf("shrink %s: the recorded schedule did not fail in most of %d replays: nothing to shrink against", o.Dir, o.Tries)
+			return out, fmt.Errorf("shrink %s: the recorded schedule did not fail in every one of %d replays: nothing to shrink against", o.Dir, o.Tries)
 		}
 		cur = steps
 	}
@@ -166,7 +166,9 @@ type shrinker struct {
 	replays int
 }
 
-// fails reports whether most of Tries replays of steps are invalid.
+// fails reports whether every one of Tries replays of steps is invalid: a
+// strict bar, so that a schedule that fails only sometimes is not kept by
+// luck and the result fails in most replays.
 func (s *shrinker) fails(ctx context.Context, steps []nemesis.Step) bool {
 	if len(steps) == 0 {
 		return false
@@ -182,11 +184,11 @@ func (s *shrinker) fails(ctx context.Context, steps []nemesis.Step) bool {
 		if s.replay(ctx, file, steps) {
 			failed++
 		}
-		if 2*failed > s.o.Tries || 2*(i+1-failed) >= s.o.Tries {
-			break // decided
+		if failed < i+1 {
+			break // one pass decides
 		}
 	}
-	ok := 2*failed > s.o.Tries
+	ok := failed == s.o.Tries
 	fmt.Fprintf(s.o.Progress, "shrink: candidate %d, %d steps: %s\n", s.tests, len(steps), map[bool]string{true: "fails (kept)", false: "passes"}[ok])
 	return ok
 }

@@ -95,7 +95,7 @@ func decodePayload(p []byte) (paxos.Record, error) {
 		return r, fmt.Errorf("%d stray bytes after the record", len(d.p))
 	case r.Type < paxos.RecPromise || r.Type > paxos.RecChosen:
 		return r, fmt.Errorf("unknown record type %d", r.Type)
-	case r.Entry.Kind > paxos.EntryCommand:
+	case r.Entry.Kind > paxos.EntryConfig:
 		return r, fmt.Errorf("unknown entry kind %d", r.Entry.Kind)
 	}
 	return r, nil

@@ -186,3 +186,16 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+func TestAConfigurationEntrySurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	l, _, err := Open(dir, Options{})
+	require.NoError(t, err)
+	rec := paxos.Record{Type: paxos.RecChosen, Ballot: paxos.Ballot{Round: 3, Node: 2}, Slot: 3, Entry: paxos.ConfigEntry([]paxos.NodeID{1, 2, 4})}
+	require.NoError(t, l.Append([]paxos.Record{rec}))
+	require.NoError(t, l.Close())
+	l, recs, err := Open(dir, Options{})
+	require.NoError(t, err)
+	defer l.Close()
+	require.Equal(t, []paxos.Record{rec}, recs)
+}
