@@ -193,14 +193,19 @@ func DetectTable(cells []DetectCell, runs int, limit time.Duration) string {
 
 // WriteDetect writes detect.md and detect.json under store/bench-detect-<time>/.
 func WriteDetect(store string, started time.Time, cells []DetectCell, table string) (string, error) {
-	dir := filepath.Join(store, "bench-detect-"+started.UTC().Format("20060102T150405"))
+	return writeBench(store, "detect", started, table, cells)
+}
+
+// writeBench writes <name>.md and <name>.json under store/bench-<name>-<time>/.
+func writeBench(store, name string, started time.Time, table string, v any) (string, error) {
+	dir := filepath.Join(store, "bench-"+name+"-"+started.UTC().Format("20060102T150405"))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", dir, err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "detect.md"), []byte(table), 0o644); err != nil {
-		return "", fmt.Errorf("write detect.md: %w", err)
+	if err := os.WriteFile(filepath.Join(dir, name+".md"), []byte(table), 0o644); err != nil {
+		return "", fmt.Errorf("write %s.md: %w", name, err)
 	}
-	return dir, reports.WriteJSON(filepath.Join(dir, "detect.json"), cells)
+	return dir, reports.WriteJSON(filepath.Join(dir, name+".json"), v)
 }
 
 // DetectGate reports what fails the CI gate: a switch never caught, or an

@@ -4,12 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/paxtest/paxtest/reports"
 )
 
 // WindowOptions are the flags of `paxtest bench window`.
@@ -81,12 +77,5 @@ func WindowTable(rows []WindowRow, o WindowOptions) string {
 
 // WriteWindow writes window.md and window.json under store/bench-window-<time>/.
 func WriteWindow(store string, started time.Time, rows []WindowRow, table string) (string, error) {
-	dir := filepath.Join(store, "bench-window-"+started.UTC().Format("20060102T150405"))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create %s: %w", dir, err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "window.md"), []byte(table), 0o644); err != nil {
-		return "", fmt.Errorf("write window.md: %w", err)
-	}
-	return dir, reports.WriteJSON(filepath.Join(dir, "window.json"), rows)
+	return writeBench(store, "window", started, table, rows)
 }

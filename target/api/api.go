@@ -147,49 +147,47 @@ func (c *Client) http() *http.Client {
 // have been sent is returned as a Response with ErrUnknown, never as a
 // definite failure.
 func (c *Client) Do(ctx context.Context, req Request) (Response, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return Response{}, err
-	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.Addr+"/v1/op", bytes.NewReader(body))
-	if err != nil {
-		return Response{}, err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	resp, err := c.http().Do(hr)
-	if err != nil {
-		return Response{Error: ErrUnknown, Detail: err.Error()}, nil
-	}
-	defer resp.Body.Close()
 	var out Response
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return Response{Error: ErrUnknown, Detail: fmt.Sprintf("undecodable reply (HTTP %d): %v", resp.StatusCode, err)}, nil
+	detail, err := c.post(ctx, "/v1/op", req, &out)
+	if detail != "" {
+		return Response{Error: ErrUnknown, Detail: detail}, nil
 	}
-	return out, nil
+	return out, err
 }
 
 // ChangeMembers sends a membership change; transport failures come back
 // as ErrUnknown like Do's.
 func (c *Client) ChangeMembers(ctx context.Context, req MembersRequest) (MembersResponse, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return MembersResponse{}, err
+	var out MembersResponse
+	detail, err := c.post(ctx, "/v1/admin/members", req, &out)
+	if detail != "" {
+		return MembersResponse{Error: ErrUnknown, Detail: detail}, nil
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.Addr+"/v1/admin/members", bytes.NewReader(body))
+	return out, err
+}
+
+// post sends body as JSON and decodes the reply into out. A failure after
+// the request may have left is returned as detail (the outcome is
+// unknown); err is for a request that could not be built.
+func (c *Client) post(ctx context.Context, path string, body, out any) (detail string, err error) {
+	b, err := json.Marshal(body)
 	if err != nil {
-		return MembersResponse{}, err
+		return "", err
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.Addr+path, bytes.NewReader(b))
+	if err != nil {
+		return "", err
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	resp, err := c.http().Do(hr)
 	if err != nil {
-		return MembersResponse{Error: ErrUnknown, Detail: err.Error()}, nil
+		return err.Error(), nil
 	}
 	defer resp.Body.Close()
-	var out MembersResponse
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return MembersResponse{Error: ErrUnknown, Detail: fmt.Sprintf("undecodable reply (HTTP %d): %v", resp.StatusCode, err)}, nil
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Sprintf("undecodable reply (HTTP %d): %v", resp.StatusCode, err), nil
 	}
-	return out, nil
+	return "", nil
 }
 
 // Status fetches the node's debug status.
