@@ -103,13 +103,26 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 	}
 	c := &Cluster{cfg: cfg}
 	peers := map[int]string{}
+	taken := map[string]bool{} // two nodes must not be given one free port
+	port := func(host string) (int, error) {
+		for {
+			p, err := FreePort(host)
+			if err != nil {
+				return 0, err
+			}
+			if k := net.JoinHostPort(host, strconv.Itoa(p)); !taken[k] {
+				taken[k] = true
+				return p, nil
+			}
+		}
+	}
 	for id := 1; id <= cfg.Nodes+cfg.Spares; id++ {
 		host := cfg.Net.Host(id)
-		pp, err := FreePort(host)
+		pp, err := port(host)
 		if err != nil {
 			return nil, err
 		}
-		cp, err := FreePort(host)
+		cp, err := port(host)
 		if err != nil {
 			return nil, err
 		}
