@@ -145,6 +145,15 @@ func (r *Recorder) Delay(links [][2]int, d time.Duration) error {
 	return delayLinks(r.FaultLayer, links, d)
 }
 
+// canDelay reports whether fl (or the layer a Recorder wraps) delays links.
+func canDelay(fl FaultLayer) bool {
+	if r, ok := fl.(*Recorder); ok {
+		fl = r.FaultLayer
+	}
+	_, ok := fl.(Delayer)
+	return ok
+}
+
 // delayLinks delays links on fl, or says why it cannot.
 func delayLinks(fl FaultLayer, links [][2]int, d time.Duration) error {
 	dl, ok := fl.(Delayer)

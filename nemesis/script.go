@@ -28,7 +28,7 @@ import (
 //	pick R... [from SET]           bind each R to a random node of SET (default: the unbound nodes)
 //	partition SET | SET [| SET]…   cut every link between the groups (replacing the cut); rest = the nodes in no other group
 //	cut SET | SET                  cut the links between the groups too
-//	delay SET -> SET D             every byte from the first set to the second is held for D (--net proxy)
+//	delay SET -> SET D             every byte from the first set to the second is held for D (--net proxy; skipped, with a note, under iptables)
 //	heal                           open every link, clear every delay
 //	kill SET / restart SET         kill -9 / restart (only nodes that are down)
 //	pause SET / resume SET         SIGSTOP / SIGCONT
@@ -577,6 +577,11 @@ func (x *execution) step(ctx context.Context, st ScriptStep) error {
 					links = append(links, [2]int{f, t})
 				}
 			}
+		}
+		if !canDelay(env.Net) {
+			// iptables only cuts links: go on without the delay, and say so
+			x.note("delay", fmt.Sprintf("skipped (%s): this fault layer cannot delay links; use --net proxy", st.Text))
+			return nil
 		}
 		return delayLinks(env.Net, links, d)
 	case "heal":
