@@ -138,8 +138,8 @@ func (r *Recorder) Block(links [][2]int) error {
 
 // Delay records and applies a link delay; the wrapped layer must support it.
 func (r *Recorder) Delay(links [][2]int, d time.Duration) error {
-	if _, ok := r.FaultLayer.(Delayer); !ok && len(links) == 0 {
-		return nil
+	if !canDelay(r.FaultLayer) && len(links) == 0 {
+		return nil // nothing to clear
 	}
 	r.record(Step{Op: "delay", Links: links, Ms: d.Milliseconds(), Leader: r.currentLeader()})
 	return delayLinks(r.FaultLayer, links, d)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -290,25 +291,16 @@ func (s *Scripted) Inject(ctx context.Context, env *Env) (Fault, error) {
 	x := &execution{script: sc, env: env, paused: s.paused, roles: map[string]int{}, slots: map[string]uint64{}, observed: map[string]int{}}
 	err := x.run(ctx)
 	env.log(Step{Op: "roles", Note: sc.Name + ": " + x.bindings()})
-	var ab errAbandon
 	switch {
 	case err == nil:
 		return Fault{F: "start-" + s.Label, Targets: x.targets(), Detail: sc.Name + ": " + x.bindings()}, nil
-	case asAbandon(err, &ab) || ctx.Err() != nil:
+	case errors.As(err, new(errAbandon)) || ctx.Err() != nil:
 		why := err.Error()
 		x.note("abandon", why)
 		return Fault{F: "start-" + s.Label, Targets: x.targets(), Detail: sc.Name + ": attempt abandoned: " + why}, nil
 	default:
 		return Fault{}, fmt.Errorf("schedule %s: %w", sc.Name, err)
 	}
-}
-
-func asAbandon(err error, ab *errAbandon) bool {
-	a, ok := err.(errAbandon)
-	if ok {
-		*ab = a
-	}
-	return ok
 }
 
 // Heal opens every link, clears delays, resumes and restarts every node.

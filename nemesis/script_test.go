@@ -201,9 +201,13 @@ kill L1
 		require.Equal(t, []string{"kill n" + itoa(leader)}, f.actions)
 		// the leader and F1 are cut from the other three: 2*3 pairs
 		require.Len(t, cutPairs(f.blocked), 6)
+		withLeader := 0
 		for _, p := range cutPairs(f.blocked) {
-			require.Contains(t, p, "n", p)
+			if strings.Contains(p, "n"+itoa(leader)) {
+				withLeader++
+			}
 		}
+		require.Equal(t, 3, withLeader, "the leader is cut from the three nodes outside its group, and from no one else")
 		require.Len(t, *notes, 1)
 		require.Contains(t, (*notes)[0].Detail, "stage1: n"+itoa(leader)+" with n")
 		// the heal opens every link and restarts the killed leader
