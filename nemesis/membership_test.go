@@ -4,7 +4,9 @@ import (
 	"context"
 	"math/rand"
 	"sort"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -21,6 +23,18 @@ type memberFake struct {
 	joined  []int
 	retired []int
 	asked   []api.MembersRequest
+	changed func(req api.MembersRequest) // called after each accepted change
+}
+
+// IDs: the nodes in play (spares are not).
+func (m *memberFake) IDs() []int {
+	var out []int
+	for _, id := range m.fakeCluster.IDs() {
+		if !m.spares[id] {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func (m *memberFake) Status(ctx context.Context, id int) (api.Status, error) {
@@ -65,6 +79,9 @@ func (m *memberFake) ChangeMembers(_ context.Context, req api.MembersRequest) (a
 	}
 	sort.Ints(next)
 	m.members = next
+	if m.changed != nil {
+		m.changed(req)
+	}
 	return api.MembersResponse{OK: true, Slot: 90, EffectAt: 95}, nil
 }
 
@@ -100,4 +117,56 @@ func TestMembershipKeepsALiveMajorityOfAtLeastThreeAndStartsOrRetiresTheNodes(t 
 			}
 		}
 	}
+}
+
+func TestMembershipSplitStartsASpareReplacesAFollowerAndRetiresIt(t *testing.T) {
+	f := newFake(5, 1)
+	m := &memberFake{fakeCluster: f, members: []int{1, 2, 3}, spares: map[int]bool{4: true, 5: true}}
+	// once the replace is chosen, the member that stays with R takes over
+	m.changed = func(req api.MembersRequest) {
+		stay := 0
+		for _, id := range m.members {
+			if id != 1 && id != int(req.With) {
+				stay = id
+			}
+		}
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			f.setLeader(stay)
+		}()
+	}
+	env, notes := envFor(f)
+	env.Cluster = m
+	sd, err := FromScripts("membership-split", "membership-split")
+	require.NoError(t, err)
+	require.True(t, sd.NeedsSpares())
+	require.True(t, sd.BoundClients())
+	fault, err := sd.Inject(context.Background(), env)
+	require.NoError(t, err)
+	require.NotContains(t, fault.Detail, "abandoned")
+	require.Len(t, m.asked, 1)
+	req := m.asked[0]
+	require.Equal(t, api.ChangeReplace, req.Op)
+	require.NotEqual(t, uint64(1), req.Node, "the leader is not the one replaced")
+	require.Equal(t, []int{int(req.With)}, m.joined, "the spare was started before the change")
+	require.Equal(t, []int{int(req.Node)}, m.retired, "the replaced node is retired once out of every configuration")
+	require.Empty(t, f.blocked, "the schedule heals before it retires")
+	var stages []string
+	for _, n := range *notes {
+		stages = append(stages, strings.SplitN(n.Detail, ":", 2)[0])
+	}
+	require.Equal(t, []string{"members", "split", "lead", "heal", "retired"}, stages)
+}
+
+func TestRequireMembersAbandonsAnAttemptOnAnotherConfigurationSize(t *testing.T) {
+	f := newFake(7, 1)
+	m := &memberFake{fakeCluster: f, members: []int{1, 2, 3, 4, 5}, spares: map[int]bool{6: true, 7: true}}
+	env, _ := envFor(f)
+	env.Cluster = m
+	s, err := ParseScript("t", strings.NewReader("require-members 3\nspare N\n"))
+	require.NoError(t, err)
+	fault, err := (&Scripted{Label: "t", Scripts: []*Script{s}}).Inject(context.Background(), env)
+	require.NoError(t, err)
+	require.Contains(t, fault.Detail, "attempt abandoned: line 1 (require-members 3): the configuration is [1 2 3 4 5]")
+	require.Empty(t, m.joined, "no spare started")
 }

@@ -43,7 +43,7 @@ type Nemesis interface {
 
 // Kinds lists the accepted --nemesis values.
 func Kinds() []string {
-	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "zombie-leader", "bridge-restart", "fresh-leader-kill", "membership", "all"}
+	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "zombie-leader", "bridge-restart", "fresh-leader-kill", "membership", "membership-split", "all"}
 }
 
 // scripted names the nemeses written as built-in schedules (nemesis/scripts).
@@ -52,6 +52,7 @@ var scripted = map[string][]string{
 	"zombie-leader":     {"zombie-leader"},
 	"bridge-restart":    {"bridge-restart"},
 	"fresh-leader-kill": {"fresh-leader-kill"},
+	"membership-split":  {"membership-split"},
 }
 
 // FromScripts builds a nemesis from built-in schedules.
@@ -113,7 +114,7 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 		case "", "none":
 		case "all":
 			for _, k := range Kinds() {
-				if k != "none" && k != "all" && k != "membership" {
+				if k != "none" && k != "all" && k != "membership" && k != "membership-split" {
 					add(k)
 				}
 			}

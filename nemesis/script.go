@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/paxtest/paxtest/target/api"
 )
 
 // A Script is a fault schedule written as data: a list of steps over roles
@@ -40,9 +42,18 @@ import (
 //	note TEXT                      a history event; {R} is replaced by R's node
 //	option bound-clients           clients start every operation at their own node
 //
+// Membership steps (the cluster needs spare nodes: --spares, automatic for
+// the membership nemeses):
+//
+//	require-members K              abandon unless the configuration in effect has K members and no change is pending
+//	spare R                        bind R to a node out of play and start it (empty log: it learns the log once it is a member)
+//	members add R | remove R | replace R with S [within D]
+//	                               propose the change through the leader; wait until it is chosen (abandon if refused)
+//	retire R [within D]            wait until R is in no configuration in effect or pending, then take it out of play
+//
 // SET is a space-separated list of roles, node names (n3), "unbound" (nodes
-// bound to no role) or "all"; "-R" removes R. A wait that times out
-// abandons the attempt.
+// bound to no role), "members" (the configuration in effect) or "all"; "-R"
+// removes R. A wait that times out abandons the attempt.
 type Script struct {
 	Name         string
 	Steps        []ScriptStep
@@ -123,8 +134,8 @@ func checkStep(st ScriptStep) error {
 	a := st.Args
 	roles := func(xs []string) error {
 		for _, x := range xs {
-			if !roleName.MatchString(x) || isNodeName(x) || x == "all" || x == "unbound" || x == "rest" {
-				return fmt.Errorf("%q is not a role name (a letter, then letters, digits or _; not nK, all, unbound or rest)", x)
+			if !roleName.MatchString(x) || isNodeName(x) || x == "all" || x == "unbound" || x == "rest" || x == "members" {
+				return fmt.Errorf("%q is not a role name (a letter, then letters, digits or _; not nK, all, unbound, members or rest)", x)
 			}
 		}
 		return nil
@@ -201,8 +212,28 @@ func checkStep(st ScriptStep) error {
 		if len(a) != 1 || a[0] != "bound-clients" {
 			return fmt.Errorf("the only option is bound-clients")
 		}
+	case "require-members":
+		if k, err := strconv.Atoi(strings.Join(a, " ")); err != nil || k < 1 {
+			return fmt.Errorf("want: require-members COUNT (a positive number)")
+		}
+	case "spare":
+		if len(a) != 1 {
+			return fmt.Errorf("want: spare ROLE")
+		}
+		return roles(a)
+	case "members":
+		switch {
+		case len(within) == 2 && (within[0] == "add" || within[0] == "remove"):
+		case len(within) == 4 && within[0] == "replace" && within[2] == "with":
+		default:
+			return fmt.Errorf("want: members add ROLE | members remove ROLE | members replace ROLE with ROLE [within DURATION]")
+		}
+	case "retire":
+		if len(within) != 1 {
+			return fmt.Errorf("want: retire ROLE [within DURATION]")
+		}
 	default:
-		return fmt.Errorf("unknown step %q (accepted: leader, pick, partition, cut, delay, heal, kill, restart, pause, resume, await-leader, await-accepted, await-commit, sleep, note, option)", st.Op)
+		return fmt.Errorf("unknown step %q (accepted: leader, pick, partition, cut, delay, heal, kill, restart, pause, resume, await-leader, await-accepted, await-commit, sleep, note, option, require-members, spare, members, retire)", st.Op)
 	}
 	return nil
 }
@@ -276,6 +307,18 @@ func (s *Scripted) BoundClients() bool {
 	return false
 }
 
+// NeedsSpares says whether any script starts spare nodes.
+func (s *Scripted) NeedsSpares() bool {
+	for _, sc := range s.Scripts {
+		for _, st := range sc.Steps {
+			if st.Op == "spare" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // errAbandon ends an attempt whose roles did not line up.
 type errAbandon struct{ why string }
 
@@ -339,6 +382,7 @@ type execution struct {
 	observed map[string]int // slot variable -> index of its observe step in the recording
 	cut      [][2]int
 	paused   map[int]bool
+	ctx      context.Context // the attempt's, for set expressions that ask the cluster
 }
 
 func (x *execution) note(stage, detail string) {
@@ -377,6 +421,7 @@ func (x *execution) bindings() string {
 }
 
 func (x *execution) run(ctx context.Context) error {
+	x.ctx = ctx
 	for _, st := range x.script.Steps {
 		if ctx.Err() != nil {
 			return errAbandon{"the run ended"}
@@ -418,6 +463,12 @@ func (x *execution) set(a []string, others []int) ([]int, error) {
 					ids = append(ids, id)
 				}
 			}
+		case t == "members":
+			st, err := x.config(x.ctx)
+			if err != nil {
+				return nil, err
+			}
+			ids = toInts(st.Members)
 		case t == "rest":
 			if others == nil {
 				return nil, fmt.Errorf("rest is only meaningful in partition and cut")
@@ -668,6 +719,8 @@ func (x *execution) step(ctx context.Context, st ScriptStep) error {
 	case "sleep":
 		d, _ := time.ParseDuration(a[0])
 		sleep(ctx, d)
+	case "require-members", "spare", "members", "retire":
+		return x.membership(ctx, st.Op, a, within)
 	case "note":
 		text := strings.Join(a, " ")
 		for r, id := range x.roles {
@@ -683,4 +736,119 @@ func (x *execution) step(ctx context.Context, st ScriptStep) error {
 		x.note(stage, strings.TrimSpace(rest))
 	}
 	return nil
+}
+
+// config is the leader's view of the configuration.
+func (x *execution) config(ctx context.Context) (api.Status, error) {
+	l := x.env.Cluster.Leader(ctx)
+	if l == 0 {
+		return api.Status{}, errAbandon{"no leader to ask for the configuration"}
+	}
+	st, err := x.env.Cluster.Status(ctx, l)
+	if err != nil {
+		return api.Status{}, errAbandon{fmt.Sprintf("status of the leader n%d: %v", l, err)}
+	}
+	return st, nil
+}
+
+// membership runs the steps that change the configuration.
+func (x *execution) membership(ctx context.Context, op string, a []string, within time.Duration) error {
+	mc, ok := x.env.Cluster.(MemberControl)
+	if !ok {
+		return fmt.Errorf("%s needs a cluster with spare nodes", op)
+	}
+	switch op {
+	case "require-members":
+		k, _ := strconv.Atoi(a[0])
+		st, err := x.config(ctx)
+		if err != nil {
+			return err
+		}
+		if len(st.Members) != k || len(st.Pending) > 0 {
+			return errAbandon{fmt.Sprintf("the configuration is %v (pending %v), this schedule needs %d members and no change in progress", st.Members, st.Pending, k)}
+		}
+	case "spare":
+		if err := x.retireLeftovers(ctx, mc); err != nil {
+			return err
+		}
+		spares := mc.Spares()
+		if len(spares) == 0 {
+			return errAbandon{"no spare node out of play"}
+		}
+		id := spares[x.env.Rand.Intn(len(spares))]
+		if err := mc.Join(ctx, id); err != nil {
+			return fmt.Errorf("start spare n%d: %w", id, err)
+		}
+		x.roles[a[0]] = id
+	case "members":
+		req := api.MembersRequest{Op: a[0]}
+		ids, err := x.set(a[1:2], nil)
+		if err != nil {
+			return err
+		}
+		req.Node = uint64(ids[0])
+		if a[0] == api.ChangeReplace {
+			with, err := x.set(a[3:4], nil)
+			if err != nil {
+				return err
+			}
+			req.With = uint64(with[0])
+		}
+		cctx, cancel := context.WithTimeout(ctx, within)
+		res, err := mc.ChangeMembers(cctx, req)
+		cancel()
+		if err != nil {
+			return errAbandon{fmt.Sprintf("%s: %v", describeChange(req), err)}
+		}
+		if !res.OK {
+			return errAbandon{fmt.Sprintf("%s refused: %s %s", describeChange(req), res.Error, res.Detail)}
+		}
+		x.note("members", fmt.Sprintf("%s: configuration %v chosen at slot %d, in effect from slot %d", describeChange(req), res.Members, res.Slot, res.EffectAt))
+	case "retire":
+		ids, err := x.set(a[:1], nil)
+		if err != nil {
+			return err
+		}
+		deadline := time.Now().Add(within)
+		for {
+			if st, err := x.config(ctx); err == nil && !containsU(st.Members, ids[0]) && !containsU(st.Pending, ids[0]) {
+				return mc.Retire(ids[0])
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return errAbandon{fmt.Sprintf("n%d is still in a configuration in effect or pending", ids[0])}
+			}
+			sleep(ctx, 20*time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// retireLeftovers takes out of play the running nodes an earlier attempt
+// removed from the configuration (once no configuration in effect or
+// pending holds them), so that they can be spares again.
+func (x *execution) retireLeftovers(ctx context.Context, mc MemberControl) error {
+	st, err := x.config(ctx)
+	if err != nil {
+		return err
+	}
+	if len(st.Pending) > 0 {
+		return nil
+	}
+	for _, id := range x.env.Cluster.IDs() {
+		if !containsU(st.Members, id) {
+			if err := mc.Retire(id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func containsU(ids []uint64, x int) bool {
+	for _, id := range ids {
+		if id == uint64(x) {
+			return true
+		}
+	}
+	return false
 }

@@ -166,6 +166,12 @@ func TestParseScriptNamesTheBadLineAndWhatToWrite(t *testing.T) {
 		{"await-accepted L1 X\n", "want: await-accepted ROLE as SLOT"},
 		{"delay L1 A 5ms\n", "want: delay SET -> SET DURATION"},
 		{"option fast\n", "the only option is bound-clients"},
+		{"require-members three\n", "want: require-members COUNT"},
+		{"spare\n", "want: spare ROLE"},
+		{"spare members\n", `"members" is not a role name`},
+		{"members swap A B\n", "want: members add ROLE | members remove ROLE | members replace ROLE with ROLE"},
+		{"members replace A B\n", "want: members add ROLE"},
+		{"retire\n", "want: retire ROLE [within DURATION]"},
 		{"# nothing\n\n", "no steps"},
 	} {
 		_, err := ParseScript("t", strings.NewReader(tc.text))

@@ -47,7 +47,7 @@ With --gate it exits 1 if any switch was never caught or the correct build raise
 	f.IntVar(&o.Runs, "runs", 3, "runs per cell")
 	f.DurationVar(&o.TimeLimit, "time-limit", 30*time.Second, "time limit of each run")
 	f.StringSliceVar(&o.Bugs, "bugs", nil, "switches to test, and none for the correct build (default: all and none)")
-	f.StringSliceVar(&o.Nemeses, "nemeses", nil, "nemeses to try for every switch, each a --nemesis value (default: each switch's own)")
+	f.StringSliceVar(&o.Nemeses, "nemeses", nil, "nemeses to try for every switch, each a --nemesis value with + for , (membership+partition+kill) (default: each switch's own)")
 	f.Int64Var(&o.Seed, "seed", 1, "first seed; run i of a cell uses seed+i")
 	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs")
 	f.BoolVar(&o.Best, "best", false, "only each switch's best nemesis (the CI gate's slice)")
@@ -113,6 +113,8 @@ func newCmdBenchWindow(stdout, stderr io.Writer) *cobra.Command {
 	f.IntSliceVar(&o.Windows, "windows", []int{1, 8, 64}, "α values to measure; the last is the baseline")
 	f.DurationVar(&o.TimeLimit, "time-limit", 20*time.Second, "time limit of each run")
 	f.IntVar(&o.Nodes, "nodes", 5, "number of nodes")
+	f.IntVar(&o.Concurrency, "concurrency", 10, "clients; α binds only when more commands are in flight than it allows")
+	f.IntVar(&o.Rounds, "rounds", 1, "rounds of one run per α, interleaved; each α reports its median")
 	f.Int64Var(&o.Seed, "seed", 1, "seed of every run")
 	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs")
 	return cmd

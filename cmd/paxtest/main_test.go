@@ -154,6 +154,7 @@ func TestBadFlagValuesExit254NamingTheValue(t *testing.T) {
 		{[]string{"--bug", "off-by-one"}, `"off-by-one"`},
 		{[]string{"--nodes", "0"}, "--nodes 0"},
 		{[]string{"--time-limit", "soon"}, "soon"},
+		{[]string{"--replay", "/nonexistent/run"}, "--replay: /nonexistent/run"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			store := t.TempDir()

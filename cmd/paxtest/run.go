@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -73,13 +72,9 @@ Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 the harness fa
 // replayOptions takes a recorded run's configuration; only --store and
 // --check-timeout come from the command line.
 func replayOptions(cli runner.Options) (runner.Options, error) {
-	b, err := os.ReadFile(filepath.Join(cli.Replay, "config.json"))
+	o, err := runner.ReadRunOptions(cli.Replay)
 	if err != nil {
-		return cli, usagef("--replay %s: %v (is it a run directory?)", cli.Replay, err)
-	}
-	var o runner.Options
-	if err := json.Unmarshal(b, &o); err != nil {
-		return cli, usagef("--replay %s: config.json is damaged: %v", cli.Replay, err)
+		return cli, fmt.Errorf("--replay: %w", err)
 	}
 	o.Replay, o.Store, o.CheckTimeout, o.StartedAt = cli.Replay, cli.Store, cli.CheckTimeout, time.Time{}
 	return o, nil

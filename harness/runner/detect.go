@@ -37,7 +37,8 @@ func BestNemeses() map[string][]string {
 		"volatile-promise":        {"bridge-restart", "partition,kill"},
 		"prepare-omits-committed": {"elect-lagging", "partition,leader-kill"},
 		"stale-read":              {"zombie-leader", "leader-pause"},
-		"none":                    {"all", "figure8", "crash-quorum", "elect-lagging", "zombie-leader", "bridge-restart"},
+		"config-immediate":        {"membership-split", "membership,partition"},
+		"none":                    {"all", "figure8", "crash-quorum", "elect-lagging", "zombie-leader", "bridge-restart", "membership-split", "membership,partition,kill"},
 	}
 }
 
@@ -100,9 +101,10 @@ func Detect(ctx context.Context, o DetectOptions) ([]DetectCell, error) {
 			}
 		}
 		for _, n := range nems {
+			n = strings.ReplaceAll(n, "+", ",") // a combined nemesis on the command line: membership+partition
 			nodes := 5
-			if b == "no-fsync" {
-				nodes = 3
+			if b == "no-fsync" || b == "config-immediate" || n == "membership-split" {
+				nodes = 3 // a quorum of two; membership-split splits a three-member configuration
 			}
 			c := DetectCell{Bug: b, Nemesis: n, Nodes: nodes}
 			kinds := map[string]bool{}

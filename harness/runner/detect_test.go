@@ -37,7 +37,7 @@ func TestDetectTableReportsRatiosMediansAndFalseAlarms(t *testing.T) {
 }
 
 func TestASwitchWithNoLiveNemesisIsListedNotRunAndDoesNotFailTheGate(t *testing.T) {
-	cells := []DetectCell{{Bug: "config-immediate"}, {Bug: "none", Nemesis: "all", Nodes: 5, Runs: 1, Seeds: []int64{1}}}
+	cells := []DetectCell{{Bug: "future-switch"}, {Bug: "none", Nemesis: "all", Nodes: 5, Runs: 1, Seeds: []int64{1}}}
 	require.Empty(t, DetectGate(cells))
-	require.Contains(t, DetectTable(cells, 1, time.Second), "| config-immediate | — | | not run: no live nemesis exposes it yet")
+	require.Contains(t, DetectTable(cells, 1, time.Second), "| future-switch | — | | not run: no live nemesis exposes it yet")
 }

@@ -170,7 +170,11 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 		if b, ok := n.(interface{ BoundClients() bool }); ok && b.BoundClients() && o.Replay == "" {
 			o.BoundClients = true // the schedule needs clients that keep asking their own node
 		}
-		if _, ok := n.(*nemesis.Membership); ok && o.Replay == "" && o.Spares == 0 {
+		_, member := n.(*nemesis.Membership)
+		if sp, ok := n.(interface{ NeedsSpares() bool }); ok && sp.NeedsSpares() {
+			member = true
+		}
+		if member && o.Replay == "" && o.Spares == 0 {
 			o.Spares = 2 // nodes the membership nemesis can add
 		}
 	}

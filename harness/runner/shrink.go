@@ -59,7 +59,7 @@ func Shrink(ctx context.Context, o ShrinkOptions) (ShrinkResult, error) {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
-	base, err := readRunOptions(o.Dir)
+	base, err := ReadRunOptions(o.Dir)
 	if err != nil {
 		return ShrinkResult{}, err
 	}
@@ -419,7 +419,9 @@ func describeStep(st nemesis.Step) string {
 	}
 }
 
-func readRunOptions(dir string) (Options, error) {
+// ReadRunOptions reads the options a run directory was made with
+// (config.json); a missing or damaged file is a UsageError naming it.
+func ReadRunOptions(dir string) (Options, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return Options{}, UsageError{fmt.Errorf("%s: %w (is it a run directory?)", dir, err)}

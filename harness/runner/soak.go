@@ -35,7 +35,8 @@ type SoakOptions struct {
 // selfChecks pairs bug switches with the nemesis that catches them.
 func selfChecks() [][2]string {
 	return [][2]string{{"reconfirm-old-ballot", "figure8"}, {"no-fsync", "crash-quorum"}, {"prepare-omits-committed", "elect-lagging"},
-		{"commit-stale-acks", "figure8"}, {"volatile-promise", "bridge-restart"}, {"stale-read", "zombie-leader"}}
+		{"commit-stale-acks", "figure8"}, {"volatile-promise", "bridge-restart"}, {"stale-read", "zombie-leader"},
+		{"config-immediate", "membership-split"}}
 }
 
 // Soak runs tests back to back until the duration is spent: a run starts
@@ -89,7 +90,7 @@ func Soak(ctx context.Context, o SoakOptions) ([]reports.SoakRun, error) {
 			switch sc[1] {
 			case "figure8", "bridge-restart", "zombie-leader":
 				ro.Nodes = 5
-			case "crash-quorum":
+			case "crash-quorum", "membership-split":
 				ro.Nodes = 3
 			}
 		}

@@ -13,6 +13,8 @@ func TestWindowTableReportsRatiosToTheLastWindow(t *testing.T) {
 	table := WindowTable(rows, WindowOptions{Nodes: 5, TimeLimit: 20 * time.Second, Seed: 1})
 	require.Contains(t, table, "| α | acknowledged ops/s | ratio to α = 64 |")
 	require.Contains(t, table, "| 1 | 500 | 0.25 | valid |")
+	require.Contains(t, table, "10 clients", "the default concurrency is named")
+	require.Contains(t, table, "median of 1 interleaved rounds")
 }
 
 func TestBenchWindowRejectsAWindowBelowOne(t *testing.T) {

@@ -95,7 +95,7 @@ func All() []Switch {
 			Rule:     "8",
 			Breaks:   "agreement: a configuration entry chosen at slot i decides slot i + 1 on, while leaders that do not know slot i yet still decide those slots with the old configuration",
 			Symptom:  "committed-then-overwritten: two disjoint majorities, of the old and the new configuration, choose different values for one slot",
-			Schedule: "membership changes (a replace, or an add then a remove) while partitions keep a leader from learning the change (--nemesis membership,partition)",
+			Schedule: "a replace chosen just as the configuration splits in two: the leader and the new node on one side, the two nodes that never heard the replace is chosen on the other (--nemesis membership-split, three nodes)",
 			set:      func(s *Set) { s.ConfigImmediate = true },
 			get:      func(s Set) bool { return s.ConfigImmediate },
 		},
