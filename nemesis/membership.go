@@ -25,13 +25,52 @@ type MemberControl interface {
 // It keeps at least three members, and never makes a change after which
 // the live members of the new configuration would not be a majority of it.
 // The changes stay: healing changes nothing.
-type Membership struct{}
+//
+// With Split set, every other change on a three-member configuration is an
+// attempt of that schedule (membership-split.pax: a replace chosen just as
+// the configuration splits between the leader with the new node and the
+// two old members that did not hear it is chosen), whose heal opens every
+// link.
+type Membership struct {
+	Split *Scripted
+	turn  int
+	split bool // the last injection was a Split attempt
+}
 
 // Name is the --nemesis value.
 func (*Membership) Name() string { return "membership" }
 
+// BoundClients: the split needs clients that keep asking their own node.
+func (m *Membership) BoundClients() bool { return m.Split != nil && m.Split.BoundClients() }
+
 // Inject makes one change.
 func (m *Membership) Inject(ctx context.Context, env *Env) (Fault, error) {
+	m.turn++
+	m.split = m.Split != nil && m.turn%2 == 0 && m.canSplit(ctx, env)
+	if m.split {
+		f, err := m.Split.Inject(ctx, env)
+		f.F, f.Detail = "start-membership", "split: "+f.Detail
+		return f, err
+	}
+	return m.change(ctx, env)
+}
+
+// canSplit: three members, none pending, a spare to start.
+func (m *Membership) canSplit(ctx context.Context, env *Env) bool {
+	mc, ok := env.Cluster.(MemberControl)
+	if !ok || len(mc.Spares()) == 0 {
+		return false
+	}
+	l := env.Cluster.Leader(ctx)
+	if l == 0 {
+		return false
+	}
+	st, err := env.Cluster.Status(ctx, l)
+	return err == nil && len(st.Members) == 3 && len(st.Pending) == 0
+}
+
+// change makes one random change.
+func (m *Membership) change(ctx context.Context, env *Env) (Fault, error) {
 	skip := func(why string) (Fault, error) { return Fault{F: "start-membership", Detail: "no change: " + why}, nil }
 	mc, ok := env.Cluster.(MemberControl)
 	if !ok {
@@ -142,8 +181,14 @@ func inEffect(ctx context.Context, env *Env, effect uint64) bool {
 	return false
 }
 
-// Heal changes nothing: configuration changes stay.
-func (*Membership) Heal(context.Context, *Env) (Fault, error) {
+// Heal changes nothing: configuration changes stay. After a split it
+// opens every link and restarts every node, as the schedule's heal does.
+func (m *Membership) Heal(ctx context.Context, env *Env) (Fault, error) {
+	if m.split {
+		f, err := m.Split.Heal(ctx, env)
+		f.F = "stop-membership"
+		return f, err
+	}
 	return Fault{F: "stop-membership", Detail: "configuration changes stay"}, nil
 }
 

@@ -170,3 +170,48 @@ func TestRequireMembersAbandonsAnAttemptOnAnotherConfigurationSize(t *testing.T)
 	require.Contains(t, fault.Detail, "attempt abandoned: line 1 (require-members 3): the configuration is [1 2 3 4 5]")
 	require.Empty(t, m.joined, "no spare started")
 }
+
+func TestMembershipMakesEveryOtherChangeOnThreeMembersASplit(t *testing.T) {
+	f := newFake(5, 1)
+	m := &memberFake{fakeCluster: f, members: []int{1, 2, 3}, spares: map[int]bool{4: true, 5: true}}
+	env, _ := envFor(f)
+	env.Cluster = m
+	split, err := FromScripts("membership-split", "membership-split")
+	require.NoError(t, err)
+	nem := &Membership{Split: split}
+	require.True(t, nem.BoundClients())
+	ctx := context.Background()
+	// the first change is a random one
+	first, err := nem.Inject(ctx, env)
+	require.NoError(t, err)
+	require.NotContains(t, first.Detail, "split:")
+	_, err = nem.Heal(ctx, env)
+	require.NoError(t, err)
+	// back to three members with a spare, the second is a split attempt
+	m.members, m.spares = []int{1, 2, 3}, map[int]bool{4: true, 5: true}
+	f.setLeader(1)
+	m.changed = func(api.MembersRequest) {
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			f.setLeader(2 + 3 - int(m.asked[len(m.asked)-1].Node)) // the old member that stays
+		}()
+	}
+	second, err := nem.Inject(ctx, env)
+	require.NoError(t, err)
+	require.Equal(t, "start-membership", second.F)
+	require.Contains(t, second.Detail, "split: membership-split: ")
+	require.NotContains(t, second.Detail, "abandoned")
+	f.blocked = [][2]int{{1, 2}}
+	healed, err := nem.Heal(ctx, env)
+	require.NoError(t, err)
+	require.Equal(t, "stop-membership", healed.F)
+	require.Empty(t, f.blocked, "the split's heal opens every link")
+	// the split is tried only on three members, none pending, with a spare
+	f.setLeader(1)
+	m.members, m.spares = []int{1, 2, 3, 4, 5}, map[int]bool{6: true}
+	require.False(t, nem.canSplit(ctx, env), "five members")
+	m.members, m.spares = []int{1, 2, 3}, map[int]bool{}
+	require.False(t, nem.canSplit(ctx, env), "no spare")
+	m.spares = map[int]bool{4: true}
+	require.True(t, nem.canSplit(ctx, env))
+}

@@ -104,7 +104,11 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 		case "crash-quorum":
 			out = append(out, &CrashQuorum{})
 		case "membership":
-			out = append(out, &Membership{})
+			split, err := FromScripts("membership-split", "membership-split")
+			if err != nil {
+				failed = err
+			}
+			out = append(out, &Membership{Split: split})
 		case "elect-lagging":
 			out = append(out, &ElectLagging{})
 		}
