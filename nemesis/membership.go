@@ -26,14 +26,13 @@ type MemberControl interface {
 // the live members of the new configuration would not be a majority of it.
 // The changes stay: healing changes nothing.
 //
-// With Split set, every other change on a three-member configuration is an
-// attempt of that schedule (membership-split.pax: a replace chosen just as
+// With Split set, a change on a three-member configuration that does not
+// follow a split is an attempt of that schedule (membership-split.pax: a replace chosen just as
 // the configuration splits between the leader with the new node and the
 // two old members that did not hear it is chosen), whose heal opens every
 // link.
 type Membership struct {
 	Split *Scripted
-	turn  int
 	split bool // the last injection was a Split attempt
 }
 
@@ -45,8 +44,7 @@ func (m *Membership) BoundClients() bool { return m.Split != nil && m.Split.Boun
 
 // Inject makes one change.
 func (m *Membership) Inject(ctx context.Context, env *Env) (Fault, error) {
-	m.turn++
-	m.split = m.Split != nil && m.turn%2 == 0 && m.canSplit(ctx, env)
+	m.split = m.Split != nil && !m.split && m.canSplit(ctx, env)
 	if m.split {
 		f, err := m.Split.Inject(ctx, env)
 		f.F, f.Detail = "start-membership", "split: "+f.Detail
