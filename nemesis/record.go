@@ -47,7 +47,7 @@ type Step struct {
 	Leader int      `json:"leader"`          // the leader just before the step (0: none)
 	Slot   uint64   `json:"slot,omitempty"`
 	Ref    int      `json:"ref,omitempty"`
-	Ms     int64    `json:"ms,omitempty"` // delay: how long the links hold each byte
+	Ms     int64    `json:"ms,omitempty"` // delay: how long the links hold each byte; members: how long the change took to be chosen
 	// Note (op "roles"): how a schedule's attempt bound its roles; a replay
 	// copies it into its own recording.
 	Note string `json:"note,omitempty"`
@@ -227,8 +227,12 @@ func (r *Recorder) ChangeMembers(ctx context.Context, req api.MembersRequest) (a
 	if !ok {
 		return api.MembersResponse{}, fmt.Errorf("this cluster has no spare nodes")
 	}
-	r.record(Step{Op: "members", Note: req.Op, Node: int(req.Node), Nodes: []int{int(req.With)}, Leader: r.currentLeader()})
-	return mc.ChangeMembers(ctx, req)
+	// recorded when answered, with how long it took: a replay sends it that
+	// long before, and times the next steps from its answer, as here
+	leader, start := r.currentLeader(), r.now()
+	res, err := mc.ChangeMembers(ctx, req)
+	r.record(Step{Op: "members", Note: req.Op, Node: int(req.Node), Nodes: []int{int(req.With)}, Leader: leader, Ms: (r.now() - start) / 1e6})
+	return res, err
 }
 
 // Close stops the poller, flushes and closes the schedule file.
@@ -306,6 +310,9 @@ func (*Replay) Name() string { return "replay" }
 func (p *Replay) Run(ctx context.Context, env *Env) error {
 	p.report.Steps = len(p.Steps)
 	ids := env.Cluster.IDs()
+	if mc, ok := env.Cluster.(MemberControl); ok {
+		ids = append(ids, mc.Spares()...) // a spare joins under its own id
+	}
 	pi := map[int]int{} // recorded id -> id in this run
 	for _, id := range ids {
 		pi[id] = id
@@ -335,6 +342,9 @@ func (p *Replay) Run(ctx context.Context, env *Env) error {
 			// step before, and must begin so here too, or what it waits for
 			// may have happened long before the replay looks
 			due = min(due, p.Steps[i-1].Time)
+		}
+		if s.Op == "members" {
+			due -= s.Ms * 1e6 // recorded when answered; sent Ms before
 		}
 		if d := time.Duration(due + offset - p.Now()); d > 0 {
 			select {
@@ -421,6 +431,7 @@ func (p *Replay) Run(ctx context.Context, env *Env) error {
 					with = m(s.Nodes[0])
 				}
 				_, err = mc.ChangeMembers(ctx, api.MembersRequest{Op: s.Note, Node: uint64(m(s.Node)), With: uint64(with)})
+				offset = p.Now() - s.Time // the next steps follow the answer
 			}
 		case "await-commit":
 			target := observed[s.Ref] + 1

@@ -305,7 +305,9 @@ func TestFigure8CatchesReconfirmOldBallotAndClearsTheCorrectBuild(t *testing.T) 
 			// fails, and the replay's own recording has the same steps in order.
 			// (Whether the replay fails too is measured, not asserted: it does
 			// in most replays, not all; see the bug-finding issue's note.)
-			rs := paxtest(t, "run", "--replay", dir, "--store", store)
+			// It is given store/latest, as the README does: the replay must
+			// read the run latest pointed at, not itself.
+			rs := paxtest(t, "run", "--replay", filepath.Join(store, "latest"), "--store", store)
 			require.Contains(t, []int{0, 1}, rs.code, "replay:\n%s\n%s", rs.stdout, rs.stderr)
 			replayDir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
 			require.NoError(t, err)

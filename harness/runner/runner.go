@@ -159,6 +159,13 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 	if err := o.Validate(); err != nil {
 		return reports.Results{}, err
 	}
+	if o.Replay != "" {
+		// store/latest moves to this run as soon as it starts: replay what
+		// it pointed at before
+		if p, err := filepath.EvalSymlinks(o.Replay); err == nil {
+			o.Replay = p
+		}
+	}
 	nems, _ := nemesis.Parse(o.Nemesis, o.Partition)
 	var scriptText []byte
 	if o.Schedule != "" {
