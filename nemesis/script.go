@@ -811,7 +811,7 @@ func (x *execution) membership(ctx context.Context, op string, a []string, withi
 		}
 		deadline := time.Now().Add(within)
 		for {
-			if st, err := x.config(ctx); err == nil && !containsU(st.Members, ids[0]) && !containsU(st.Pending, ids[0]) {
+			if st, err := x.config(ctx); err == nil && !contains(toInts(st.Members), ids[0]) && !contains(toInts(st.Pending), ids[0]) {
 				return mc.Retire(ids[0])
 			}
 			if time.Now().After(deadline) || ctx.Err() != nil {
@@ -835,20 +835,11 @@ func (x *execution) retireLeftovers(ctx context.Context, mc MemberControl) error
 		return nil
 	}
 	for _, id := range x.env.Cluster.IDs() {
-		if !containsU(st.Members, id) {
+		if !contains(toInts(st.Members), id) {
 			if err := mc.Retire(id); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-func containsU(ids []uint64, x int) bool {
-	for _, id := range ids {
-		if id == uint64(x) {
-			return true
-		}
-	}
-	return false
 }
