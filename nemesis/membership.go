@@ -27,10 +27,10 @@ type MemberControl interface {
 // The changes stay: healing changes nothing.
 //
 // With Split set, a change on a three-member configuration that does not
-// follow a split is an attempt of that schedule (membership-split.pax: a replace chosen just as
-// the configuration splits between the leader with the new node and the
-// two old members that did not hear it is chosen), whose heal opens every
-// link.
+// follow a split is an attempt of that schedule (membership-split.pax: a
+// replace chosen just as the configuration splits between the leader with
+// the new node and the two old members that did not hear it is chosen),
+// whose heal opens every link.
 type Membership struct {
 	Split *Scripted
 	split bool // the last injection was a Split attempt
@@ -38,6 +38,9 @@ type Membership struct {
 
 // Name is the --nemesis value.
 func (*Membership) Name() string { return "membership" }
+
+// NeedsSpares: every change but a removal starts a spare.
+func (*Membership) NeedsSpares() bool { return true }
 
 // BoundClients: the split needs clients that keep asking their own node.
 func (m *Membership) BoundClients() bool { return m.Split != nil && m.Split.BoundClients() }
@@ -167,16 +170,14 @@ func (m *Membership) change(ctx context.Context, env *Env) (Fault, error) {
 // inEffect waits until some node's commit point reaches the slot before
 // effect.
 func inEffect(ctx context.Context, env *Env, effect uint64) bool {
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if l := env.Cluster.Leader(ctx); l != 0 {
-			if st, err := env.Cluster.Status(ctx, l); err == nil && st.CommitPoint+1 >= effect {
-				return true
-			}
+	return pollUntil(ctx, 5*time.Second, 20*time.Millisecond, func() bool {
+		l := env.Cluster.Leader(ctx)
+		if l == 0 {
+			return false
 		}
-		sleep(ctx, 20*time.Millisecond)
-	}
-	return false
+		st, err := env.Cluster.Status(ctx, l)
+		return err == nil && st.CommitPoint+1 >= effect
+	})
 }
 
 // Heal changes nothing: configuration changes stay. After a split it

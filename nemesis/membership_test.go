@@ -180,6 +180,7 @@ func TestMembershipAlternatesSplitsAndRandomChangesOnThreeMembers(t *testing.T) 
 	require.NoError(t, err)
 	nem := &Membership{Split: split}
 	require.True(t, nem.BoundClients())
+	require.True(t, nem.NeedsSpares(), "the runner starts the cluster with spares for it")
 	ctx := context.Background()
 	m.changed = func(req api.MembersRequest) {
 		if req.Op != api.ChangeReplace || len(m.members) != 3 {

@@ -392,15 +392,14 @@ func (p *Replay) Run(ctx context.Context, env *Env) error {
 			// the replay's own recording is replayable too
 			rerecorded[i] = env.log(Step{Op: "observe", Node: m(s.Node), Slot: observed[i]})
 		case "await-accepted":
-			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
-				if st, serr := env.Cluster.Status(ctx, m(s.Node)); serr == nil {
-					observed[i] = st.CommitPoint
-					if st.MaxSlot > st.CommitPoint {
-						break
-					}
+			pollUntil(ctx, 3*time.Second, 5*time.Millisecond, func() bool {
+				st, serr := env.Cluster.Status(ctx, m(s.Node))
+				if serr != nil {
+					return false
 				}
-				sleep(ctx, 5*time.Millisecond)
-			}
+				observed[i] = st.CommitPoint
+				return st.MaxSlot > st.CommitPoint
+			})
 			rerecorded[i] = env.log(Step{Op: "await-accepted", Node: m(s.Node), Slot: observed[i]})
 			offset = p.Now() - s.Time
 		case "await-leader":
@@ -435,12 +434,10 @@ func (p *Replay) Run(ctx context.Context, env *Env) error {
 			}
 		case "await-commit":
 			target := observed[s.Ref] + 1
-			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
-				if st, serr := env.Cluster.Status(ctx, m(s.Node)); serr == nil && st.CommitPoint >= target {
-					break
-				}
-				sleep(ctx, time.Millisecond)
-			}
+			pollUntil(ctx, 3*time.Second, time.Millisecond, func() bool {
+				st, serr := env.Cluster.Status(ctx, m(s.Node))
+				return serr == nil && st.CommitPoint >= target
+			})
 			env.log(Step{Op: "await-commit", Node: m(s.Node), Ref: rerecorded[s.Ref]})
 			offset = p.Now() - s.Time
 		}

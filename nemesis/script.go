@@ -681,19 +681,16 @@ func (x *execution) step(ctx context.Context, st ScriptStep) error {
 		if err != nil {
 			return err
 		}
-		deadline := time.Now().Add(within)
-		for {
-			st, err := c.Status(ctx, ids[0])
-			if err == nil && st.MaxSlot > st.CommitPoint {
-				x.slots[a[2]] = st.CommitPoint + 1
-				x.observed[a[2]] = env.log(Step{Op: "await-accepted", Node: ids[0], Slot: st.CommitPoint})
-				return nil
-			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return errAbandon{fmt.Sprintf("n%d holds no unchosen slot", ids[0])}
-			}
-			sleep(ctx, 5*time.Millisecond)
+		var st api.Status
+		if !pollUntil(ctx, within, 5*time.Millisecond, func() bool {
+			var err error
+			st, err = c.Status(ctx, ids[0])
+			return err == nil && st.MaxSlot > st.CommitPoint
+		}) {
+			return errAbandon{fmt.Sprintf("n%d holds no unchosen slot", ids[0])}
 		}
+		x.slots[a[2]] = st.CommitPoint + 1
+		x.observed[a[2]] = env.log(Step{Op: "await-accepted", Node: ids[0], Slot: st.CommitPoint})
 	case "await-commit":
 		ids, err := x.set(a[:1], nil)
 		if err != nil {
@@ -703,15 +700,10 @@ func (x *execution) step(ctx context.Context, st ScriptStep) error {
 		if !ok {
 			return fmt.Errorf("slot %s is not bound yet (bind it with await-accepted)", a[1])
 		}
-		deadline := time.Now().Add(within)
-		reached := false
-		for !reached && time.Now().Before(deadline) && ctx.Err() == nil {
-			if st, err := c.Status(ctx, ids[0]); err == nil && st.CommitPoint >= slot {
-				reached = true
-				break
-			}
-			sleep(ctx, time.Millisecond)
-		}
+		reached := pollUntil(ctx, within, time.Millisecond, func() bool {
+			st, err := c.Status(ctx, ids[0])
+			return err == nil && st.CommitPoint >= slot
+		})
 		env.log(Step{Op: "await-commit", Node: ids[0], Ref: x.observed[a[1]]})
 		if !reached {
 			return errAbandon{fmt.Sprintf("n%d did not choose slot %d in time", ids[0], slot)}
@@ -809,16 +801,13 @@ func (x *execution) membership(ctx context.Context, op string, a []string, withi
 		if err != nil {
 			return err
 		}
-		deadline := time.Now().Add(within)
-		for {
-			if st, err := x.config(ctx); err == nil && !contains(toInts(st.Members), ids[0]) && !contains(toInts(st.Pending), ids[0]) {
-				return mc.Retire(ids[0])
-			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return errAbandon{fmt.Sprintf("n%d is still in a configuration in effect or pending", ids[0])}
-			}
-			sleep(ctx, 20*time.Millisecond)
+		if !pollUntil(ctx, within, 20*time.Millisecond, func() bool {
+			st, err := x.config(ctx)
+			return err == nil && !contains(toInts(st.Members), ids[0]) && !contains(toInts(st.Pending), ids[0])
+		}) {
+			return errAbandon{fmt.Sprintf("n%d is still in a configuration in effect or pending", ids[0])}
 		}
+		return mc.Retire(ids[0])
 	}
 	return nil
 }

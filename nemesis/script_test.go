@@ -323,3 +323,17 @@ func TestDelayedLinkHoldsBytesAndACutDropsWhatItHeld(t *testing.T) {
 	require.Empty(t, string(b), "what the cut link held was dropped")
 	c.Close()
 }
+
+func TestPollUntilStopsWhenDoneAtTheDeadlineOrWhenTheContextEnds(t *testing.T) {
+	calls := 0
+	require.True(t, pollUntil(context.Background(), time.Second, time.Millisecond, func() bool { calls++; return calls == 3 }))
+	require.Equal(t, 3, calls)
+	calls = 0
+	require.False(t, pollUntil(context.Background(), 20*time.Millisecond, 5*time.Millisecond, func() bool { calls++; return false }))
+	require.Greater(t, calls, 1, "it polled more than once before the deadline")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls = 0
+	require.False(t, pollUntil(ctx, time.Hour, time.Hour, func() bool { calls++; return false }))
+	require.Equal(t, 1, calls, "an ended context stops it after one look")
+}

@@ -15,16 +15,32 @@ func (env *Env) log(s Step) int {
 
 // waitLeaderAmong polls the given nodes until one of them says it leads.
 func waitLeaderAmong(ctx context.Context, env *Env, ids []int, within, every time.Duration) int {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	leader := 0
+	pollUntil(ctx, within, every, func() bool {
 		for _, id := range ids {
 			if st, err := env.Cluster.Status(ctx, id); err == nil && st.Role == "leader" {
-				return id
+				leader = id
+				return true
 			}
+		}
+		return false
+	})
+	return leader
+}
+
+// pollUntil calls done every `every` until it reports true (and so does
+// pollUntil), or until within has passed or ctx has ended (false).
+func pollUntil(ctx context.Context, within, every time.Duration, done func() bool) bool {
+	deadline := time.Now().Add(within)
+	for {
+		if done() {
+			return true
+		}
+		if ctx.Err() != nil || !time.Now().Before(deadline) {
+			return false
 		}
 		sleep(ctx, every)
 	}
-	return 0
 }
 
 // cutBetween blocks every link between the two groups, both ways.

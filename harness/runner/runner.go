@@ -177,11 +177,7 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 		if b, ok := n.(interface{ BoundClients() bool }); ok && b.BoundClients() && o.Replay == "" {
 			o.BoundClients = true // the schedule needs clients that keep asking their own node
 		}
-		_, member := n.(*nemesis.Membership)
-		if sp, ok := n.(interface{ NeedsSpares() bool }); ok && sp.NeedsSpares() {
-			member = true
-		}
-		if member && o.Replay == "" && o.Spares == 0 {
+		if sp, ok := n.(interface{ NeedsSpares() bool }); ok && sp.NeedsSpares() && o.Replay == "" && o.Spares == 0 {
 			o.Spares = 2 // nodes the membership nemesis can add
 		}
 	}
