@@ -52,7 +52,10 @@ func TestReportAndServePageRenderInChromium(t *testing.T) {
 		t.Skip("needs Chromium: apt-get install chromium (.ci/run installs it)")
 	}
 	store := t.TempDir()
-	r := paxtest(t, "run", "--nodes", "5", "--bug", "reconfirm-old-ballot", "--nemesis", "figure8", "--time-limit", "10s", "--seed", "2", "--store", store)
+	// 15 s: room for a second figure8 attempt when the first is abandoned
+	// on a loaded machine; the run ends 2 s after the logs diverge
+	r := paxtest(t, "run", "--nodes", "5", "--bug", "reconfirm-old-ballot", "--nemesis", "figure8", "--time-limit", "15s", "--seed", "2",
+		"--stop-on-divergence", "--store", store)
 	require.Equal(t, 1, r.code, "the run must be invalid:\n%s\n%s", r.stdout, r.stderr)
 	dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
 	require.NoError(t, err)

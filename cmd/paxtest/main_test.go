@@ -287,7 +287,7 @@ func TestFigure8CatchesReconfirmOldBallotAndClearsTheCorrectBuild(t *testing.T) 
 		t.Run(tc.name, func(t *testing.T) {
 			store := t.TempDir()
 			// 15 s leaves room for a second attempt when the first is
-			// abandoned (a 10-s run missed once in CI); a run with the bug
+			// abandoned (a 10-s run missed on a loaded CI machine); a run with the bug
 			// ends 2 s after the logs diverge
 			args := append([]string{"run", "--nodes", "5", "--nemesis", "figure8", "--time-limit", "15s", "--seed", "1",
 				"--stop-on-divergence", "--store", store}, tc.bug...)
