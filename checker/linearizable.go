@@ -263,7 +263,7 @@ func deadline(ctx context.Context) time.Time {
 // Visualize writes porcupine's visualization of the failing keys plus up to
 // sample other keys, with nemesis events as annotations, so the file stays
 // a few MB for large histories.
-func (l Linearizability) Visualize(w io.Writer, h []history.Event, sample int) error {
+func (l Linearizability) Visualize(w io.Writer, shades []Shade, sample int) error {
 	keep := map[string]bool{}
 	for _, k := range l.FailingKeys {
 		keep[k] = true
@@ -289,16 +289,22 @@ func (l Linearizability) Visualize(w io.Writer, h []history.Event, sample int) e
 		}
 	}
 	_, info := porcupine.CheckOperationsVerbose(l.model, sub, 30*time.Second)
-	info.AddAnnotations(nemesisAnnotations(h))
+	info.AddAnnotations(nemesisAnnotations(shades))
 	return porcupine.Visualize(l.model, info, w)
 }
 
+// Shade is a fault interval the visualization shades.
+type Shade struct {
+	Start, End    int64
+	Label, Detail string
+}
+
 // nemesisAnnotations shades every fault interval.
-func nemesisAnnotations(h []history.Event) []porcupine.Annotation {
+func nemesisAnnotations(shades []Shade) []porcupine.Annotation {
 	var out []porcupine.Annotation
-	for _, iv := range history.FaultIntervals(h) {
-		out = append(out, porcupine.Annotation{Tag: "nemesis", Start: iv.Start, End: iv.End,
-			Description: iv.Kind, Details: iv.Detail, BackgroundColor: "#fde2e2"})
+	for _, s := range shades {
+		out = append(out, porcupine.Annotation{Tag: "nemesis", Start: s.Start, End: s.End,
+			Description: s.Label, Details: s.Detail, BackgroundColor: "#fde2e2"})
 	}
 	return out
 }

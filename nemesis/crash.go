@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/paxtest/paxtest/nemesis/fault"
 )
 
 // CrashQuorum cuts one follower off, lets the leader and the other nodes
@@ -11,30 +13,32 @@ import (
 // that the survivors (the cut-off node among them) are a minority, all at
 // once. Whatever the killed nodes acknowledged must be on their disks: with
 // no-fsync it was still in their buffers, and the cut-off node never saw it.
-// On heal the killed nodes restart and every link opens.
-type CrashQuorum struct {
-	killed []int
-}
+// Stop restarts the killed nodes and opens every link.
+type CrashQuorum struct{ turn int }
 
 // Name is the --nemesis value.
 func (*CrashQuorum) Name() string { return "crash-quorum" }
 
-// Inject runs one attempt.
-func (c *CrashQuorum) Inject(ctx context.Context, env *Env) (Fault, error) {
-	ids := env.Cluster.IDs()
-	leader := env.Cluster.Leader(ctx)
+// Exclusive: it needs the cluster to itself.
+func (*CrashQuorum) Exclusive() bool { return true }
+
+// Start runs one attempt.
+func (c *CrashQuorum) Start(ctx context.Context, x *Exec) error {
+	c.turn++
+	op := func(o fault.Op) fault.Op { o.Source, o.Attempt = c.Name(), c.turn; return o }
+	ids := x.Cluster.IDs()
+	leader := x.Cluster.Leader(ctx)
 	if leader == 0 || len(ids) < 3 {
-		return Fault{F: "start-crash-quorum", Detail: "no leader: attempt skipped"}, nil
+		x.Note(c.Name(), c.turn, "no leader: attempt skipped")
+		return nil
 	}
 	others := without(ids, leader)
-	env.Rand.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
+	x.Rand.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
 	cut := others[0]
-	if err := env.Net.Block(isolate(cut, ids)); err != nil {
-		return Fault{}, err
+	if _, err := x.Perform(ctx, op(fault.Op{F: fault.Partition, Links: isolate(cut, ids)})); err != nil {
+		return err
 	}
-	if env.Note != nil {
-		env.Note(Fault{F: "step-crash-quorum", Targets: []int{cut}, Detail: fmt.Sprintf("n%d cut off", cut)})
-	}
+	x.Note(c.Name(), c.turn, fmt.Sprintf("n%d cut off", cut))
 	sleep(ctx, 700*time.Millisecond)
 	// kill the leader and followers until the rest is a minority
 	victims := []int{leader}
@@ -44,26 +48,11 @@ func (c *CrashQuorum) Inject(ctx context.Context, env *Env) (Fault, error) {
 		}
 		victims = append(victims, id)
 	}
-	for _, id := range victims {
-		if err := env.Cluster.Kill(id); err != nil {
-			return Fault{}, err
-		}
-		c.killed = append(c.killed, id)
-	}
-	return Fault{F: "start-crash-quorum", Targets: victims, Detail: fmt.Sprintf("n%d cut off; kill -9 %s together", cut, names(victims))}, nil
+	_, err := x.Perform(ctx, op(fault.Op{F: fault.Kill, Nodes: victims}))
+	return err
 }
 
-// Heal restarts the killed nodes and opens every link.
-func (c *CrashQuorum) Heal(ctx context.Context, env *Env) (Fault, error) {
-	restarted := c.killed
-	c.killed = nil
-	for _, id := range restarted {
-		if err := env.Cluster.Restart(ctx, id); err != nil {
-			return Fault{}, err
-		}
-	}
-	if err := env.Net.Block(nil); err != nil {
-		return Fault{}, err
-	}
-	return Fault{F: "stop-crash-quorum", Targets: restarted, Detail: "restarted " + names(restarted) + "; all links open"}, nil
+// Stop restarts the killed nodes and opens every link.
+func (c *CrashQuorum) Stop(ctx context.Context, x *Exec) error {
+	return x.HealAll(ctx, c.Name(), c.turn)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/paxtest/paxtest/nemesis/fault"
 )
 
 // ElectLagging makes a lagging node the leader: one follower X is cut off
@@ -13,74 +15,63 @@ import (
 // every slot it missed: correct promises carry those chosen values, and X
 // re-proposes them; with prepare-omits-committed they are hidden, and X
 // fills chosen slots with other commands.
-type ElectLagging struct {
-	killed []int
-}
+type ElectLagging struct{ turn int }
 
 // Name is the --nemesis value.
 func (*ElectLagging) Name() string { return "elect-lagging" }
 
-// Inject runs one attempt.
-func (e *ElectLagging) Inject(ctx context.Context, env *Env) (Fault, error) {
-	note := func(detail string, targets ...int) {
-		if env.Note != nil {
-			env.Note(Fault{F: "step-elect-lagging", Targets: targets, Detail: detail})
-		}
-	}
-	c := env.Cluster
+// Exclusive: it needs the cluster to itself.
+func (*ElectLagging) Exclusive() bool { return true }
+
+// Start runs one attempt.
+func (e *ElectLagging) Start(ctx context.Context, x *Exec) error {
+	e.turn++
+	op := func(o fault.Op) fault.Op { o.Source, o.Attempt = e.Name(), e.turn; return o }
+	c := x.Cluster
 	ids := c.IDs()
 	leader := c.Leader(ctx)
 	if leader == 0 || len(ids) < 3 {
-		return Fault{F: "start-elect-lagging", Detail: "no leader: attempt skipped"}, nil
+		x.Note(e.Name(), e.turn, "no leader: attempt skipped")
+		return nil
 	}
 	others := without(ids, leader)
-	env.Rand.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
-	x := others[0]
-	if err := env.Net.Block(isolate(x, ids)); err != nil {
-		return Fault{}, err
+	x.Rand.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
+	lag := others[0]
+	if _, err := x.Perform(ctx, op(fault.Op{F: fault.Partition, Links: isolate(lag, ids)})); err != nil {
+		return err
 	}
-	note(fmt.Sprintf("n%d cut off to fall behind", x), x)
+	x.Note(e.Name(), e.turn, fmt.Sprintf("n%d cut off to fall behind", lag))
 	sleep(ctx, 2*time.Second)
-	lag := ""
+	behind := ""
 	if lst, err := c.Status(ctx, leader); err == nil {
-		if xst, err := c.Status(ctx, x); err == nil {
-			lag = fmt.Sprintf("n%d %d slots behind", x, int64(lst.CommitPoint)-int64(xst.CommitPoint))
+		if xst, err := c.Status(ctx, lag); err == nil {
+			behind = fmt.Sprintf("n%d %d slots behind", lag, int64(lst.CommitPoint)-int64(xst.CommitPoint))
 		}
 	}
-	if err := c.Kill(leader); err != nil {
-		return Fault{}, err
+	if _, err := x.Perform(ctx, op(fault.Op{F: fault.Kill, Nodes: []int{leader}})); err != nil {
+		return err
 	}
-	e.killed = append(e.killed, leader)
 	survivors := without(ids, leader)
 	var star [][2]int
 	for _, a := range survivors {
 		for _, b := range survivors {
-			if a != b && a != x && b != x {
+			if a != b && a != lag && b != lag {
 				star = append(star, [2]int{a, b})
 			}
 		}
 	}
-	if err := env.Net.Block(star); err != nil {
-		return Fault{}, err
+	if _, err := x.Perform(ctx, op(fault.Op{F: fault.Partition, Links: star})); err != nil {
+		return err
 	}
-	note(fmt.Sprintf("leader n%d killed; %s; the others reach only n%d", leader, lag, x), leader, x)
-	l := waitLeaderAmong(ctx, env, survivors, 5*time.Second, 5*time.Millisecond)
+	x.Note(e.Name(), e.turn, fmt.Sprintf("leader n%d killed; %s; the others reach only n%d", leader, behind, lag))
+	if _, err := x.Perform(ctx, op(fault.Op{F: fault.AwaitLeader, Nodes: survivors})); err != nil && !isAbandon(err) {
+		return err
+	}
 	sleep(ctx, 500*time.Millisecond)
-	return Fault{F: "start-elect-lagging", Targets: []int{x, leader},
-		Detail: fmt.Sprintf("lagging n%d (%s) with the others in a star around it; leader n%d killed; new leader n%d", x, lag, leader, l)}, nil
+	return nil
 }
 
-// Heal restarts the killed leader and opens every link.
-func (e *ElectLagging) Heal(ctx context.Context, env *Env) (Fault, error) {
-	if err := env.Net.Block(nil); err != nil {
-		return Fault{}, err
-	}
-	restarted := e.killed
-	e.killed = nil
-	for _, id := range restarted {
-		if err := env.Cluster.Restart(ctx, id); err != nil {
-			return Fault{}, err
-		}
-	}
-	return Fault{F: "stop-elect-lagging", Targets: restarted, Detail: "restarted " + names(restarted) + "; all links open"}, nil
+// Stop restarts the killed leader and opens every link.
+func (e *ElectLagging) Stop(ctx context.Context, x *Exec) error {
+	return x.HealAll(ctx, e.Name(), e.turn)
 }

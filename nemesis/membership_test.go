@@ -2,6 +2,7 @@ package nemesis
 
 import (
 	"context"
+	"fmt"
 	"math/rand"
 	"sort"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/paxtest/paxtest/nemesis/fault"
 	"github.com/paxtest/paxtest/target/api"
 	"github.com/paxtest/paxtest/target/quorum"
 )
@@ -82,7 +84,11 @@ func (m *memberFake) ChangeMembers(_ context.Context, req api.MembersRequest) (a
 	if m.changed != nil {
 		m.changed(req)
 	}
-	return api.MembersResponse{OK: true, Slot: 90, EffectAt: 95}, nil
+	var ms []uint64
+	for _, id := range next {
+		ms = append(ms, uint64(id))
+	}
+	return api.MembersResponse{OK: true, Members: ms, Slot: 90, EffectAt: 95}, nil
 }
 
 func TestMembershipKeepsALiveMajorityOfAtLeastThreeAndStartsOrRetiresTheNodes(t *testing.T) {
@@ -91,12 +97,11 @@ func TestMembershipKeepsALiveMajorityOfAtLeastThreeAndStartsOrRetiresTheNodes(t 
 		m := &memberFake{fakeCluster: f, members: []int{1, 2, 3, 4, 5}, spares: map[int]bool{6: true, 7: true}}
 		r := rand.New(rand.NewSource(seed))
 		f.down[2+r.Intn(4)] = true // one member is down
-		env := &Env{Cluster: m, Net: f, Rand: r}
+		x, _ := execFor(f, m)
+		x.Rand = r
 		for i := 0; i < 4; i++ {
 			before := append([]int(nil), m.members...)
-			fault, err := (&Membership{}).Inject(context.Background(), env)
-			require.NoError(t, err)
-			require.Equal(t, "start-membership", fault.F)
+			require.NoError(t, (&Membership{}).Start(context.Background(), x))
 			live := 0
 			for _, id := range m.members {
 				if !f.down[id] {
@@ -135,15 +140,13 @@ func TestMembershipSplitStartsASpareReplacesAFollowerAndRetiresIt(t *testing.T) 
 			f.setLeader(stay)
 		}()
 	}
-	env, notes := envFor(f)
-	env.Cluster = m
+	x, ops := execFor(f, m)
 	sd, err := FromScripts("membership-split", "membership-split")
 	require.NoError(t, err)
 	require.True(t, sd.NeedsSpares())
 	require.True(t, sd.BoundClients())
-	fault, err := sd.Inject(context.Background(), env)
-	require.NoError(t, err)
-	require.NotContains(t, fault.Detail, "abandoned")
+	require.NoError(t, sd.Start(context.Background(), x))
+	require.NotContains(t, strings.Join(notes(*ops), ";"), "abandoned")
 	require.Len(t, m.asked, 1)
 	req := m.asked[0]
 	require.Equal(t, api.ChangeReplace, req.Op)
@@ -152,30 +155,34 @@ func TestMembershipSplitStartsASpareReplacesAFollowerAndRetiresIt(t *testing.T) 
 	require.Equal(t, []int{int(req.Node)}, m.retired, "the replaced node is retired once out of every configuration")
 	require.Empty(t, f.blocked, "the schedule heals before it retires")
 	var stages []string
-	for _, n := range *notes {
-		stages = append(stages, strings.SplitN(n.Detail, ":", 2)[0])
+	for _, n := range notes(*ops) {
+		stages = append(stages, strings.SplitN(n, ":", 2)[0])
 	}
-	require.Equal(t, []string{"members", "split", "lead", "heal", "retired"}, stages)
+	require.Equal(t, []string{"split", "lead", "heal", "retired", "membership-split"}, stages)
+	var chosen []string
+	for _, o := range *ops {
+		if o.F == fault.Members {
+			chosen = append(chosen, o.Describe())
+		}
+	}
+	require.Equal(t, []string{fmt.Sprintf("replace n%d with n%d: configuration %v chosen at slot 90, in effect from slot 95", req.Node, req.With, m.members)}, chosen)
 }
 
 func TestRequireMembersAbandonsAnAttemptOnAnotherConfigurationSize(t *testing.T) {
 	f := newFake(7, 1)
 	m := &memberFake{fakeCluster: f, members: []int{1, 2, 3, 4, 5}, spares: map[int]bool{6: true, 7: true}}
-	env, _ := envFor(f)
-	env.Cluster = m
+	x, ops := execFor(f, m)
 	s, err := ParseScript("t", strings.NewReader("require-members 3\nspare N\n"))
 	require.NoError(t, err)
-	fault, err := (&Scripted{Label: "t", Scripts: []*Script{s}}).Inject(context.Background(), env)
-	require.NoError(t, err)
-	require.Contains(t, fault.Detail, "attempt abandoned: line 1 (require-members 3): the configuration is [1 2 3 4 5]")
+	require.NoError(t, (&Scripted{Label: "t", Scripts: []*Script{s}}).Start(context.Background(), x))
+	require.Contains(t, notes(*ops)[1], "line 1 (require-members 3): attempt abandoned: the configuration is [1 2 3 4 5]")
 	require.Empty(t, m.joined, "no spare started")
 }
 
 func TestMembershipAlternatesSplitsAndRandomChangesOnThreeMembers(t *testing.T) {
 	f := newFake(5, 1)
 	m := &memberFake{fakeCluster: f, members: []int{1, 2, 3}, spares: map[int]bool{4: true, 5: true}}
-	env, _ := envFor(f)
-	env.Cluster = m
+	x, ops := execFor(f, m)
 	split, err := FromScripts("membership-split", "membership-split")
 	require.NoError(t, err)
 	nem := &Membership{Split: split}
@@ -192,31 +199,28 @@ func TestMembershipAlternatesSplitsAndRandomChangesOnThreeMembers(t *testing.T) 
 		}()
 	}
 	// three members and a spare: the first change is a split attempt
-	first, err := nem.Inject(ctx, env)
-	require.NoError(t, err)
-	require.Equal(t, "start-membership", first.F)
-	require.Contains(t, first.Detail, "split: membership-split: ")
-	require.NotContains(t, first.Detail, "abandoned")
+	require.NoError(t, nem.Start(ctx, x))
+	require.Contains(t, notes(*ops), "split: n1 and n"+itoa(int(m.asked[0].With))+" are cut off from n"+itoa(2+3-int(m.asked[0].Node))+" and n"+itoa(int(m.asked[0].Node))+" the moment the replace of n"+itoa(int(m.asked[0].Node))+" by n"+itoa(int(m.asked[0].With))+" is chosen; n"+itoa(2+3-int(m.asked[0].Node))+" and n"+itoa(int(m.asked[0].Node))+" do not know it is")
+	require.NotContains(t, strings.Join(notes(*ops), ";"), "abandoned")
 	f.blocked = [][2]int{{1, 2}}
-	healed, err := nem.Heal(ctx, env)
-	require.NoError(t, err)
-	require.Equal(t, "stop-membership", healed.F)
-	require.Empty(t, f.blocked, "the split's heal opens every link")
+	x.cut = f.blocked
+	require.NoError(t, nem.Stop(ctx, x))
+	require.Empty(t, f.blocked, "stopping the split opens every link")
 	// the next one is a random change, even on three members
 	m.changed = nil
 	f.setLeader(1)
 	m.members, m.spares = []int{1, 2, 3}, map[int]bool{4: true, 5: true}
-	second, err := nem.Inject(ctx, env)
-	require.NoError(t, err)
-	require.NotContains(t, second.Detail, "split:")
-	healed, err = nem.Heal(ctx, env)
-	require.NoError(t, err)
-	require.Equal(t, "configuration changes stay", healed.Detail)
+	*ops = nil
+	require.NoError(t, nem.Start(ctx, x))
+	require.NotContains(t, strings.Join(notes(*ops), ";"), "split:")
+	*ops = nil
+	require.NoError(t, nem.Stop(ctx, x))
+	require.Empty(t, *ops, "configuration changes stay")
 	// the split is tried only on three members, none pending, with a spare
 	m.members, m.spares = []int{1, 2, 3, 4, 5}, map[int]bool{6: true}
-	require.False(t, nem.canSplit(ctx, env), "five members")
+	require.False(t, nem.canSplit(ctx, x), "five members")
 	m.members, m.spares = []int{1, 2, 3}, map[int]bool{}
-	require.False(t, nem.canSplit(ctx, env), "no spare")
+	require.False(t, nem.canSplit(ctx, x), "no spare")
 	m.spares = map[int]bool{4: true}
-	require.True(t, nem.canSplit(ctx, env))
+	require.True(t, nem.canSplit(ctx, x))
 }

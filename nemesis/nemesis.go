@@ -2,43 +2,32 @@ package nemesis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/paxtest/paxtest/nemesis/fault"
 )
 
-// Fault describes one injection or heal, for the history.
-type Fault struct {
-	F       string // e.g. "start-partition", "stop-kill"
-	Targets []int
-	Detail  string
+// Nemesis is one kind of fault. Start puts one in force, Stop lifts it;
+// both act only through the executor, as fault ops.
+type Nemesis interface {
+	Name() string
+	Start(ctx context.Context, x *Exec) error
+	Stop(ctx context.Context, x *Exec) error
 }
 
-// Env is what a nemesis acts on.
-type Env struct {
-	Cluster Control
-	Net     FaultLayer
-	Rand    *rand.Rand
-	// Note records a step inside a multi-step fault (a scenario's stages).
-	Note func(Fault)
-	// Log records a scenario's wait on the cluster in the executed
-	// schedule (nil: not recording); it returns the step's index.
-	Log func(Step) int
-}
+// Exclusive is implemented by a nemesis that needs the cluster healed and
+// to itself while it runs (a scenario); the others may overlap.
+type Exclusive interface{ Exclusive() bool }
 
 // Pacer is implemented by a nemesis that sets its own gap between faults.
 type Pacer interface {
 	Gap(interval time.Duration) time.Duration
-}
-
-// Nemesis injects one kind of fault and heals it.
-type Nemesis interface {
-	Name() string
-	Inject(ctx context.Context, env *Env) (Fault, error)
-	Heal(ctx context.Context, env *Env) (Fault, error)
 }
 
 // Kinds lists the accepted --nemesis values.
@@ -55,21 +44,25 @@ var scripted = map[string][]string{
 	"membership-split":  {"membership-split"},
 }
 
-// FromScripts builds a nemesis from built-in schedules.
-func FromScripts(label string, names ...string) (*Scripted, error) {
-	s := &Scripted{Label: label}
-	for _, n := range names {
-		sc, err := Builtin(n)
-		if err != nil {
-			return nil, err
-		}
-		s.Scripts = append(s.Scripts, sc)
+// inAll is what --nemesis all draws from: every fault kind, with the
+// leader-aware scenarios in rotation (membership needs spare nodes and is
+// not part of it).
+var inAll = []string{"partition", "kill", "pause", "leader-kill", "leader-pause",
+	"figure8", "zombie-leader", "bridge-restart", "fresh-leader-kill", "crash-quorum", "elect-lagging"}
+
+// weight is how often the mix draws each kind: splits and kills first,
+// each scenario now and then.
+var weight = map[string]int{"partition": 6, "kill": 4, "pause": 3, "leader-kill": 2, "leader-pause": 2, "membership": 4}
+
+func weightOf(name string) int {
+	if w, ok := weight[name]; ok {
+		return w
 	}
-	return s, nil
+	return 1
 }
 
 // Parse builds the nemeses of a comma-separated --nemesis value. "all" is
-// every kind; "none" (or "") is no nemesis.
+// every kind in inAll; "none" (or "") is no nemesis.
 func Parse(spec, shape string) ([]Nemesis, error) {
 	if err := ValidShape(shape); err != nil {
 		return nil, err
@@ -82,45 +75,19 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 			return
 		}
 		seen[name] = true
-		if names, ok := scripted[name]; ok {
-			s, err := FromScripts(name, names...)
-			if err != nil {
-				failed = err
-			}
-			out = append(out, s)
+		n, err := build(name, shape)
+		if err != nil {
+			failed = errors.Join(failed, err)
 			return
 		}
-		switch name {
-		case "partition":
-			out = append(out, &Partition{Shape: shape})
-		case "kill":
-			out = append(out, &Kill{})
-		case "pause":
-			out = append(out, &Pause{})
-		case "leader-kill":
-			out = append(out, &Kill{Leader: true})
-		case "leader-pause":
-			out = append(out, &Pause{Leader: true})
-		case "crash-quorum":
-			out = append(out, &CrashQuorum{})
-		case "membership":
-			split, err := FromScripts("membership-split", "membership-split")
-			if err != nil {
-				failed = err
-			}
-			out = append(out, &Membership{Split: split})
-		case "elect-lagging":
-			out = append(out, &ElectLagging{})
-		}
+		out = append(out, n)
 	}
 	for _, name := range strings.Split(spec, ",") {
 		switch name = strings.TrimSpace(name); name {
 		case "", "none":
 		case "all":
-			for _, k := range Kinds() {
-				if k != "none" && k != "all" && k != "membership" && k != "membership-split" {
-					add(k)
-				}
+			for _, k := range inAll {
+				add(k)
 			}
 		default:
 			if !containsName(Kinds(), name) {
@@ -132,209 +99,317 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 	return out, failed
 }
 
+func build(name, shape string) (Nemesis, error) {
+	if names, ok := scripted[name]; ok {
+		return FromScripts(name, names...)
+	}
+	switch name {
+	case "partition":
+		return &Partition{Shape: shape}, nil
+	case "kill":
+		return &Process{F: fault.Kill, Label: "kill", Targets: processTargets}, nil
+	case "pause":
+		return &Process{F: fault.Pause, Label: "pause", Targets: processTargets}, nil
+	case "leader-kill":
+		return &Process{F: fault.Kill, Label: "leader-kill", Targets: []weighted{{"leader", 1}}}, nil
+	case "leader-pause":
+		return &Process{F: fault.Pause, Label: "leader-pause", Targets: []weighted{{"leader", 1}}}, nil
+	case "crash-quorum":
+		return &CrashQuorum{}, nil
+	case "elect-lagging":
+		return &ElectLagging{}, nil
+	case "membership":
+		split, err := FromScripts("membership-split", "membership-split")
+		return &Membership{Split: split}, err
+	}
+	return nil, fmt.Errorf("unknown nemesis %q", name)
+}
+
+// weighted is a choice and its weight.
+type weighted struct {
+	what string
+	w    int
+}
+
+// draw picks one choice, each as likely as its weight.
+func draw(r *rand.Rand, ws []weighted) string { return ws[drawIndex(r, ws)].what }
+
+func drawIndex(r *rand.Rand, ws []weighted) int {
+	total := 0
+	for _, c := range ws {
+		total += c.w
+	}
+	x := r.Intn(total)
+	for i, c := range ws {
+		if x < c.w {
+			return i
+		}
+		x -= c.w
+	}
+	return len(ws) - 1
+}
+
+// processTargets are whom kill and pause act on, weighted toward what
+// exposes quorum and recovery bugs: a majority (the survivors cannot
+// decide; what the majority acknowledged must be on its disks), the
+// leader, a minority or one node.
+var processTargets = []weighted{{"one", 3}, {"minority", 3}, {"majority", 2}, {"leader", 2}}
+
 // Partition cuts peer links in a shape and heals them.
 type Partition struct{ Shape string }
 
+// Name is the --nemesis value.
 func (p *Partition) Name() string { return "partition" }
 
-func (p *Partition) Inject(ctx context.Context, env *Env) (Fault, error) {
-	leader := 0
-	if p.Shape == ShapeLeader || p.Shape == ShapeRandom {
-		leader = env.Cluster.Leader(ctx)
+// Start cuts the links of one partition.
+func (p *Partition) Start(ctx context.Context, x *Exec) error {
+	shape := p.Shape
+	if shape == ShapeRandom {
+		shape = draw(x.Rand, shapeWeights)
 	}
-	c := MakeCut(p.Shape, env.Cluster.IDs(), leader, env.Rand)
-	if err := env.Net.Block(c.Links); err != nil {
-		return Fault{}, fmt.Errorf("partition %s: %w", c.Shape, err)
-	}
-	return Fault{F: "start-partition", Targets: c.Targets, Detail: c.Detail}, nil
+	return ignoreAbandon(ctx, x, fault.Op{F: fault.Partition, Sel: &fault.Sel{Shape: shape}, Source: "partition"})
 }
 
-func (p *Partition) Heal(_ context.Context, env *Env) (Fault, error) {
-	if err := env.Net.Block(nil); err != nil {
-		return Fault{}, fmt.Errorf("heal partition: %w", err)
-	}
-	return Fault{F: "stop-partition", Detail: "all links open"}, nil
+// Stop opens every link.
+func (p *Partition) Stop(ctx context.Context, x *Exec) error {
+	_, err := x.Perform(ctx, fault.Op{F: fault.Heal, Source: "partition"})
+	return err
 }
 
-// Kill sends SIGKILL to a minority of nodes (or the current leader) and
-// restarts them on heal.
-type Kill struct {
-	Leader bool
-	killed []int
+// Process kills (or pauses) a target drawn from Targets and restarts (or
+// resumes) what it took down on Stop.
+type Process struct {
+	F       fault.F // kill or pause
+	Label   string
+	Targets []weighted
+	down    []int
 }
 
-func (k *Kill) Name() string {
-	if k.Leader {
-		return "leader-kill"
+// Name is the --nemesis value.
+func (p *Process) Name() string { return p.Label }
+
+// Start kills or pauses the drawn target.
+func (p *Process) Start(ctx context.Context, x *Exec) error {
+	target := draw(x.Rand, p.Targets)
+	op, err := x.Do(ctx, fault.Op{F: p.F, Sel: &fault.Sel{Set: []string{target}}, Source: p.Label}, nil)
+	if errors.Is(err, ErrAbandon) {
+		x.Note(p.Label, 0, fmt.Sprintf("%s %s: %v", p.F, target, err))
+		return nil
 	}
-	return "kill"
+	p.down = append(p.down, op.Nodes...)
+	return err
 }
 
-func (k *Kill) Inject(ctx context.Context, env *Env) (Fault, error) {
-	var victims []int
-	if k.Leader {
-		id := env.Cluster.Leader(ctx)
-		if id == 0 {
-			return Fault{F: "start-" + k.Name(), Detail: "no leader to kill"}, nil
-		}
-		victims = []int{id}
-	} else {
-		victims = minority(env)
+// Stop restarts or resumes what Start took down.
+func (p *Process) Stop(ctx context.Context, x *Exec) error {
+	ids := p.down
+	p.down = nil
+	if len(ids) == 0 {
+		return nil
 	}
-	for _, id := range victims {
-		if err := env.Cluster.Kill(id); err != nil {
-			return Fault{}, err
-		}
-		k.killed = append(k.killed, id)
-	}
-	return Fault{F: "start-" + k.Name(), Targets: victims, Detail: "kill -9 " + names(victims)}, nil
+	sort.Ints(ids)
+	undo := map[fault.F]fault.F{fault.Kill: fault.Restart, fault.Pause: fault.Resume}[p.F]
+	_, err := x.Perform(ctx, fault.Op{F: undo, Nodes: ids, Source: p.Label})
+	return err
 }
 
-func (k *Kill) Heal(ctx context.Context, env *Env) (Fault, error) {
-	restarted := k.killed
-	k.killed = nil
-	for _, id := range restarted {
-		if err := env.Cluster.Restart(ctx, id); err != nil {
-			return Fault{}, err
-		}
+// ignoreAbandon performs op; a target that could not be found (no leader)
+// becomes a note.
+func ignoreAbandon(ctx context.Context, x *Exec, op fault.Op) error {
+	_, err := x.Do(ctx, op, nil)
+	if errors.Is(err, ErrAbandon) {
+		x.Note(op.Source, 0, fmt.Sprintf("%s skipped: %v", op.F, err))
+		return nil
 	}
-	return Fault{F: "stop-" + k.Name(), Targets: restarted, Detail: "restarted " + names(restarted)}, nil
+	return err
 }
 
-// Pause stops a minority of nodes (or the current leader) with SIGSTOP and
-// resumes them on heal. A paused leader wakes up believing it still leads.
-type Pause struct {
-	Leader bool
-	paused []int
-}
-
-func (p *Pause) Name() string {
-	if p.Leader {
-		return "leader-pause"
-	}
-	return "pause"
-}
-
-func (p *Pause) Inject(ctx context.Context, env *Env) (Fault, error) {
-	victims := minority(env)
-	if p.Leader {
-		id := env.Cluster.Leader(ctx)
-		if id == 0 {
-			return Fault{F: "start-" + p.Name(), Detail: "no leader to pause"}, nil
-		}
-		victims = []int{id}
-	}
-	for _, id := range victims {
-		if err := env.Cluster.Pause(id); err != nil {
-			return Fault{}, err
-		}
-		p.paused = append(p.paused, id)
-	}
-	return Fault{F: "start-" + p.Name(), Targets: victims, Detail: "SIGSTOP " + names(victims)}, nil
-}
-
-func (p *Pause) Heal(_ context.Context, env *Env) (Fault, error) {
-	resumed := p.paused
-	p.paused = nil
-	for _, id := range resumed {
-		if err := env.Cluster.Resume(id); err != nil {
-			return Fault{}, err
-		}
-	}
-	return Fault{F: "stop-" + p.Name(), Targets: resumed, Detail: "SIGCONT " + names(resumed)}, nil
-}
-
-// minority picks 1 to ⌊(n-1)/2⌋ random live nodes.
-func minority(env *Env) []int {
-	var live []int
-	for _, id := range env.Cluster.IDs() {
-		if !env.Cluster.IsDown(id) {
-			live = append(live, id)
-		}
-	}
-	env.Rand.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
-	most := max(1, (len(env.Cluster.IDs())-1)/2)
-	n := min(len(live), 1+env.Rand.Intn(most))
-	out := append([]int(nil), live[:n]...)
-	sort.Ints(out)
-	return out
-}
-
-func names(ids []int) string {
-	var s []string
-	for _, id := range ids {
-		s = append(s, fmt.Sprintf("n%d", id))
-	}
-	return strings.Join(s, " ")
-}
-
-// Schedule runs nemeses in cycles: wait, inject one (drawn at random when
-// there are several), wait, heal it. It stops when ctx is done, healing
-// whatever is active.
+// Schedule drives nemeses as Jepsen's combined nemesis does: after each
+// gap it draws one kind (by weight) and, unless that kind is in force or
+// MaxActive kinds are, starts it for a lifetime of its own; faults of
+// different kinds overlap (a split while a node is paused or down, a
+// majority killed while the network is cut). A scenario (Exclusive) first
+// lifts everything, runs one attempt, holds it for a gap and lifts what
+// it did. Lifetimes vary between a fifth of the interval and the
+// whole of it, gaps between a fifth and a half. Run stops when ctx is
+// done, lifting every fault.
 type Schedule struct {
 	Nemeses  []Nemesis
 	Interval time.Duration
-	Env      *Env
-	// Record receives every injection and heal as it happens.
-	Record func(Fault, error)
+	X        *Exec
+	// MaxActive bounds the kinds in force at once (0: 2).
+	MaxActive int
 
 	mu     sync.Mutex
-	active string
+	active []*activeFault
+	errs   []error
 }
 
-// Active names the fault in force, or "".
+type activeFault struct {
+	n     Nemesis
+	until time.Time
+}
+
+// Active names the faults in force, or "".
 func (s *Schedule) Active() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.active
+	var names []string
+	for _, a := range s.active {
+		names = append(names, a.n.Name())
+	}
+	return strings.Join(names, "+")
 }
 
-// Run blocks until ctx is done, then heals (with its own deadline).
+// Errors returns the errors of faults that could not be performed.
+func (s *Schedule) Errors() []error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]error(nil), s.errs...)
+}
+
+func (s *Schedule) fail(err error) {
+	if err == nil {
+		return
+	}
+	s.mu.Lock()
+	s.errs = append(s.errs, err)
+	s.mu.Unlock()
+}
+
+// between draws a duration in [lo, hi].
+func (s *Schedule) between(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(s.X.Rand.Int63n(int64(hi-lo)+1))
+}
+
+func (s *Schedule) gap() time.Duration {
+	if len(s.Nemeses) == 1 {
+		if p, ok := s.Nemeses[0].(Pacer); ok {
+			return p.Gap(s.Interval)
+		}
+	}
+	return s.between(s.Interval/5, s.Interval/2)
+}
+
+func (s *Schedule) lifetime() time.Duration { return s.between(s.Interval/5, s.Interval) }
+
+func (s *Schedule) isActive(n Nemesis) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.active {
+		if a.n == n {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Schedule) setActive(n Nemesis, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active = append(s.active, &activeFault{n: n, until: until})
+}
+
+// due is the active fault that ends first, or nil.
+func (s *Schedule) due() *activeFault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var first *activeFault
+	for _, a := range s.active {
+		if first == nil || a.until.Before(first.until) {
+			first = a
+		}
+	}
+	return first
+}
+
+// Run blocks until ctx is done, then lifts every fault (with its own deadline).
 func (s *Schedule) Run(ctx context.Context) {
 	if len(s.Nemeses) == 0 {
 		<-ctx.Done()
 		return
 	}
-	wait := func() bool {
-		d := s.Interval/2 + time.Duration(s.Env.Rand.Int63n(int64(s.Interval)))
-		if p, ok := s.Nemeses[0].(Pacer); ok && len(s.Nemeses) == 1 {
-			d = p.Gap(s.Interval)
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(d):
-			return true
-		}
+	defer s.stopAll()
+	maxActive := s.MaxActive
+	if maxActive <= 0 {
+		maxActive = 2
 	}
-	for wait() {
-		n := s.Nemeses[s.Env.Rand.Intn(len(s.Nemeses))]
-		f, err := n.Inject(ctx, s.Env)
-		if err != nil && ctx.Err() != nil {
-			// the run ended mid-fault; the heal below still runs
-			f = Fault{F: "start-" + n.Name(), Targets: f.Targets, Detail: "cut short by the end of the run: " + err.Error()}
-			err = nil
+	var choices []weighted
+	for _, n := range s.Nemeses {
+		choices = append(choices, weighted{n.Name(), weightOf(n.Name())})
+	}
+	next := time.Now().Add(s.gap())
+	for {
+		wake := next
+		end := s.due()
+		if end != nil && end.until.Before(wake) {
+			wake = end.until
 		}
-		s.Record(f, err)
-		s.mu.Lock()
-		s.active = n.Name()
-		if f.Detail != "" && n.Name() != "partition" {
-			s.active += " " + names(f.Targets)
-		} else if p, ok := n.(*Partition); ok {
-			s.active += "(" + p.Shape + ")"
-		}
-		s.mu.Unlock()
-		ok := wait()
-		hctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		f, err = n.Heal(hctx, s.Env)
-		cancel()
-		s.Record(f, err)
-		s.mu.Lock()
-		s.active = ""
-		s.mu.Unlock()
-		if !ok {
+		if !sleepCtx(ctx, time.Until(wake)) {
 			return
 		}
+		if end != nil && !end.until.After(time.Now()) {
+			s.stop(end)
+			continue
+		}
+		next = time.Now().Add(s.gap())
+		n := s.Nemeses[drawIndex(s.X.Rand, choices)]
+		switch {
+		case isExclusive(n):
+			s.stopAll()
+			s.setActive(n, time.Time{})
+			s.fail(n.Start(ctx, s.X))
+			ok := sleepCtx(ctx, s.gap())
+			s.stopAll()
+			if !ok {
+				return
+			}
+			next = time.Now().Add(s.gap())
+		case s.isActive(n) || len(s.active) >= maxActive:
+		default:
+			s.setActive(n, time.Now().Add(s.lifetime()))
+			s.fail(n.Start(ctx, s.X))
+		}
+	}
+}
+
+// stop lifts one fault, with a deadline of its own (the run's may be over).
+func (s *Schedule) stop(a *activeFault) {
+	hctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s.fail(a.n.Stop(hctx, s.X))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, b := range s.active {
+		if b == a {
+			s.active = append(s.active[:i], s.active[i+1:]...)
+			break
+		}
+	}
+}
+
+func (s *Schedule) stopAll() {
+	for {
+		a := s.due()
+		if a == nil {
+			return
+		}
+		s.stop(a)
+	}
+}
+
+func isExclusive(n Nemesis) bool {
+	e, ok := n.(Exclusive)
+	return ok && e.Exclusive()
+}
+
+// sleepCtx waits d; false if ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
 	}
 }
 

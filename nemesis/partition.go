@@ -9,7 +9,8 @@ import (
 
 // Partition shapes, named as Jepsen names them where it has them.
 const (
-	ShapeHalves         = "halves"          // two halves, the larger a majority
+	ShapeHalves         = "halves"          // two halves, the larger a majority (Jepsen's :majority)
+	ShapeLeaderSide     = "leader-side"     // two halves, the leader in the smaller one
 	ShapeMajoritiesRing = "majorities-ring" // every node sees a majority, each a different one
 	ShapeBridge         = "bridge"          // two halves joined by one node that sees both
 	ShapeOne            = "one"             // one random node isolated
@@ -19,7 +20,18 @@ const (
 
 // Shapes lists the accepted --partition values.
 func Shapes() []string {
-	return []string{ShapeHalves, ShapeMajoritiesRing, ShapeBridge, ShapeOne, ShapeLeader, ShapeRandom}
+	return []string{ShapeHalves, ShapeLeaderSide, ShapeMajoritiesRing, ShapeBridge, ShapeOne, ShapeLeader, ShapeRandom}
+}
+
+// shapeWeights is how ShapeRandom draws: majority/minority splits first
+// (a minority of two or more nodes is what a quorum off by one decides
+// in), the leader on the minority side next (it keeps proposing there),
+// then rings, bridges and single nodes.
+var shapeWeights = []weighted{{ShapeHalves, 4}, {ShapeLeaderSide, 3}, {ShapeMajoritiesRing, 2}, {ShapeBridge, 2}, {ShapeOne, 1}, {ShapeLeader, 1}}
+
+// needsLeader reports whether a shape is drawn around the current leader.
+func needsLeader(shape string) bool {
+	return shape == ShapeLeader || shape == ShapeLeaderSide || shape == ShapeRandom
 }
 
 // ValidShape checks a --partition value.
@@ -47,15 +59,23 @@ func MakeCut(shape string, ids []int, leader int, r *rand.Rand) Cut {
 	ids = append([]int(nil), ids...)
 	sort.Ints(ids)
 	if shape == ShapeRandom {
-		shape = []string{ShapeHalves, ShapeMajoritiesRing, ShapeBridge, ShapeOne, ShapeLeader}[r.Intn(5)]
+		shape = draw(r, shapeWeights)
 	}
 	shuffled := append([]int(nil), ids...)
 	r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 	connected := func(a, b int) bool { return true }
 	var targets []int
 	switch shape {
-	case ShapeHalves:
-		minority := shuffled[:len(ids)/2]
+	case ShapeHalves, ShapeLeaderSide:
+		if shape == ShapeLeaderSide && leader != 0 {
+			// the leader first, so that it lands on the smaller side
+			for i, id := range shuffled {
+				if id == leader {
+					shuffled[0], shuffled[i] = shuffled[i], shuffled[0]
+				}
+			}
+		}
+		minority := shuffled[:max(1, len(ids)/2)]
 		in := set(minority)
 		connected = func(a, b int) bool { return in[a] == in[b] }
 		targets = minority

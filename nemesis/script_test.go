@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/paxtest/paxtest/nemesis/fault"
 	"github.com/paxtest/paxtest/target/api"
 )
 
@@ -116,9 +117,30 @@ func (f *fakeCluster) Close() error { return nil }
 
 func itoa(i int) string { return string(rune('0' + i)) }
 
-func envFor(f *fakeCluster) (*Env, *[]Fault) {
-	var notes []Fault
-	return &Env{Cluster: f, Net: f, Rand: rand.New(rand.NewSource(1)), Note: func(x Fault) { notes = append(notes, x) }}, &notes
+// execFor returns an executor on f (acting through c, f itself unless a
+// wrapper is given) and the ops it emits.
+func execFor(f *fakeCluster, c Control) (*Exec, *[]fault.Op) {
+	if c == nil {
+		c = f
+	}
+	var ops []fault.Op
+	x, err := NewExec(c, f, rand.New(rand.NewSource(1)), func() int64 { return 0 }, "")
+	if err != nil {
+		panic(err)
+	}
+	x.Emit = func(op fault.Op, _ error) { ops = append(ops, op) }
+	return x, &ops
+}
+
+// notes are the texts of the notes among ops.
+func notes(ops []fault.Op) []string {
+	var out []string
+	for _, o := range ops {
+		if o.F == fault.Note {
+			out = append(out, o.Note)
+		}
+	}
+	return out
 }
 
 // reachable: the unordered pairs that can talk both ways.
@@ -144,7 +166,7 @@ func TestEveryBuiltinScheduleParses(t *testing.T) {
 		name := strings.TrimSuffix(e.Name(), ".pax")
 		s, err := Builtin(name)
 		require.NoError(t, err, name)
-		require.NotEmpty(t, s.Steps, name)
+		require.NotEmpty(t, s.Ops, name)
 	}
 	for label, names := range scripted {
 		_, err := FromScripts(label, names...)
@@ -191,7 +213,7 @@ func TestReadScriptNamesTheFile(t *testing.T) {
 func TestScriptRolesFollowTheLiveLeader(t *testing.T) {
 	for _, leader := range []int{1, 3, 5} {
 		f := newFake(5, leader)
-		env, notes := envFor(f)
+		x, ops := execFor(f, nil)
 		s, err := ParseScript("t", strings.NewReader(`
 leader L1
 pick F1
@@ -201,9 +223,8 @@ kill L1
 `))
 		require.NoError(t, err)
 		sd := &Scripted{Label: "t", Scripts: []*Script{s}}
-		fault, err := sd.Inject(context.Background(), env)
-		require.NoError(t, err)
-		require.NotContains(t, fault.Detail, "abandoned")
+		require.NoError(t, sd.Start(context.Background(), x))
+		require.NotContains(t, strings.Join(notes(*ops), ";"), "abandoned")
 		require.Equal(t, []string{"kill n" + itoa(leader)}, f.actions)
 		// the leader and F1 are cut from the other three: 2*3 pairs
 		require.Len(t, cutPairs(f.blocked), 6)
@@ -214,11 +235,10 @@ kill L1
 			}
 		}
 		require.Equal(t, 3, withLeader, "the leader is cut from the three nodes outside its group, and from no one else")
-		require.Len(t, *notes, 1)
-		require.Contains(t, (*notes)[0].Detail, "stage1: n"+itoa(leader)+" with n")
-		// the heal opens every link and restarts the killed leader
-		_, err = sd.Heal(context.Background(), env)
-		require.NoError(t, err)
+		require.Len(t, notes(*ops), 2, "the stage and the attempt's roles")
+		require.Contains(t, notes(*ops)[0], "stage1: n"+itoa(leader)+" with n")
+		// stopping it opens every link and restarts the killed leader
+		require.NoError(t, sd.Stop(context.Background(), x))
 		require.Empty(t, f.blocked)
 		require.Equal(t, "restart n"+itoa(leader), f.actions[len(f.actions)-1])
 	}
@@ -226,45 +246,41 @@ kill L1
 
 func TestPartitionRestIsEveryNodeInNoOtherGroup(t *testing.T) {
 	f := newFake(5, 2)
-	env, _ := envFor(f)
+	x, _ := execFor(f, nil)
 	s, err := ParseScript("t", strings.NewReader("leader L\npartition L | n4 | rest\ncut n1 | n3\n"))
 	require.NoError(t, err)
-	_, err = (&Scripted{Label: "t", Scripts: []*Script{s}}).Inject(context.Background(), env)
-	require.NoError(t, err)
+	require.NoError(t, (&Scripted{Label: "t", Scripts: []*Script{s}}).Start(context.Background(), x))
 	// n2 alone, n4 alone, {n1 n3 n5} together — then n1-n3 cut as well
 	require.Equal(t, []string{"n1-n2", "n1-n3", "n1-n4", "n2-n3", "n2-n4", "n2-n5", "n3-n4", "n4-n5"}, cutPairs(f.blocked))
 }
 
 func TestAwaitLeaderWaitsForTheBoundRoleNotAStaleLeader(t *testing.T) {
 	f := newFake(3, 2) // n2 still believes it leads
-	env, _ := envFor(f)
+	x, ops := execFor(f, nil)
 	s, err := ParseScript("t", strings.NewReader("pick L from n1\nawait-leader L among n1 n2 within 2s\n"))
 	require.NoError(t, err)
 	go func() {
 		time.Sleep(50 * time.Millisecond)
 		f.setLeader(1)
 	}()
-	fault, err := (&Scripted{Label: "t", Scripts: []*Script{s}}).Inject(context.Background(), env)
-	require.NoError(t, err)
-	require.Equal(t, "t: L=n1", fault.Detail)
+	require.NoError(t, (&Scripted{Label: "t", Scripts: []*Script{s}}).Start(context.Background(), x))
+	require.Equal(t, []string{"t: L=n1"}, notes(*ops))
 }
 
 func TestAWaitThatTimesOutAbandonsTheAttempt(t *testing.T) {
 	f := newFake(3, 1) // n1 leads with nothing unchosen
-	env, notes := envFor(f)
+	x, ops := execFor(f, nil)
 	s, err := ParseScript("t", strings.NewReader("leader L\npartition L | rest\nawait-accepted L as X within 20ms\nkill L\n"))
 	require.NoError(t, err)
-	fault, err := (&Scripted{Label: "t", Scripts: []*Script{s}}).Inject(context.Background(), env)
-	require.NoError(t, err)
-	require.Contains(t, fault.Detail, "attempt abandoned: line 3 (await-accepted L as X within 20ms): n1 holds no unchosen slot")
+	require.NoError(t, (&Scripted{Label: "t", Scripts: []*Script{s}}).Start(context.Background(), x))
+	require.Equal(t, "t: line 3 (await-accepted L as X within 20ms): attempt abandoned: n1 holds no unchosen slot", notes(*ops)[1])
 	require.Empty(t, f.actions, "the steps after the failed wait did not run")
-	require.Equal(t, "abandon", strings.SplitN((*notes)[0].Detail, ":", 2)[0])
 }
 
 func TestAwaitCommitWaitsForTheSlotBoundByAwaitAccepted(t *testing.T) {
 	f := newFake(3, 1)
 	f.status[1] = api.Status{Role: "leader", CommitPoint: 10, MaxSlot: 14}
-	env, _ := envFor(f)
+	x, ops := execFor(f, nil)
 	s, err := ParseScript("t", strings.NewReader("leader L\nawait-accepted L as X\nawait-commit L X within 2s\nkill L\n"))
 	require.NoError(t, err)
 	go func() {
@@ -273,9 +289,8 @@ func TestAwaitCommitWaitsForTheSlotBoundByAwaitAccepted(t *testing.T) {
 		f.status[1] = api.Status{Role: "leader", CommitPoint: 11, MaxSlot: 14}
 		f.mu.Unlock()
 	}()
-	fault, err := (&Scripted{Label: "t", Scripts: []*Script{s}}).Inject(context.Background(), env)
-	require.NoError(t, err)
-	require.Contains(t, fault.Detail, "X=slot 11")
+	require.NoError(t, (&Scripted{Label: "t", Scripts: []*Script{s}}).Start(context.Background(), x))
+	require.Contains(t, notes(*ops)[0], "X=slot 11")
 	require.Equal(t, []string{"kill n1"}, f.actions)
 }
 

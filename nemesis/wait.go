@@ -2,31 +2,9 @@ package nemesis
 
 import (
 	"context"
+	"errors"
 	"time"
 )
-
-// log records a scenario step when the schedule is being recorded.
-func (env *Env) log(s Step) int {
-	if env.Log == nil {
-		return -1
-	}
-	return env.Log(s)
-}
-
-// waitLeaderAmong polls the given nodes until one of them says it leads.
-func waitLeaderAmong(ctx context.Context, env *Env, ids []int, within, every time.Duration) int {
-	leader := 0
-	pollUntil(ctx, within, every, func() bool {
-		for _, id := range ids {
-			if st, err := env.Cluster.Status(ctx, id); err == nil && st.Role == "leader" {
-				leader = id
-				return true
-			}
-		}
-		return false
-	})
-	return leader
-}
 
 // pollUntil calls done every `every` until it reports true (and so does
 // pollUntil), or until within has passed or ctx has ended (false).
@@ -42,6 +20,8 @@ func pollUntil(ctx context.Context, within, every time.Duration, done func() boo
 		sleep(ctx, every)
 	}
 }
+
+func isAbandon(err error) bool { return errors.Is(err, ErrAbandon) }
 
 // cutBetween blocks every link between the two groups, both ways.
 func cutBetween(x, y []int) [][2]int {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/nemesis/fault"
 )
 
 //go:embed assets/vendor/uplot/uPlot.iife.min.js
@@ -216,18 +217,36 @@ type chartData struct {
 	LatFail []*float64 `json:"lat_fail"`
 	LatInfo []*float64 `json:"lat_info"`
 	// throughput per second
-	RateX    []float64 `json:"rate_x"`
-	RateOK   []int     `json:"rate_ok"`
-	RateFail []int     `json:"rate_fail"`
-	RateInfo []int     `json:"rate_info"`
-	Faults   []fault   `json:"faults"`
-	Matrix   []matrix  `json:"matrices"`
+	RateX    []float64   `json:"rate_x"`
+	RateOK   []int       `json:"rate_ok"`
+	RateFail []int       `json:"rate_fail"`
+	RateInfo []int       `json:"rate_info"`
+	Faults   []faultView `json:"faults"`
+	Matrix   []matrix    `json:"matrices"`
 }
 
-type fault struct {
+type faultView struct {
 	Start float64 `json:"start"`
 	End   float64 `json:"end"`
 	Label string  `json:"label"`
+}
+
+// FaultIntervals are the intervals the fault ops among a history's
+// nemesis events put faults in force; one still in force at the end
+// lasts until the last event.
+func FaultIntervals(h []history.Event) []fault.Interval {
+	var ops []fault.Op
+	var last int64
+	for _, e := range h {
+		last = max(last, e.Time)
+		if !e.IsNemesis() {
+			continue
+		}
+		if op, ok := fault.FromEvent(e.F, e.Value); ok {
+			ops = append(ops, op)
+		}
+	}
+	return fault.Intervals(ops, last)
 }
 
 // maxPoints bounds the latency scatter, so a 100k-operation report stays a
@@ -294,12 +313,8 @@ func charts(h []history.Event) chartData {
 			d.RateInfo[s]++
 		}
 	}
-	for _, iv := range history.FaultIntervals(h) {
-		var names []string
-		for _, t := range iv.Targets {
-			names = append(names, fmt.Sprintf("n%d", t))
-		}
-		d.Faults = append(d.Faults, fault{float64(iv.Start) / 1e9, float64(iv.End) / 1e9, strings.TrimSpace(iv.Kind + " " + strings.Join(names, " "))})
+	for _, iv := range FaultIntervals(h) {
+		d.Faults = append(d.Faults, faultView{float64(iv.Start) / 1e9, float64(iv.End) / 1e9, strings.TrimSpace(iv.Kind + " " + fault.Names(iv.Nodes))})
 	}
 	sort.Slice(d.Faults, func(i, j int) bool { return d.Faults[i].Start < d.Faults[j].Start })
 	return d

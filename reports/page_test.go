@@ -10,6 +10,7 @@ import (
 
 	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/nemesis/fault"
 	"github.com/paxtest/paxtest/target/api"
 )
 
@@ -26,7 +27,7 @@ func TestIndexIsSelfContainedAndShowsVerdictAnomalyAndMatrix(t *testing.T) {
 	h := []history.Event{
 		{Time: 0, Process: 0, Type: history.Invoke, F: "put", Key: "r0-0", Value: json.RawMessage(`"7"`)},
 		{Time: 5e8, Process: 0, Type: history.OK, F: "put", Key: "r0-0", Value: json.RawMessage(`"7"`)},
-		{Time: 6e8, Process: history.NemesisProcess, Type: history.Info, F: "start-kill", Targets: []int{2}},
+		nemesisEvent(fault.Op{Time: 6e8, F: fault.Kill, Nodes: []int{2}}),
 	}
 	var buf bytes.Buffer
 	require.NoError(t, RenderIndex(&buf, Page{Results: res, History: h, Logs: logs}))
@@ -35,7 +36,7 @@ func TestIndexIsSelfContainedAndShowsVerdictAnomalyAndMatrix(t *testing.T) {
 	require.Contains(t, page, "committed-then-overwritten × 1")
 	require.Contains(t, page, `"matrices":[{"index":2`)
 	require.Contains(t, page, "put r0-0=8 (p2#9)", "the overwriting command, shortened, in the matrix data")
-	require.Contains(t, page, `"faults":[{"start":0.6`)
+	require.Contains(t, page, `"faults":[{"start":0.6,"end":0.6,"label":"kill n2"}]`, "a kill still in force lasts until the last event")
 	require.False(t, regexp.MustCompile(`(src|href)="https?://`).MatchString(page), "the page loads nothing from the network")
 	require.Contains(t, page, "uPlot", "the charting library is inlined")
 }

@@ -11,10 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/nemesis/fault"
 )
 
 // OpCounts counts client operations by outcome.
@@ -36,6 +36,7 @@ type NemesisEvent struct {
 	// RecoverySeconds, on a fault's start: the time until the first
 	// operation invoked after it was acknowledged (-1: none was).
 	RecoverySeconds float64 `json:"recovery_s,omitempty"`
+	starts          bool    // the event puts a fault in force
 }
 
 // Results is results.json.
@@ -67,7 +68,9 @@ func Summarize(h []history.Event) (ops, final OpCounts, opsPerSec, seconds float
 		}
 		last = max(last, e.Time)
 		if e.IsNemesis() {
-			nem = append(nem, NemesisEvent{Time: e.Time, Seconds: float64(e.Time) / 1e9, F: e.F, Targets: e.Targets, Detail: e.Detail, Error: e.Error})
+			op, isOp := fault.FromEvent(e.F, e.Value)
+			nem = append(nem, NemesisEvent{Time: e.Time, Seconds: float64(e.Time) / 1e9, F: e.F, Targets: e.Targets, Detail: e.Detail, Error: e.Error,
+				starts: isOp && op.Starts()})
 			continue
 		}
 		c := &ops
@@ -117,7 +120,7 @@ func recovery(h []history.Event, nem []NemesisEvent) {
 		}
 	}
 	for i := range nem {
-		if !strings.HasPrefix(nem[i].F, "start-") {
+		if !nem[i].starts {
 			continue
 		}
 		nem[i].RecoverySeconds = -1

@@ -1,19 +1,30 @@
 package reports
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/nemesis/fault"
 )
+
+// nemesisEvent is a fault op as the runner writes it to the history.
+func nemesisEvent(op fault.Op) history.Event {
+	v, err := json.Marshal(op)
+	if err != nil {
+		panic(err)
+	}
+	return history.Event{Time: op.Time, Process: history.NemesisProcess, Type: history.Info, F: string(op.F), Value: v, Targets: op.Touched(), Detail: op.Describe()}
+}
 
 func TestSummaryCountsRecoveryAndGaps(t *testing.T) {
 	s := int64(1e9)
 	h := []history.Event{
 		{Time: 0, Process: 0, Type: history.Invoke, F: "put"},
 		{Time: 1 * s, Process: 0, Type: history.OK, F: "put"},
-		{Time: 2 * s, Process: history.NemesisProcess, Type: history.Info, F: "start-leader-kill", Targets: []int{3}},
+		nemesisEvent(fault.Op{Time: 2 * s, F: fault.Kill, Nodes: []int{3}, Source: "leader-kill"}),
 		{Time: 2 * s, Process: 1, Type: history.Invoke, F: "get"}, // invoked at the kill itself: not after it
 		{Time: 3 * s, Process: 1, Type: history.Info, F: "get"},
 		{Time: 3 * s, Process: 0, Type: history.Invoke, F: "put"},

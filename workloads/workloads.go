@@ -91,6 +91,11 @@ type Config struct {
 	// that operation only. Otherwise a worker stays where it last
 	// succeeded, which is usually the leader.
 	Bound bool
+	// Mixed binds every other worker (the even ones, spread over the
+	// nodes) and lets the others follow the leader: the bound ones keep
+	// sending to both sides of a split, so a leader cut off in a minority
+	// still receives writes, and the followers keep the throughput up.
+	Mixed bool
 	// OutOfPlay, when set, names nodes (by index) that final reads skip:
 	// spares never started and removed nodes retired.
 	OutOfPlay func(i int) bool
@@ -123,8 +128,8 @@ func Run(ctx context.Context, cfg Config, wl Workload) error {
 					}
 				}
 				op := wl.Next(w, r)
-				if cfg.Bound {
-					c.node = w % len(cfg.Nodes)
+				if home, bound := cfg.home(w); bound {
+					c.node = home
 				}
 				typ, res, err := c.do(ctx, op, false)
 				if err != nil {
@@ -138,6 +143,17 @@ func Run(ctx context.Context, cfg Config, wl Workload) error {
 	wg.Wait()
 	close(errs)
 	return <-errs
+}
+
+// home is worker w's own node, if it is bound to one.
+func (cfg Config) home(w int) (int, bool) {
+	switch {
+	case cfg.Bound:
+		return w % len(cfg.Nodes), true
+	case cfg.Mixed && w%2 == 0:
+		return (w / 2) % len(cfg.Nodes), true
+	}
+	return 0, false
 }
 
 // FinalReads reads every key through every node, after the cluster healed.

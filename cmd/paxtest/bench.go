@@ -15,9 +15,9 @@ import (
 func newCmdBench(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure paxtest: bug-finding power (detect), the cost of α (window)",
+		Short: "Measure paxtest: bug-finding power (detect, mutants), the cost of α (window)",
 	}
-	cmd.AddCommand(newCmdBenchDetect(stdout, stderr), newCmdBenchWindow(stdout, stderr))
+	cmd.AddCommand(newCmdBenchDetect(stdout, stderr), newCmdBenchWindow(stdout, stderr), newCmdBenchMutants(stdout, stderr))
 	return cmd
 }
 
@@ -116,6 +116,58 @@ func newCmdBenchWindow(stdout, stderr io.Writer) *cobra.Command {
 	f.IntVar(&o.Concurrency, "concurrency", 10, "clients; α binds only when more commands are in flight than it allows")
 	f.IntVar(&o.Rounds, "rounds", 1, "rounds of one run per α, interleaved; each α reports its median")
 	f.Int64Var(&o.Seed, "seed", 1, "seed of every run")
+	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs")
+	return cmd
+}
+
+func newCmdBenchMutants(stdout, stderr io.Writer) *cobra.Command {
+	o := runner.MutantsOptions{}
+	cmd := &cobra.Command{
+		Use:   "mutants",
+		Short: "Mutation score: mutants of the core and state machine, classified by the simulation, hunted by the live harness",
+		Long: `Generates mutants of the protocol core (target/paxos, target/quorum) and the state machine
+(target/kv) with go/ast: comparisons and equality flipped, conditions negated, constants off by
+one, calls, assignments and returns removed. Each mutant is built (go test -overlay; run from the
+source tree, with the go command on PATH) and judged by the deterministic simulation: unsafe when a
+client-visible invariant breaks (agreement, prefix order, linearizable reads, the state machine's
+specification) within --budget schedules of every fault profile; otherwise liveness-only, crash,
+hang, or no invariant broken (equivalent, or beyond the simulation's reach).
+
+Then every unsafe mutant is built into paxtest and run live with the default nemesis, up to --runs
+runs of --time-limit (workloads alternating register, append), stopping at the first invalid run.
+Prints the table and each survivor's diff; writes mutants.md and mutants.json under
+--store/bench-mutants-<time>/.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Progress = stderr
+			ctx, stop := interruptible(cmd.Context())
+			defer stop()
+			started := time.Now()
+			rep, err := runner.Mutants(ctx, o)
+			if err != nil {
+				return err
+			}
+			table := runner.MutantsTable(rep)
+			dir, err := runner.WriteMutants(o.Store, started, rep, table)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(stdout, table)
+			fmt.Fprintf(stdout, "written to %s\n", dir)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Src, "src", ".", "paxtest's source tree (mutants are built from it)")
+	f.IntVar(&o.Budget, "budget", 150, "simulation schedules per fault profile and mutant")
+	f.DurationVar(&o.SimLimit, "sim-limit", 2*time.Minute, "a mutant's simulation budget in wall time (past it: hang)")
+	f.IntVar(&o.Runs, "runs", 3, "live runs per unsafe mutant, stopping at the first catch")
+	f.DurationVar(&o.TimeLimit, "time-limit", 60*time.Second, "time limit of each live run")
+	f.Int64Var(&o.Seed, "seed", 1, "seed of the first live run of each mutant; run i uses seed+i")
+	f.StringVar(&o.Only, "only", "", "only mutants whose id (file:line:col:operator) matches this regexp")
+	f.IntVar(&o.Limit, "limit", 0, "at most this many mutants, spread evenly (0: all)")
+	f.BoolVar(&o.Live, "live", true, "run the live harness on every unsafe mutant")
+	f.IntVar(&o.Jobs, "jobs", 0, "simulations in parallel (0: one per core)")
 	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs")
 	return cmd
 }

@@ -105,8 +105,8 @@ func TestRunUnderFaultsIsValidAndKeepsTheRunDirectory(t *testing.T) {
 		args []string
 		nem  string
 	}{
-		{"register under partitions", []string{"--nodes", "5", "--nemesis", "partition", "--workload", "register"}, "start-partition"},
-		{"append under kill -9", []string{"--nodes", "3", "--nemesis", "kill", "--workload", "append"}, "start-kill"},
+		{"register under partitions", []string{"--nodes", "5", "--nemesis", "partition", "--workload", "register"}, "partition"},
+		{"append under kill -9", []string{"--nodes", "3", "--nemesis", "kill", "--workload", "append"}, "kill"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := t.TempDir()
@@ -336,9 +336,9 @@ func stepOps(t *testing.T, dir string) []string {
 	require.NoError(t, err)
 	var ops []string
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var s struct{ Op string }
+		var s struct{ F string }
 		require.NoError(t, json.Unmarshal([]byte(line), &s))
-		ops = append(ops, s.Op)
+		ops = append(ops, s.F)
 	}
 	return ops
 }
@@ -377,16 +377,16 @@ func TestAUserScheduleRunsAsANemesisAndIsKeptWithTheRun(t *testing.T) {
 	require.Equal(t, text, string(kept))
 	hist, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
 	require.NoError(t, err)
-	require.Regexp(t, `"f":"step-cut-pair".*"detail":"cut: n\d and n\d cut off"`, string(hist))
+	require.Regexp(t, `"f":"note".*"detail":"cut: n\d and n\d cut off"`, string(hist))
 	res := readResults(t, dir)
-	starts := 0
+	cuts := 0
 	for _, e := range res.Nemesis {
-		if e.F == "start-cut-pair" {
-			starts++
+		if e.F == "partition" && strings.HasPrefix(e.Detail, "cut ") {
+			cuts++
 		}
 	}
-	require.Positive(t, starts)
-	require.Contains(t, stepOps(t, dir), "block", "the partition was recorded for replay")
+	require.Positive(t, cuts, "the script's partition is a nemesis event")
+	require.Contains(t, stepOps(t, dir), "partition", "the partition was recorded for replay")
 }
 
 func TestShrinkRefusesARunThatDidNotFail(t *testing.T) {
@@ -418,7 +418,7 @@ func TestMembershipChangesUnderPartitionsAndKillsStayValid(t *testing.T) {
 	require.Equal(t, "valid", res.Verdict)
 	changes := 0
 	for _, e := range res.Nemesis {
-		if e.F == "start-membership" && strings.Contains(e.Detail, "chosen at slot") {
+		if e.F == "members" && strings.Contains(e.Detail, "chosen at slot") {
 			changes++
 		}
 	}

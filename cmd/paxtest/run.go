@@ -19,7 +19,7 @@ import (
 )
 
 func newCmdRun(stdout, stderr io.Writer) *cobra.Command {
-	o := runner.Options{}
+	o := runner.DefaultOptions()
 	var bugList []string
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -48,19 +48,19 @@ Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 the harness fa
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&o.Nodes, "nodes", 5, "number of nodes")
-	f.StringVar(&o.Nemesis, "nemesis", "partition", "faults, comma-separated: "+strings.Join(nemesis.Kinds(), ", "))
-	f.StringVar(&o.Partition, "partition", nemesis.ShapeRandom, "partition shape: "+strings.Join(nemesis.Shapes(), ", "))
-	f.DurationVar(&o.NemesisInterval, "nemesis-interval", 5*time.Second, "mean time between a fault's start and its heal, and between faults")
-	f.StringVar(&o.Workload, "workload", "register", "workload: "+strings.Join(workloads.Names(), ", "))
-	f.DurationVar(&o.TimeLimit, "time-limit", 60*time.Second, "how long clients and nemesis run")
-	f.IntVar(&o.Concurrency, "concurrency", 10, "number of client workers")
+	f.IntVar(&o.Nodes, "nodes", o.Nodes, "number of nodes")
+	f.StringVar(&o.Nemesis, "nemesis", o.Nemesis, "faults, comma-separated: "+strings.Join(nemesis.Kinds(), ", "))
+	f.StringVar(&o.Partition, "partition", o.Partition, "partition shape: "+strings.Join(nemesis.Shapes(), ", "))
+	f.DurationVar(&o.NemesisInterval, "nemesis-interval", o.NemesisInterval, "mean time between a fault's start and its heal, and between faults")
+	f.StringVar(&o.Workload, "workload", o.Workload, "workload: "+strings.Join(workloads.Names(), ", "))
+	f.DurationVar(&o.TimeLimit, "time-limit", o.TimeLimit, "how long clients and nemesis run")
+	f.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "number of client workers")
 	f.Float64Var(&o.Rate, "rate", 0, "total operations per second (0: as fast as possible)")
 	f.Int64Var(&o.Seed, "seed", 0, "seed for the nemesis, workload and nodes (0: random)")
 	f.StringSliceVar(&bugList, "bug", nil, "bug switch passed to every node: "+strings.Join(bugs.Names(), ", "))
-	f.StringVar(&o.Net, "net", "proxy", "network fault layer: proxy (no privileges) or iptables (root)")
-	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs")
-	f.DurationVar(&o.CheckTimeout, "check-timeout", 2*time.Minute, "linearizability check budget; past it the verdict is unknown")
+	f.StringVar(&o.Net, "net", o.Net, "network fault layer: proxy (no privileges) or iptables (root)")
+	f.StringVar(&o.Store, "store", o.Store, "directory that keeps the runs")
+	f.DurationVar(&o.CheckTimeout, "check-timeout", o.CheckTimeout, "linearizability check budget; past it the verdict is unknown")
 	f.BoolVar(&o.BoundClients, "bound-clients", false, "start every operation at the worker's own node, as Jepsen binds clients to nodes (default: stay on the leader)")
 	f.IntVar(&o.Window, "window", 0, "α for every node: most slots in flight beyond the commit point, and how far after its slot a configuration change takes effect (0: the node's default, 64)")
 	f.BoolVar(&o.StopOnDivergence, "stop-on-divergence", false, "end the run 2 s after the log samples first show two chosen values for one index")

@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/paxtest/paxtest/harness/runner"
-	"github.com/paxtest/paxtest/nemesis"
 )
 
 func newCmdShrink(stdout, stderr io.Writer) *cobra.Command {
@@ -47,9 +45,8 @@ func runShrink(ctx context.Context, o runner.ShrinkOptions, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
-	before, _ := nemesis.ReadSchedule(filepath.Join(o.Dir, nemesis.ScheduleFile))
 	fmt.Fprintf(stdout, "recorded schedule of %s: %d steps, %d of them faults (%d steps up to the first anomaly)\n", o.Dir, res.Recorded, res.Faults, res.Truncated)
-	fmt.Fprint(stdout, runner.FormatSchedule(before))
+	fmt.Fprint(stdout, runner.FormatSchedule(res.Before))
 	fmt.Fprintf(stdout, "\nshrunk to %d steps, %d of them faults, after %d candidates (%d replays); it failed in %d of %d verifying replays:\n",
 		len(res.Steps), res.Kept, res.Tests, res.Replays, res.Failed, res.Verify)
 	fmt.Fprint(stdout, runner.FormatSchedule(res.Steps))

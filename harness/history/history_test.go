@@ -77,20 +77,3 @@ func TestGoldenHistoryParses(t *testing.T) {
 	}
 	require.Equal(t, map[string]int{Invoke: 3, OK: 2, Info: 2}, counts)
 }
-
-func TestFaultIntervalsOpenAtTheFirstStepOfAScenario(t *testing.T) {
-	n := func(at int64, f string, targets ...int) Event {
-		return Event{Time: at, Process: NemesisProcess, Type: Info, F: f, Targets: targets}
-	}
-	h := []Event{
-		n(1, "start-partition", 1, 2), n(3, "stop-partition"),
-		n(4, "step-figure8", 1), n(6, "step-figure8", 2), n(8, "start-figure8", 1, 2, 3), n(9, "stop-figure8"),
-		n(10, "start-kill", 4), {Time: 12, Process: 0, Type: OK, F: "get"},
-		n(11, "heal-all"),
-	}
-	got := FaultIntervals(h)
-	require.Len(t, got, 3)
-	require.Equal(t, Interval{Kind: "partition", Start: 1, End: 3, Targets: []int{1, 2}}, got[0])
-	require.Equal(t, Interval{Kind: "figure8", Start: 4, End: 9, Targets: []int{1, 2, 3}}, got[1])
-	require.Equal(t, Interval{Kind: "kill", Start: 10, End: 12, Targets: []int{4}}, got[2], "unhealed: until the last event")
-}

@@ -13,19 +13,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/hashicorp/go-multierror"
 
 	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/harness"
 	"github.com/paxtest/paxtest/harness/history"
 	"github.com/paxtest/paxtest/nemesis"
+	"github.com/paxtest/paxtest/nemesis/fault"
 	"github.com/paxtest/paxtest/reports"
 	"github.com/paxtest/paxtest/target/bugs"
 	"github.com/paxtest/paxtest/workloads"
@@ -74,6 +71,16 @@ type Options struct {
 	IsTTY    bool      `json:"-"`
 }
 
+// DefaultOptions are `paxtest run`'s defaults, the one place they are
+// written: the command's flags and every bench start from them.
+func DefaultOptions() Options {
+	return Options{
+		Nodes: 5, Nemesis: "all", Partition: nemesis.ShapeRandom, NemesisInterval: 5 * time.Second,
+		Workload: "register", TimeLimit: 60 * time.Second, Concurrency: 10, Net: "proxy", Store: "store",
+		CheckTimeout: 2 * time.Minute,
+	}
+}
+
 // UsageError is bad input from the user (exit 254).
 type UsageError struct{ Err error }
 
@@ -87,7 +94,7 @@ func (o *Options) Validate() error {
 		return bad("--nodes %d: use 1 to 9", o.Nodes)
 	}
 	if o.Replay != "" {
-		if _, err := nemesis.ReadSchedule(replaySchedule(o.Replay)); err != nil {
+		if _, err := fault.Read(replaySchedule(o.Replay)); err != nil {
 			return bad("--replay %s: %v (was it recorded by this version of paxtest?)", o.Replay, err)
 		}
 	}
@@ -208,277 +215,6 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 	return check(layout.Dir, o.CheckTimeout, interrupted)
 }
 
-// execute runs the cluster, workload and nemesis; it reports whether the
-// run was interrupted. Teardown always happens; its errors are collected.
-func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemesis.Nemesis, wl workloads.Workload) (interrupted bool, err error) {
-	var fl nemesis.FaultLayer
-	switch o.Net {
-	case "iptables":
-		ipt, ierr := nemesis.NewIPTables()
-		if ierr != nil {
-			return false, UsageError{fmt.Errorf("--net iptables: %w", ierr)}
-		}
-		fl = ipt
-	default:
-		fl = nemesis.NewProxy()
-	}
-	b, _ := bugs.Parse(o.Bugs)
-	cluster, err := harness.NewCluster(harness.ClusterConfig{
-		Nodes: o.Nodes, Spares: o.Spares, Window: o.Window, Binary: o.Binary, Env: o.Env, Dir: layout.Dir, Bugs: strings.Join(b.Enabled(), ","),
-		Seed: o.Seed, Net: fl, RequestTimeout: time.Second,
-	})
-	if err != nil {
-		fl.Close()
-		return false, err
-	}
-	var errs *multierror.Error
-	defer func() {
-		if cerr := cluster.Close(); cerr != nil {
-			errs = multierror.Append(errs, fmt.Errorf("teardown: %w", cerr))
-		}
-		err = errs.ErrorOrNil()
-	}()
-	if err := cluster.Start(ctx); err != nil {
-		if ctx.Err() != nil {
-			return true, nil
-		}
-		errs = multierror.Append(errs, err)
-		return false, nil
-	}
-	clock := harness.NewClock()
-	o.StartedAt = clock.Start()
-	if err := reports.WriteJSON(layout.Config(), o); err != nil {
-		errs = multierror.Append(errs, err)
-		return false, nil
-	}
-	hist, err := history.Create(layout.History())
-	if err != nil {
-		errs = multierror.Append(errs, err)
-		return false, nil
-	}
-	defer func() {
-		if herr := hist.Close(); herr != nil {
-			errs = multierror.Append(errs, herr)
-		}
-	}()
-	samp, err := newSampler(layout.Logs(), cluster, clock.Now)
-	if err != nil {
-		errs = multierror.Append(errs, err)
-		return false, nil
-	}
-	defer func() {
-		if serr := samp.close(); serr != nil {
-			errs = multierror.Append(errs, serr)
-		}
-	}()
-
-	var nodes []string
-	for _, n := range cluster.Nodes() {
-		nodes = append(nodes, n.ClientAddr)
-	}
-	counts := &workloads.Counts{}
-	wcfg := workloads.Config{Nodes: nodes, Concurrency: o.Concurrency, Rate: o.Rate, Seed: o.Seed, Now: clock.Now,
-		History: hist, Counts: counts, Bound: o.BoundClients}
-	rec, err := nemesis.NewRecorder(filepath.Join(layout.Dir, nemesis.ScheduleFile), cluster, fl, clock.Now)
-	if err != nil {
-		errs = multierror.Append(errs, err)
-		return false, nil
-	}
-	defer func() {
-		if rerr := rec.Close(); rerr != nil {
-			errs = multierror.Append(errs, rerr)
-		}
-	}()
-	env := &nemesis.Env{Cluster: rec, Net: rec, Rand: rand.New(rand.NewSource(o.Seed)), Log: rec.Log, Note: func(f nemesis.Fault) {
-		hist.Append(history.Event{Time: clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: f.F, Targets: f.Targets, Detail: f.Detail})
-	}}
-	var nemErrs []error
-	var nemMu sync.Mutex
-	sched := &nemesis.Schedule{Nemeses: nems, Interval: o.NemesisInterval, Env: env, Record: func(f nemesis.Fault, ferr error) {
-		e := history.Event{Time: clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: f.F, Targets: f.Targets, Detail: f.Detail}
-		if ferr != nil {
-			e.Error = ferr.Error()
-			if e.F == "" {
-				e.F = "nemesis-error"
-			}
-			nemMu.Lock()
-			nemErrs = append(nemErrs, ferr)
-			nemMu.Unlock()
-		}
-		hist.Append(e)
-	}}
-
-	runCtx, stop := context.WithTimeout(ctx, o.TimeLimit)
-	defer stop()
-	replayCtx := runCtx
-	if o.Replay != "" {
-		// a replay runs its schedule to the end: the workload goes on past
-		// the time limit until it has, but never past three time limits
-		var cancel context.CancelFunc
-		replayCtx, cancel = context.WithTimeout(ctx, 3*o.TimeLimit)
-		defer cancel()
-		runCtx, stop = context.WithCancel(ctx)
-		defer stop()
-	}
-	var wg sync.WaitGroup
-	var wlErr error
-	wg.Add(3)
-	go func() { defer wg.Done(); wlErr = workloads.Run(runCtx, wcfg, wl) }()
-	var replay *nemesis.Replay
-	if o.Replay != "" {
-		steps, _ := nemesis.ReadSchedule(replaySchedule(o.Replay))
-		replay = &nemesis.Replay{Steps: steps, Now: clock.Now, Record: sched.Record}
-		go func() {
-			defer wg.Done()
-			replay.Run(replayCtx, env)
-			select { // the time limit still holds when the schedule ends early
-			case <-time.After(o.TimeLimit - time.Duration(clock.Now())):
-			case <-replayCtx.Done():
-			}
-			stop()
-		}()
-	} else {
-		go func() { defer wg.Done(); sched.Run(runCtx) }()
-	}
-	go func() { defer wg.Done(); samp.run(runCtx, time.Second) }()
-	if o.StopOnDivergence {
-		go func() {
-			select {
-			case <-samp.diverged:
-				hist.Append(history.Event{Time: clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "divergence",
-					Detail: "two chosen values for one log index seen; the run stops in 2 s (--stop-on-divergence)"})
-				select {
-				case <-time.After(2 * time.Second):
-				case <-runCtx.Done():
-				}
-				stop()
-			case <-runCtx.Done():
-			}
-		}()
-	}
-	progressDone := make(chan struct{})
-	go progress(runCtx, o, clock, counts, sched, progressDone)
-	wg.Wait()
-	<-progressDone
-	hist.Flush()
-	if wlErr != nil {
-		errs = multierror.Append(errs, fmt.Errorf("workload: %w", wlErr))
-		return false, nil
-	}
-	if replay != nil {
-		if err := reports.WriteJSON(filepath.Join(layout.Dir, "replay.json"), replay.Report()); err != nil {
-			errs = multierror.Append(errs, err)
-		}
-	}
-	if ctx.Err() != nil {
-		return true, nil
-	}
-	for _, e := range nemErrs {
-		errs = multierror.Append(errs, fmt.Errorf("nemesis: %w", e))
-	}
-	if len(nemErrs) > 0 {
-		return false, nil
-	}
-
-	// Heal everything, let the cluster recover, read every key everywhere.
-	if err := heal(ctx, cluster, fl); err != nil {
-		errs = multierror.Append(errs, err)
-		return false, nil
-	}
-	hist.Append(history.Event{Time: clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "heal-all", Detail: "every link open, every node running"})
-	if _, err := cluster.WaitLeader(ctx, 20*time.Second); err != nil {
-		if ctx.Err() != nil {
-			return true, nil
-		}
-		// No leader after healing: the reads will fail and the log check
-		// will say what it can; this is the target's failure, not ours.
-		hist.Append(history.Event{Time: clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "no-leader", Detail: err.Error()})
-	}
-	wcfg.OutOfPlay = func(i int) bool { return cluster.Retired(i + 1) }
-	fmt.Fprintf(o.Progress, "final reads of %d keys through %d nodes\n", len(wl.Keys()), len(cluster.IDs()))
-	if err := workloads.FinalReads(ctx, wcfg, wl); err != nil {
-		errs = multierror.Append(errs, fmt.Errorf("final reads: %w", err))
-		return false, nil
-	}
-	if ctx.Err() != nil {
-		return true, nil
-	}
-	if err := samp.final(ctx); err != nil {
-		if ctx.Err() != nil {
-			return true, nil
-		}
-		errs = multierror.Append(errs, err)
-	}
-	return false, nil
-}
-
-// replaySchedule is the schedule a --replay value names: a run (or shrink)
-// directory's schedule.jsonl, or a schedule file itself.
-func replaySchedule(path string) string {
-	if st, err := os.Stat(path); err == nil && !st.IsDir() {
-		return path
-	}
-	return filepath.Join(path, nemesis.ScheduleFile)
-}
-
-func heal(ctx context.Context, c *harness.Cluster, fl nemesis.FaultLayer) error {
-	var errs *multierror.Error
-	if err := fl.Block(nil); err != nil {
-		errs = multierror.Append(errs, err)
-	}
-	if d, ok := fl.(nemesis.Delayer); ok {
-		if err := d.Delay(nil, 0); err != nil {
-			errs = multierror.Append(errs, err)
-		}
-	}
-	for _, id := range c.IDs() {
-		if err := c.Resume(id); err != nil {
-			errs = multierror.Append(errs, err)
-		}
-		if err := c.Restart(ctx, id); err != nil {
-			errs = multierror.Append(errs, err)
-		}
-	}
-	return errs.ErrorOrNil()
-}
-
-func progress(ctx context.Context, o Options, clock harness.Clock, counts *workloads.Counts, sched *nemesis.Schedule, done chan struct{}) {
-	defer close(done)
-	every := time.Second
-	if !o.IsTTY {
-		every = 5 * time.Second
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	var lastOK int64
-	line := func() string {
-		ok := counts.OK.Load()
-		rate := float64(ok-lastOK) / every.Seconds()
-		lastOK = ok
-		faults := sched.Active()
-		if faults == "" {
-			faults = "none"
-		}
-		return fmt.Sprintf("[%3.0fs/%.0fs] %6.0f ops/s  ok %d  fail %d  info %d  faults: %s",
-			time.Duration(clock.Now()).Seconds(), o.TimeLimit.Seconds(), rate, ok, counts.Fail.Load(), counts.Info.Load(), faults)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			if o.IsTTY {
-				fmt.Fprintln(o.Progress)
-			}
-			return
-		case <-t.C:
-			if o.IsTTY {
-				fmt.Fprintf(o.Progress, "\r\033[K%s", line())
-			} else {
-				fmt.Fprintln(o.Progress, line())
-			}
-		}
-	}
-}
-
 // Check re-runs every checker on a run directory's files and rewrites its
 // results.json, linearizability.html and index.html; the history is only
 // read. A run recorded as interrupted stays marked so.
@@ -524,7 +260,11 @@ func check(dir string, timeout time.Duration, interrupted bool) (reports.Results
 		if err != nil {
 			return res, fmt.Errorf("write %s: %w", layout.Linearizability(), err)
 		}
-		verr := lin.Visualize(f, h, 20)
+		var shades []checker.Shade
+		for _, iv := range reports.FaultIntervals(h) {
+			shades = append(shades, checker.Shade{Start: iv.Start, End: iv.End, Label: iv.Kind, Detail: iv.Detail})
+		}
+		verr := lin.Visualize(f, shades, 20)
 		if cerr := f.Close(); verr == nil {
 			verr = cerr
 		}

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,11 +8,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/paxtest/paxtest/nemesis"
+	"github.com/paxtest/paxtest/nemesis/fault"
 	"github.com/paxtest/paxtest/reports"
 )
 
@@ -29,18 +28,19 @@ type ShrinkOptions struct {
 
 // ShrinkResult is what `paxtest shrink` found.
 type ShrinkResult struct {
-	Dir       string         `json:"dir"` // config.json + schedule.jsonl: replayable with --replay
-	Run       string         `json:"run"`
-	Recorded  int            `json:"recorded_steps"`
-	Faults    int            `json:"recorded_fault_steps"`
-	Truncated int            `json:"steps_up_to_first_anomaly"`
-	Kept      int            `json:"fault_steps_kept"`
-	Steps     []nemesis.Step `json:"steps"`
-	Tests     int            `json:"candidates_tried"`
-	Replays   int            `json:"replays"`
-	Failed    int            `json:"verify_failed"` // of Verify replays of the result
-	Verify    int            `json:"verify"`
-	Seconds   float64        `json:"seconds"`
+	Dir       string     `json:"dir"` // config.json + schedule.jsonl: replayable with --replay
+	Run       string     `json:"run"`
+	Recorded  int        `json:"recorded_steps"`
+	Faults    int        `json:"recorded_fault_steps"`
+	Truncated int        `json:"steps_up_to_first_anomaly"`
+	Kept      int        `json:"fault_steps_kept"`
+	Before    []fault.Op `json:"recorded"`
+	Steps     []fault.Op `json:"steps"`
+	Tests     int        `json:"candidates_tried"`
+	Replays   int        `json:"replays"`
+	Failed    int        `json:"verify_failed"` // of Verify replays of the result
+	Verify    int        `json:"verify"`
+	Seconds   float64    `json:"seconds"`
 }
 
 // errNotInvalid: shrinking needs a failing run.
@@ -70,7 +70,7 @@ func Shrink(ctx context.Context, o ShrinkOptions) (ShrinkResult, error) {
 	if res.Verdict != "invalid" || len(res.Anomalies) == 0 {
 		return ShrinkResult{}, UsageError{fmt.Errorf("shrink %s: its verdict is %s: %w (shrink takes a run that failed)", o.Dir, res.Verdict, errNotInvalid)}
 	}
-	steps, err := nemesis.ReadSchedule(filepath.Join(o.Dir, nemesis.ScheduleFile))
+	steps, err := fault.Read(filepath.Join(o.Dir, nemesis.ScheduleFile))
 	if err != nil {
 		return ShrinkResult{}, UsageError{err}
 	}
@@ -82,7 +82,7 @@ func Shrink(ctx context.Context, o ShrinkOptions) (ShrinkResult, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "candidates"), 0o755); err != nil {
 		return ShrinkResult{}, fmt.Errorf("create %s: %w", dir, err)
 	}
-	out := ShrinkResult{Dir: dir, Run: o.Dir, Recorded: len(steps), Faults: faults(steps), Verify: o.Verify}
+	out := ShrinkResult{Dir: dir, Run: o.Dir, Recorded: len(steps), Faults: faults(steps), Verify: o.Verify, Before: steps}
 	s := &shrinker{o: o, base: base, dir: dir}
 
 	// Steps after the first anomaly cannot have caused it.
@@ -169,7 +169,7 @@ type shrinker struct {
 // fails reports whether every one of Tries replays of steps is invalid: a
 // strict bar, so that a schedule that fails only sometimes is not kept by
 // luck and the result fails in most replays.
-func (s *shrinker) fails(ctx context.Context, steps []nemesis.Step) bool {
+func (s *shrinker) fails(ctx context.Context, steps []fault.Op) bool {
 	if len(steps) == 0 {
 		return false
 	}
@@ -195,7 +195,7 @@ func (s *shrinker) fails(ctx context.Context, steps []nemesis.Step) bool {
 
 // options is the base run's configuration replaying file, with a time
 // limit that covers the schedule and a few seconds more.
-func (s *shrinker) options(steps []nemesis.Step, file string) Options {
+func (s *shrinker) options(steps []fault.Op, file string) Options {
 	o := s.base
 	o.Replay, o.Store, o.StartedAt = file, filepath.Join(s.dir, "runs"), time.Time{}
 	o.Progress, o.IsTTY = io.Discard, false
@@ -207,7 +207,7 @@ func (s *shrinker) options(steps []nemesis.Step, file string) Options {
 	return o
 }
 
-func (s *shrinker) replay(ctx context.Context, file string, steps []nemesis.Step) bool {
+func (s *shrinker) replay(ctx context.Context, file string, steps []fault.Op) bool {
 	s.replays++
 	res, err := Run(ctx, s.options(steps, file))
 	if err != nil {
@@ -217,35 +217,24 @@ func (s *shrinker) replay(ctx context.Context, file string, steps []nemesis.Step
 	return res.Verdict == "invalid"
 }
 
-func (s *shrinker) write(file string, steps []nemesis.Step) error {
+func (s *shrinker) write(file string, steps []fault.Op) error {
 	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("write schedule: %w", err)
 	}
-	w := bufio.NewWriter(f)
-	for _, st := range steps {
-		b, _ := json.Marshal(st)
-		w.Write(append(b, '\n'))
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("write schedule %s: %w", file, err)
+	if err := fault.Encode(f, steps); err != nil {
+		return errors.Join(fmt.Errorf("write schedule %s: %w", file, err), f.Close())
 	}
 	return f.Close()
 }
 
-// isWait: a step that waits on (or notes) the cluster rather than faulting it.
-func isWait(st nemesis.Step) bool {
-	return st.Op == "observe" || st.Op == "roles" || strings.HasPrefix(st.Op, "await-")
-}
-
 // faults counts the fault steps.
-func faults(steps []nemesis.Step) int { return len(faultIndices(steps)) }
+func faults(steps []fault.Op) int { return len(faultIndices(steps)) }
 
-func faultIndices(steps []nemesis.Step) []int {
+func faultIndices(steps []fault.Op) []int {
 	var out []int
 	for i, st := range steps {
-		if !isWait(st) {
+		if !st.F.IsWait() {
 			out = append(out, i)
 		}
 	}
@@ -253,7 +242,7 @@ func faultIndices(steps []nemesis.Step) []int {
 }
 
 // withoutIndices removes the steps at the given indices.
-func withoutIndices(steps []nemesis.Step, drop []int) []nemesis.Step {
+func withoutIndices(steps []fault.Op, drop []int) []fault.Op {
 	gone := map[int]bool{}
 	for _, i := range drop {
 		gone[i] = true
@@ -268,7 +257,7 @@ func withoutIndices(steps []nemesis.Step, drop []int) []nemesis.Step {
 }
 
 // upTo keeps the steps recorded up to time t.
-func upTo(steps []nemesis.Step, t int64) []nemesis.Step {
+func upTo(steps []fault.Op, t int64) []fault.Op {
 	var keep []int
 	for i, st := range steps {
 		if st.Time <= t {
@@ -279,7 +268,7 @@ func upTo(steps []nemesis.Step, t int64) []nemesis.Step {
 }
 
 // without removes steps[from:to].
-func without(steps []nemesis.Step, from, to int) []nemesis.Step {
+func without(steps []fault.Op, from, to int) []fault.Op {
 	var keep []int
 	for i := range steps {
 		if i < from || i >= to {
@@ -291,16 +280,16 @@ func without(steps []nemesis.Step, from, to int) []nemesis.Step {
 
 // pick keeps the given indices, renumbering await-commit's reference to
 // its observe step (a removed observe leaves the wait nothing to wait for).
-func pick(steps []nemesis.Step, keep []int) []nemesis.Step {
+func pick(steps []fault.Op, keep []int) []fault.Op {
 	at := map[int]int{}
 	for n, i := range keep {
 		at[i] = n
 	}
-	out := make([]nemesis.Step, 0, len(keep))
+	out := make([]fault.Op, 0, len(keep))
 	for _, i := range keep {
 		st := steps[i]
-		if st.Op == "await-commit" {
-			if r, ok := at[st.Ref]; ok && (steps[st.Ref].Op == "observe" || steps[st.Ref].Op == "await-accepted") {
+		if st.F == fault.AwaitCommit {
+			if r, ok := at[st.Ref]; ok && (steps[st.Ref].F == fault.Observe || steps[st.Ref].F == fault.AwaitAccepted) {
 				st.Ref = r
 			} else {
 				st.Ref = -1
@@ -324,8 +313,8 @@ func split(n, k int) [][2]int {
 }
 
 // shiftStart moves every step earlier so the first happens at t.
-func shiftStart(steps []nemesis.Step, t time.Duration) []nemesis.Step {
-	out := append([]nemesis.Step(nil), steps...)
+func shiftStart(steps []fault.Op, t time.Duration) []fault.Op {
+	out := append([]fault.Op(nil), steps...)
 	d := out[0].Time - int64(t)
 	if d <= 0 {
 		return out
@@ -338,8 +327,8 @@ func shiftStart(steps []nemesis.Step, t time.Duration) []nemesis.Step {
 
 // halveGaps halves every gap between consecutive steps longer than min;
 // nil when there is none.
-func halveGaps(steps []nemesis.Step, least time.Duration) []nemesis.Step {
-	out := append([]nemesis.Step(nil), steps...)
+func halveGaps(steps []fault.Op, least time.Duration) []fault.Op {
+	out := append([]fault.Op(nil), steps...)
 	var shift int64
 	changed := false
 	for i := 1; i < len(steps); i++ {
@@ -357,7 +346,7 @@ func halveGaps(steps []nemesis.Step, least time.Duration) []nemesis.Step {
 }
 
 // FormatSchedule renders steps one per line, for people.
-func FormatSchedule(steps []nemesis.Step) string {
+func FormatSchedule(steps []fault.Op) string {
 	var b strings.Builder
 	for i, st := range steps {
 		fmt.Fprintf(&b, "%3d  %7.3fs  %s\n", i, float64(st.Time)/1e9, describeStep(st))
@@ -365,58 +354,25 @@ func FormatSchedule(steps []nemesis.Step) string {
 	return b.String()
 }
 
-func describeStep(st nemesis.Step) string {
-	node := func(id int) string { return fmt.Sprintf("n%d", id) }
-	nodes := func(ids []int) string {
-		var s []string
-		for _, id := range ids {
-			s = append(s, node(id))
-		}
-		return strings.Join(s, " ")
-	}
-	links := func(ls [][2]int) string {
-		pairs := map[[2]int]bool{}
-		for _, l := range ls {
-			pairs[[2]int{min(l[0], l[1]), max(l[0], l[1])}] = true
-		}
-		var s []string
-		for p := range pairs {
-			s = append(s, node(p[0])+"-"+node(p[1]))
-		}
-		sort.Strings(s)
-		return strings.Join(s, " ")
-	}
+func describeStep(op fault.Op) string {
 	leader := ""
-	if st.Leader != 0 {
-		leader = fmt.Sprintf("  (leader %s)", node(st.Leader))
+	if op.Leader != 0 {
+		leader = fmt.Sprintf("  (leader n%d)", op.Leader)
 	}
-	switch st.Op {
-	case "block":
-		if len(st.Links) == 0 {
-			return "heal: every link open" + leader
+	switch op.F {
+	case fault.Observe:
+		return fmt.Sprintf("observe n%d's commit point (%d)", op.Node, op.Slot)
+	case fault.AwaitAccepted:
+		return fmt.Sprintf("await an accepted, unchosen slot on n%d (commit point was %d)", op.Node, op.Slot)
+	case fault.AwaitLeader:
+		return fmt.Sprintf("await a leader among %s (was n%d)", fault.Names(op.Nodes), op.Node)
+	case fault.AwaitCommit:
+		if op.Ref < 0 {
+			return fmt.Sprintf("await-commit on n%d (its observation was removed: no wait)", op.Node)
 		}
-		return "cut " + links(st.Links) + leader
-	case "delay":
-		if len(st.Links) == 0 {
-			return "clear delays"
-		}
-		return fmt.Sprintf("delay %d ms on %s", st.Ms, links(st.Links)) + leader
-	case "observe":
-		return fmt.Sprintf("observe %s's commit point (%d)", node(st.Node), st.Slot)
-	case "await-accepted":
-		return fmt.Sprintf("await an accepted, unchosen slot on %s (commit point was %d)", node(st.Node), st.Slot)
-	case "await-leader":
-		return fmt.Sprintf("await a leader among %s (was %s)", nodes(st.Nodes), node(st.Node))
-	case "roles":
-		return "roles " + st.Note
-	case "await-commit":
-		if st.Ref < 0 {
-			return fmt.Sprintf("await-commit on %s (its observation was removed: no wait)", node(st.Node))
-		}
-		return fmt.Sprintf("await %s's commit point past the one observed at step %d", node(st.Node), st.Ref)
-	default:
-		return st.Op + " " + node(st.Node) + leader
+		return fmt.Sprintf("await n%d's commit point past the one observed at step %d", op.Node, op.Ref)
 	}
+	return string(op.F) + ": " + op.Describe() + leader
 }
 
 // ReadRunOptions reads the options a run directory was made with

@@ -6,15 +6,15 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/paxtest/paxtest/nemesis"
+	"github.com/paxtest/paxtest/nemesis/fault"
 )
 
 func TestRemovingStepsRenumbersTheObservationAWaitRefersTo(t *testing.T) {
-	steps := []nemesis.Step{
-		{Op: "block", Time: 1},
-		{Op: "observe", Node: 2, Time: 2},
-		{Op: "kill", Node: 2, Time: 3},
-		{Op: "await-commit", Node: 3, Ref: 1, Time: 4},
+	steps := []fault.Op{
+		{F: fault.Partition, Time: 1},
+		{F: fault.Observe, Node: 2, Time: 2},
+		{F: fault.Kill, Node: 2, Time: 3},
+		{F: fault.AwaitCommit, Node: 3, Ref: 1, Time: 4},
 	}
 	got := without(steps, 0, 1)
 	require.Equal(t, []string{"observe", "kill", "await-commit"}, ops(got))
@@ -26,7 +26,7 @@ func TestRemovingStepsRenumbersTheObservationAWaitRefersTo(t *testing.T) {
 }
 
 func TestUpToKeepsOnlyStepsBeforeTheCutoff(t *testing.T) {
-	steps := []nemesis.Step{{Op: "observe", Time: 10}, {Op: "kill", Time: 20}, {Op: "await-commit", Ref: 0, Time: 30}}
+	steps := []fault.Op{{F: fault.Observe, Time: 10}, {F: fault.Kill, Time: 20}, {F: fault.AwaitCommit, Ref: 0, Time: 30}}
 	require.Equal(t, []string{"observe", "kill"}, ops(upTo(steps, 25)))
 	require.Len(t, upTo(steps, 30), 3)
 }
@@ -49,7 +49,7 @@ func TestSplitCoversEveryIndexOnce(t *testing.T) {
 
 func TestTimingShrinksKeepOrderAndOnlyShortenLongGaps(t *testing.T) {
 	s := time.Second
-	steps := []nemesis.Step{{Time: int64(5 * s)}, {Time: int64(5*s + 100*time.Millisecond)}, {Time: int64(9 * s)}}
+	steps := []fault.Op{{Time: int64(5 * s)}, {Time: int64(5*s + 100*time.Millisecond)}, {Time: int64(9 * s)}}
 	shifted := shiftStart(steps, s)
 	require.Equal(t, int64(s), shifted[0].Time)
 	require.Equal(t, int64(100*time.Millisecond), shifted[1].Time-shifted[0].Time)
@@ -61,21 +61,21 @@ func TestTimingShrinksKeepOrderAndOnlyShortenLongGaps(t *testing.T) {
 	require.Nil(t, halveGaps(h[:2], 500*time.Millisecond), "nothing left to halve")
 }
 
-func ops(steps []nemesis.Step) []string {
+func ops(steps []fault.Op) []string {
 	var out []string
 	for _, s := range steps {
-		out = append(out, s.Op)
+		out = append(out, string(s.F))
 	}
 	return out
 }
 
 func TestShrinkingRemovesFaultStepsAndKeepsTheWaits(t *testing.T) {
-	steps := []nemesis.Step{
-		{Op: "await-leader"}, {Op: "block"}, {Op: "await-accepted"}, {Op: "kill"}, {Op: "roles"}, {Op: "await-commit", Ref: 2},
+	steps := []fault.Op{
+		{F: fault.AwaitLeader}, {F: fault.Partition}, {F: fault.AwaitAccepted}, {F: fault.Kill}, {F: fault.Note}, {F: fault.AwaitCommit, Ref: 2},
 	}
 	require.Equal(t, 2, faults(steps))
 	require.Equal(t, []int{1, 3}, faultIndices(steps))
 	got := withoutIndices(steps, []int{1})
-	require.Equal(t, []string{"await-leader", "await-accepted", "kill", "roles", "await-commit"}, ops(got))
+	require.Equal(t, []string{"await-leader", "await-accepted", "kill", "note", "await-commit"}, ops(got))
 	require.Equal(t, 1, got[4].Ref, "the wait still refers to its observation")
 }

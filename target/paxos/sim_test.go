@@ -67,7 +67,8 @@ type sim struct {
 	proposedAt map[int]int
 	trace      []string
 	broken     string
-	faultSteps int // the step at which the fault phase ended
+	invariant  invariant // the first one broken
+	faultSteps int       // the step at which the fault phase ended
 	// skipPromiseCheck leaves the monotonic-promise check out, so a search
 	// for volatile-promise's real symptom is not stopped by its first restart.
 	skipPromiseCheck bool
@@ -165,9 +166,22 @@ func (s *sim) logf(format string, args ...any) {
 	}
 }
 
-func (s *sim) fail(format string, args ...any) {
+// invariant names a property of PROTOCOL.md the simulation checks.
+type invariant string
+
+const (
+	invAgreement invariant = "agreement"
+	invPrefix    invariant = "prefix"
+	invPromise   invariant = "promise monotonic"
+	invRead      invariant = "linearizable read"
+	invLiveness  invariant = "liveness"
+)
+
+// fail records the first invariant broken, and how.
+func (s *sim) fail(inv invariant, format string, args ...any) {
 	if s.broken == "" {
-		s.broken = fmt.Sprintf("step %d: ", s.step) + fmt.Sprintf(format, args...)
+		s.invariant = inv
+		s.broken = fmt.Sprintf("step %d: %s: ", s.step, inv) + fmt.Sprintf(format, args...)
 	}
 }
 
@@ -187,7 +201,7 @@ func (s *sim) drain(id NodeID) {
 				continue
 			}
 			if prev, ok := s.chosen[r.Slot]; ok && !prev.Equal(r.Entry) {
-				s.fail("agreement: slot %d chosen as %q (%s) and as %q on n%d at %v",
+				s.fail(invAgreement, "slot %d chosen as %q (%s) and as %q on n%d at %v",
 					r.Slot, prev.Data, s.where[r.Slot], r.Entry.Data, id, r.Ballot)
 			} else if !ok {
 				s.chosen[r.Slot] = r.Entry
@@ -197,11 +211,11 @@ func (s *sim) drain(id NodeID) {
 		s.net = append(s.net, rd.Messages...)
 		for _, a := range rd.Apply {
 			if a.Slot != sn.applied+1 {
-				s.fail("prefix: n%d applied slot %d after %d", id, a.Slot, sn.applied)
+				s.fail(invPrefix, "n%d applied slot %d after %d", id, a.Slot, sn.applied)
 			}
 			sn.applied = a.Slot
 			if g, ok := s.chosen[a.Slot]; !ok || !g.Equal(a.Entry) {
-				s.fail("prefix: n%d applied %q at slot %d, the chosen value is %q", id, a.Entry.Data, a.Slot, g.Data)
+				s.fail(invPrefix, "n%d applied %q at slot %d, the chosen value is %q", id, a.Entry.Data, a.Slot, g.Data)
 			}
 			s.maxAck = max(s.maxAck, a.Slot)
 		}
@@ -209,7 +223,7 @@ func (s *sim) drain(id NodeID) {
 	if sn.up {
 		p := sn.node.Status().Promised
 		if p.Less(sn.promised) && !s.skipPromiseCheck {
-			s.fail("promise monotonic: n%d promised %v after %v", id, p, sn.promised)
+			s.fail(invPromise, "n%d promised %v after %v", id, p, sn.promised)
 		}
 		sn.promised = p
 	}
@@ -269,7 +283,7 @@ func (s *sim) read(id NodeID) {
 		return
 	}
 	if sn.applied < s.maxAck {
-		s.fail("linearizable read: n%d answered a read from %d applied slots while slot %d was already acknowledged",
+		s.fail(invRead, "n%d answered a read from %d applied slots while slot %d was already acknowledged",
 			id, sn.applied, s.maxAck)
 	}
 }

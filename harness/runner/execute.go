@@ -1,0 +1,361 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/paxtest/paxtest/harness"
+	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/nemesis"
+	"github.com/paxtest/paxtest/nemesis/fault"
+	"github.com/paxtest/paxtest/reports"
+	"github.com/paxtest/paxtest/target/bugs"
+	"github.com/paxtest/paxtest/workloads"
+)
+
+// run is one execution of a test, phase by phase: start (cluster, history,
+// sampler, fault executor), load (workload, nemesis and sampler together
+// until the time limit), heal, final reads. Checking and reporting read
+// the files it leaves (check). Teardown always runs and collects every
+// error.
+type run struct {
+	o      Options
+	layout harness.Layout
+	nems   []nemesis.Nemesis
+	wl     workloads.Workload
+
+	net     nemesis.FaultLayer
+	cluster *harness.Cluster
+	clock   harness.Clock
+	hist    *history.Writer
+	samp    *sampler
+	x       *nemesis.Exec
+	sched   *nemesis.Schedule
+	replay  *nemesis.Replay
+	wcfg    workloads.Config
+	counts  *workloads.Counts
+
+	closers []func() error // teardown, run in reverse
+	mu      sync.Mutex
+	nemErrs []error
+}
+
+// errInterrupted ends a run whose context was cancelled (Ctrl-C): what it
+// recorded is kept and checked as a prefix.
+var errInterrupted = errors.New("interrupted")
+
+// execute runs the cluster, workload and nemesis; it reports whether the
+// run was interrupted. Teardown always happens; its errors are collected.
+func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemesis.Nemesis, wl workloads.Workload) (interrupted bool, err error) {
+	r := &run{o: o, layout: layout, nems: nems, wl: wl}
+	defer func() { err = errors.Join(err, r.teardown()) }()
+	for _, phase := range []func(context.Context) error{r.start, r.load, r.heal, r.finalReads} {
+		if err := phase(ctx); err != nil {
+			if errors.Is(err, errInterrupted) || ctx.Err() != nil {
+				return true, nil
+			}
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+func (r *run) onClose(f func() error) { r.closers = append(r.closers, f) }
+
+func (r *run) teardown() error {
+	var errs []error
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		if err := r.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// start brings up the fault layer and the cluster, then opens the run's
+// files: history, log samples and the fault schedule.
+func (r *run) start(ctx context.Context) error {
+	o := r.o
+	switch o.Net {
+	case "iptables":
+		ipt, err := nemesis.NewIPTables()
+		if err != nil {
+			return UsageError{fmt.Errorf("--net iptables: %w", err)}
+		}
+		r.net = ipt
+	default:
+		r.net = nemesis.NewProxy()
+	}
+	b, err := bugs.Parse(o.Bugs)
+	if err != nil {
+		return UsageError{fmt.Errorf("--bug: %w", err)}
+	}
+	r.cluster, err = harness.NewCluster(harness.ClusterConfig{
+		Nodes: o.Nodes, Spares: o.Spares, Window: o.Window, Binary: o.Binary, Env: o.Env, Dir: r.layout.Dir, Bugs: strings.Join(b.Enabled(), ","),
+		Seed: o.Seed, Net: r.net, RequestTimeout: time.Second,
+	})
+	if err != nil {
+		return errors.Join(err, r.net.Close())
+	}
+	r.onClose(func() error {
+		if err := r.cluster.Close(); err != nil {
+			return fmt.Errorf("teardown: %w", err)
+		}
+		return nil
+	})
+	if err := r.cluster.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
+		return err
+	}
+	r.clock = harness.NewClock()
+	r.o.StartedAt = r.clock.Start()
+	if err := reports.WriteJSON(r.layout.Config(), r.o); err != nil {
+		return err
+	}
+	if r.hist, err = history.Create(r.layout.History()); err != nil {
+		return err
+	}
+	r.onClose(r.hist.Close)
+	if r.samp, err = newSampler(r.layout.Logs(), r.cluster, r.clock.Now); err != nil {
+		return err
+	}
+	r.onClose(r.samp.close)
+	r.x, err = nemesis.NewExec(r.cluster, r.net, rand.New(rand.NewSource(o.Seed)), r.clock.Now, filepath.Join(r.layout.Dir, nemesis.ScheduleFile))
+	if err != nil {
+		return err
+	}
+	r.onClose(r.x.Close)
+	r.x.Emit = r.emit
+	var nodes []string
+	for _, n := range r.cluster.Nodes() {
+		nodes = append(nodes, n.ClientAddr)
+	}
+	r.counts = &workloads.Counts{}
+	r.wcfg = workloads.Config{Nodes: nodes, Concurrency: o.Concurrency, Rate: o.Rate, Seed: o.Seed, Now: r.clock.Now,
+		History: r.hist, Counts: r.counts, Bound: o.BoundClients, Mixed: !o.BoundClients}
+	r.sched = &nemesis.Schedule{Nemeses: r.nems, Interval: o.NemesisInterval, X: r.x}
+	if o.Replay != "" {
+		ops, err := fault.Read(replaySchedule(o.Replay))
+		if err != nil {
+			return UsageError{fmt.Errorf("--replay: %w", err)}
+		}
+		r.replay = &nemesis.Replay{Ops: ops, Now: r.clock.Now}
+	}
+	return nil
+}
+
+// emit writes a performed fault op to the history; an op that failed is a
+// nemesis error, which fails the run.
+func (r *run) emit(op fault.Op, err error) {
+	v, merr := json.Marshal(op)
+	e := history.Event{Time: op.Time, Process: history.NemesisProcess, Type: history.Info, F: string(op.F), Value: v,
+		Targets: op.Touched(), Detail: op.Describe()}
+	if err != nil || merr != nil {
+		err = errors.Join(err, merr)
+		e.Error = err.Error()
+		r.mu.Lock()
+		r.nemErrs = append(r.nemErrs, err)
+		r.mu.Unlock()
+	}
+	r.appendEvent(e)
+}
+
+// appendEvent writes a nemesis event; a history that cannot be written
+// fails the run at teardown (the writer keeps its first error).
+func (r *run) appendEvent(e history.Event) {
+	if _, err := r.hist.Append(e); err != nil {
+		r.mu.Lock()
+		r.nemErrs = append(r.nemErrs, err)
+		r.mu.Unlock()
+	}
+}
+
+// load drives the workload, the nemesis (or the replay) and the sampler
+// against one clock until the time limit.
+func (r *run) load(ctx context.Context) error {
+	o := r.o
+	runCtx, stop := context.WithTimeout(ctx, o.TimeLimit)
+	defer stop()
+	faultCtx := runCtx
+	if r.replay != nil {
+		// a replay runs its schedule to the end: the workload goes on past
+		// the time limit until it has, but never past three time limits
+		var cancel context.CancelFunc
+		faultCtx, cancel = context.WithTimeout(ctx, 3*o.TimeLimit)
+		defer cancel()
+		runCtx, stop = context.WithCancel(ctx)
+		defer stop()
+	}
+	var wg sync.WaitGroup
+	var wlErr error
+	wg.Add(3)
+	go func() { defer wg.Done(); wlErr = workloads.Run(runCtx, r.wcfg, r.wl) }()
+	go func() { defer wg.Done(); r.faults(faultCtx, stop) }()
+	go func() { defer wg.Done(); r.samp.run(runCtx, time.Second) }()
+	if o.StopOnDivergence {
+		go r.stopOnDivergence(runCtx, stop)
+	}
+	progressDone := make(chan struct{})
+	go progress(runCtx, o, r.clock, r.counts, r.sched, progressDone)
+	wg.Wait()
+	<-progressDone
+	if err := r.hist.Flush(); err != nil {
+		return err
+	}
+	if wlErr != nil {
+		return fmt.Errorf("workload: %w", wlErr)
+	}
+	if r.replay != nil {
+		if err := reports.WriteJSON(filepath.Join(r.layout.Dir, "replay.json"), r.replay.Report()); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return errInterrupted
+	}
+	r.mu.Lock()
+	errs := append(r.nemErrs, r.sched.Errors()...)
+	r.mu.Unlock()
+	if len(errs) > 0 {
+		return fmt.Errorf("nemesis: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// faults runs the nemesis, or the replay (whose end, or the time limit,
+// whichever is later, ends the load).
+func (r *run) faults(ctx context.Context, stop func()) {
+	if r.replay == nil {
+		r.sched.Run(ctx)
+		return
+	}
+	if err := r.replay.Run(ctx, r.x); err != nil {
+		r.mu.Lock()
+		r.nemErrs = append(r.nemErrs, err)
+		r.mu.Unlock()
+	}
+	select { // the time limit still holds when the schedule ends early
+	case <-time.After(r.o.TimeLimit - time.Duration(r.clock.Now())):
+	case <-ctx.Done():
+	}
+	stop()
+}
+
+func (r *run) stopOnDivergence(ctx context.Context, stop func()) {
+	select {
+	case <-r.samp.diverged:
+		r.appendEvent(history.Event{Time: r.clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "divergence",
+			Detail: "two chosen values for one log index seen; the run stops in 2 s (--stop-on-divergence)"})
+		sleepCtx(ctx, 2*time.Second)
+		stop()
+	case <-ctx.Done():
+	}
+}
+
+// heal lifts every fault and waits for a leader.
+func (r *run) heal(ctx context.Context) error {
+	if err := r.x.HealAll(ctx, "heal-all", 0); err != nil {
+		return fmt.Errorf("heal: %w", err)
+	}
+	// a paused node the nemesis lost track of (a replay cut short) resumes too
+	for _, id := range r.cluster.IDs() {
+		if err := r.cluster.Resume(id); err != nil {
+			return fmt.Errorf("heal: %w", err)
+		}
+	}
+	r.appendEvent(history.Event{Time: r.clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "heal-all", Detail: "every link open, every node running"})
+	if _, err := r.cluster.WaitLeader(ctx, 20*time.Second); err != nil {
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
+		// No leader after healing: the reads will fail and the log check
+		// will say what it can; this is the target's failure, not ours.
+		r.appendEvent(history.Event{Time: r.clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "no-leader", Detail: err.Error()})
+	}
+	return nil
+}
+
+// finalReads reads every key through every node in play, then takes the
+// final log samples.
+func (r *run) finalReads(ctx context.Context) error {
+	r.wcfg.OutOfPlay = func(i int) bool { return r.cluster.Retired(i + 1) }
+	fmt.Fprintf(r.o.Progress, "final reads of %d keys through %d nodes\n", len(r.wl.Keys()), len(r.cluster.IDs()))
+	if err := workloads.FinalReads(ctx, r.wcfg, r.wl); err != nil {
+		return fmt.Errorf("final reads: %w", err)
+	}
+	if ctx.Err() != nil {
+		return errInterrupted
+	}
+	if err := r.samp.final(ctx); err != nil {
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
+		return err
+	}
+	return nil
+}
+
+// replaySchedule is the schedule a --replay value names: a run (or shrink)
+// directory's schedule.jsonl, or a schedule file itself.
+func replaySchedule(path string) string {
+	if st, err := os.Stat(path); err == nil && !st.IsDir() {
+		return path
+	}
+	return filepath.Join(path, nemesis.ScheduleFile)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+func progress(ctx context.Context, o Options, clock harness.Clock, counts *workloads.Counts, sched *nemesis.Schedule, done chan struct{}) {
+	defer close(done)
+	every := time.Second
+	if !o.IsTTY {
+		every = 5 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var lastOK int64
+	line := func() string {
+		ok := counts.OK.Load()
+		rate := float64(ok-lastOK) / every.Seconds()
+		lastOK = ok
+		faults := sched.Active()
+		if faults == "" {
+			faults = "none"
+		}
+		return fmt.Sprintf("[%3.0fs/%.0fs] %6.0f ops/s  ok %d  fail %d  info %d  faults: %s",
+			time.Duration(clock.Now()).Seconds(), o.TimeLimit.Seconds(), rate, ok, counts.Fail.Load(), counts.Info.Load(), faults)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			if o.IsTTY {
+				fmt.Fprintln(o.Progress)
+			}
+			return
+		case <-t.C:
+			if o.IsTTY {
+				fmt.Fprintf(o.Progress, "\r\033[K%s", line())
+			} else {
+				fmt.Fprintln(o.Progress, line())
+			}
+		}
+	}
+}

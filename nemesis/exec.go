@@ -1,0 +1,408 @@
+package nemesis
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/paxtest/paxtest/nemesis/fault"
+	"github.com/paxtest/paxtest/target/api"
+)
+
+// Control is what a nemesis does to the cluster's processes and asks of
+// it; harness.Cluster implements it.
+type Control interface {
+	IDs() []int
+	Leader(ctx context.Context) int
+	Status(ctx context.Context, id int) (api.Status, error)
+	IsDown(id int) bool
+	Kill(id int) error
+	Restart(ctx context.Context, id int) error
+	Pause(id int) error
+	Resume(id int) error
+}
+
+// MemberControl is what membership ops need of the cluster beyond
+// Control; harness.Cluster implements it.
+type MemberControl interface {
+	Spares() []int // nodes out of play, which Join can start
+	Join(ctx context.Context, id int) error
+	Retire(id int) error
+	ChangeMembers(ctx context.Context, req api.MembersRequest) (api.MembersResponse, error)
+}
+
+// ScheduleFile is the executed schedule inside a run directory.
+const ScheduleFile = "schedule.jsonl"
+
+// ErrAbandon marks an attempt whose roles did not line up (no leader in
+// time, nothing to wait for): it is healed and the next one starts.
+var ErrAbandon = errors.New("attempt abandoned")
+
+func abandon(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrAbandon, fmt.Sprintf(format, args...))
+}
+
+// Exec performs fault ops: it is the only code that acts on the cluster
+// and its network for a nemesis. Every op it performs is written to the
+// schedule (when recording) and handed to Emit (the history), with the
+// time it was performed and the leader just before it. It keeps what is in
+// force (the cut, delays, paused nodes) so that HealAll can lift it all.
+// Ops are performed one at a time.
+type Exec struct {
+	Cluster Control
+	Net     FaultLayer
+	Rand    *rand.Rand
+	Now     func() int64
+	// Emit receives every fault and note performed, with its error.
+	Emit func(fault.Op, error)
+
+	mu      sync.Mutex
+	w       *bufio.Writer
+	f       *os.File
+	werr    error
+	count   int // ops recorded
+	leader  int // the leader last seen by the poller
+	stop    chan struct{}
+	done    chan struct{}
+	cut     [][2]int
+	delayed bool
+	paused  map[int]bool
+}
+
+// NewExec returns an executor. With a schedule path it records every op
+// there (the file is created, never overwritten) and polls the leader in
+// the background, so that recording an op never waits on a paused node.
+func NewExec(c Control, net FaultLayer, r *rand.Rand, now func() int64, schedule string) (*Exec, error) {
+	x := &Exec{Cluster: c, Net: net, Rand: r, Now: now, paused: map[int]bool{}}
+	if schedule == "" {
+		return x, nil
+	}
+	f, err := os.OpenFile(schedule, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create schedule %s: %w", schedule, err)
+	}
+	x.f, x.w = f, bufio.NewWriter(f)
+	x.stop, x.done = make(chan struct{}), make(chan struct{})
+	go x.poll()
+	return x, nil
+}
+
+func (x *Exec) poll() {
+	defer close(x.done)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		id := x.Cluster.Leader(ctx)
+		cancel()
+		x.mu.Lock()
+		x.leader = id
+		x.mu.Unlock()
+		select {
+		case <-x.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (x *Exec) knownLeader() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.leader
+}
+
+// Close stops the poller, flushes and closes the schedule.
+func (x *Exec) Close() error {
+	if x.f == nil {
+		return nil
+	}
+	close(x.stop)
+	<-x.done
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	err := x.w.Flush()
+	if cerr := x.f.Close(); err == nil {
+		err = cerr
+	}
+	return errors.Join(x.werr, err)
+}
+
+// record writes op to the schedule and returns its index there (-1: not recording).
+func (x *Exec) record(op fault.Op) int {
+	if x.f == nil {
+		return -1
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	index := x.count
+	x.count++
+	b, err := json.Marshal(op)
+	if err == nil {
+		_, err = x.w.Write(append(b, '\n'))
+	}
+	if err == nil {
+		err = x.w.Flush()
+	}
+	if err != nil && x.werr == nil {
+		x.werr = fmt.Errorf("write schedule: %w", err)
+	}
+	return index
+}
+
+// done records a performed op and hands faults and notes to Emit.
+func (x *Exec) finish(op fault.Op, err error) (fault.Op, int) {
+	index := x.record(op)
+	if x.Emit != nil && (!op.F.IsWait() || op.F == fault.Note) {
+		x.Emit(op, err)
+	}
+	return op, index
+}
+
+// Note records a note (a stage of a scenario, why an attempt was abandoned).
+func (x *Exec) Note(source string, attempt int, text string) {
+	x.finish(fault.Op{Time: x.Now(), F: fault.Note, Note: text, Source: source, Attempt: attempt}, nil)
+}
+
+// CanDelay reports whether the fault layer can slow links down.
+func (x *Exec) CanDelay() bool {
+	_, ok := x.Net.(Delayer)
+	return ok
+}
+
+// Perform executes an op whose value is concrete (nodes and links named),
+// records it and returns it with its time and, for a wait, what it found.
+// A wait that times out is ErrAbandon.
+func (x *Exec) Perform(ctx context.Context, op fault.Op) (fault.Op, error) {
+	op, _, err := x.do(ctx, op)
+	return op, err
+}
+
+// do performs op and returns it with its index in the schedule (for a
+// later await-commit's Ref).
+func (x *Exec) do(ctx context.Context, op fault.Op) (fault.Op, int, error) {
+	op.Time = x.Now()
+	if !op.F.IsWait() && op.F != fault.Restart && op.F != fault.Resume {
+		op.Leader = x.knownLeader()
+	}
+	if op.F == fault.Members {
+		// recorded when answered, with how long it took: a replay sends it
+		// that long before, and times the next ops from its answer
+		start := op.Time
+		err := x.members(ctx, &op)
+		op.Time = x.Now()
+		op.Ms = (op.Time - start) / 1e6
+		op, index := x.finish(op, err)
+		return op, index, err
+	}
+	err := x.perform(ctx, &op)
+	if errors.Is(err, ErrAbandon) {
+		op, index := x.finish(op, nil) // the wait happened; a replay waits the same
+		return op, index, err
+	}
+	op, index := x.finish(op, err)
+	return op, index, err
+}
+
+func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
+	c := x.Cluster
+	switch op.F {
+	case fault.Partition:
+		if err := x.Net.Block(op.Links); err != nil {
+			return fmt.Errorf("partition: %w", err)
+		}
+		x.cut = op.Links
+	case fault.Heal:
+		x.cut = nil
+		if err := x.Net.Block(nil); err != nil {
+			return fmt.Errorf("heal: %w", err)
+		}
+		return x.clearDelays()
+	case fault.Delay:
+		d, ok := x.Net.(Delayer)
+		if !ok {
+			if len(op.Links) == 0 {
+				return nil
+			}
+			return fmt.Errorf("delaying links needs --net proxy; this fault layer can only cut them")
+		}
+		x.delayed = len(op.Links) > 0
+		return d.Delay(op.Links, time.Duration(op.Ms)*time.Millisecond)
+	case fault.Kill:
+		for _, id := range op.Nodes {
+			if err := c.Kill(id); err != nil {
+				return err
+			}
+			delete(x.paused, id)
+		}
+	case fault.Restart:
+		for _, id := range op.Nodes {
+			if c.IsDown(id) {
+				if err := c.Restart(ctx, id); err != nil {
+					return err
+				}
+			}
+		}
+	case fault.Pause:
+		for _, id := range op.Nodes {
+			if err := c.Pause(id); err != nil {
+				return err
+			}
+			x.paused[id] = true
+		}
+	case fault.Resume:
+		for _, id := range op.Nodes {
+			if err := c.Resume(id); err != nil {
+				return err
+			}
+			delete(x.paused, id)
+		}
+	case fault.Join, fault.Retire:
+		mc, ok := c.(MemberControl)
+		if !ok {
+			return fmt.Errorf("%s: this cluster has no spare nodes", op.F)
+		}
+		if op.F == fault.Join {
+			return mc.Join(ctx, op.Node)
+		}
+		return mc.Retire(op.Node)
+	case fault.AwaitLeader:
+		op.Node = waitLeaderAmong(ctx, c, op.Nodes, x.within(op, 5*time.Second), 2*time.Millisecond)
+		if op.Node == 0 {
+			return abandon("no leader among %s", fault.Names(op.Nodes))
+		}
+	case fault.AwaitAccepted:
+		var st api.Status
+		if !pollUntil(ctx, x.within(op, 3*time.Second), 5*time.Millisecond, func() bool {
+			var err error
+			st, err = c.Status(ctx, op.Node)
+			return err == nil && st.MaxSlot > st.CommitPoint
+		}) {
+			return abandon("n%d holds no unchosen slot", op.Node)
+		}
+		op.Slot = st.CommitPoint
+	case fault.AwaitCommit:
+		target := op.Slot
+		if !pollUntil(ctx, x.within(op, 3*time.Second), time.Millisecond, func() bool {
+			st, err := c.Status(ctx, op.Node)
+			return err == nil && st.CommitPoint >= target
+		}) {
+			return abandon("n%d did not choose slot %d in time", op.Node, target)
+		}
+	case fault.Observe:
+		if st, err := c.Status(ctx, op.Node); err == nil {
+			op.Slot = st.CommitPoint
+		}
+	case fault.Note:
+	default:
+		return fmt.Errorf("op %q cannot be performed as it stands (resolve it first)", op.F)
+	}
+	return nil
+}
+
+func (x *Exec) within(op *fault.Op, def time.Duration) time.Duration {
+	if op.Sel != nil && op.Sel.WithinMs > 0 {
+		return time.Duration(op.Sel.WithinMs) * time.Millisecond
+	}
+	return def
+}
+
+func (x *Exec) clearDelays() error {
+	d, ok := x.Net.(Delayer)
+	if !ok || !x.delayed {
+		return nil
+	}
+	x.delayed = false
+	return d.Delay(nil, 0)
+}
+
+// members sends a membership change through the leader.
+func (x *Exec) members(ctx context.Context, op *fault.Op) error {
+	mc, ok := x.Cluster.(MemberControl)
+	if !ok {
+		return fmt.Errorf("members: this cluster has no spare nodes")
+	}
+	ch := op.Change
+	res, err := mc.ChangeMembers(ctx, api.MembersRequest{Op: ch.Op, Node: uint64(ch.Node), With: uint64(ch.With)})
+	if err != nil {
+		return fmt.Errorf("members: %w", err)
+	}
+	ch.OK, ch.Error = res.OK, res.Error
+	if res.Detail != "" {
+		ch.Error += " " + res.Detail
+	}
+	ch.Members, ch.Slot, ch.Effect = toInts(res.Members), res.Slot, res.EffectAt
+	return nil
+}
+
+// HealAll lifts every fault in force: every link open, every delay
+// cleared, paused nodes resumed, killed nodes restarted. Each is an op of
+// its own, recorded like any other.
+func (x *Exec) HealAll(ctx context.Context, source string, attempt int) error {
+	var errs []error
+	heal := func(op fault.Op) {
+		op.Source, op.Attempt = source, attempt
+		if _, err := x.Perform(ctx, op); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(x.cut) > 0 || x.delayed {
+		heal(fault.Op{F: fault.Heal})
+	}
+	var paused, down []int
+	for _, id := range x.Cluster.IDs() {
+		if x.paused[id] {
+			paused = append(paused, id)
+		}
+		if x.Cluster.IsDown(id) {
+			down = append(down, id)
+		}
+	}
+	if len(paused) > 0 {
+		heal(fault.Op{F: fault.Resume, Nodes: paused})
+	}
+	if len(down) > 0 {
+		heal(fault.Op{F: fault.Restart, Nodes: down})
+	}
+	return errors.Join(errs...)
+}
+
+// Paused lists the nodes paused now.
+func (x *Exec) Paused() []int {
+	var out []int
+	for id := range x.paused {
+		out = append(out, id)
+	}
+	sort.Ints(out)
+	return out
+}
+
+// waitLeaderAmong polls the given nodes until one of them says it leads.
+func waitLeaderAmong(ctx context.Context, c Control, ids []int, within, every time.Duration) int {
+	leader := 0
+	pollUntil(ctx, within, every, func() bool {
+		for _, id := range ids {
+			if st, err := c.Status(ctx, id); err == nil && st.Role == "leader" {
+				leader = id
+				return true
+			}
+		}
+		return false
+	})
+	return leader
+}
+
+func toInts(ids []uint64) []int {
+	out := make([]int, len(ids))
+	for i, id := range ids {
+		out[i] = int(id)
+	}
+	return out
+}

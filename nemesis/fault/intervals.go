@@ -1,0 +1,122 @@
+package fault
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Interval is a fault in force, from the op that started it to the op
+// that ended it, or a scenario's attempt from its first op to its last.
+type Interval struct {
+	Kind       string // partition, delay, kill, pause, membership, or a scenario's name
+	Start, End int64
+	Nodes      []int
+	Detail     string
+}
+
+// Intervals pairs ops into the intervals the report shades: a partition
+// lasts until the next partition or heal, a delay until delays are cleared,
+// a node's kill until its restart, its pause until its resume; a
+// membership change is a moment; a scenario's attempt spans its ops. A
+// fault still in force at the end lasts until end.
+func Intervals(ops []Op, end int64) []Interval {
+	var out []Interval
+	open := map[string]*Interval{}
+	closeKey := func(k string, t int64) {
+		if iv := open[k]; iv != nil {
+			iv.End = t
+			out = append(out, *iv)
+			delete(open, k)
+		}
+	}
+	type span struct {
+		iv    Interval
+		notes []string
+	}
+	attempts := map[string]*span{}
+	var order []string
+	for _, o := range ops {
+		end = max(end, o.Time)
+		if o.Attempt > 0 && o.Source != "" {
+			k := fmt.Sprintf("%s#%d", o.Source, o.Attempt)
+			sp := attempts[k]
+			if sp == nil {
+				sp = &span{iv: Interval{Kind: o.Source, Start: o.Time}}
+				attempts[k] = sp
+				order = append(order, k)
+			}
+			sp.iv.End = o.Time
+			if o.F == Note {
+				sp.notes = append(sp.notes, o.Note)
+			}
+			for _, id := range o.Touched() {
+				if !containsInt(sp.iv.Nodes, id) {
+					sp.iv.Nodes = append(sp.iv.Nodes, id)
+				}
+			}
+		}
+		switch o.F {
+		case Partition:
+			closeKey("partition", o.Time)
+			if len(o.Links) > 0 {
+				open["partition"] = &Interval{Kind: "partition", Start: o.Time, Nodes: o.Touched(), Detail: o.Describe()}
+			}
+		case Heal:
+			closeKey("partition", o.Time)
+			closeKey("delay", o.Time)
+		case Delay:
+			closeKey("delay", o.Time)
+			if len(o.Links) > 0 {
+				open["delay"] = &Interval{Kind: "delay", Start: o.Time, Nodes: o.Touched(), Detail: o.Describe()}
+			}
+		case Kill, Pause:
+			for _, id := range o.Nodes {
+				k := fmt.Sprintf("%s n%d", o.F, id)
+				if open[k] == nil {
+					open[k] = &Interval{Kind: string(o.F), Start: o.Time, Nodes: []int{id}, Detail: o.Describe()}
+				}
+			}
+		case Restart, Resume:
+			was := map[F]F{Restart: Kill, Resume: Pause}[o.F]
+			for _, id := range o.Nodes {
+				closeKey(fmt.Sprintf("%s n%d", was, id), o.Time)
+			}
+		case Members, Join, Retire:
+			out = append(out, Interval{Kind: "membership", Start: o.Time, End: o.Time, Nodes: o.Touched(), Detail: o.Describe()})
+		}
+	}
+	for _, iv := range open {
+		iv.End = end
+		out = append(out, *iv)
+	}
+	for _, k := range order {
+		sp := attempts[k]
+		sort.Ints(sp.iv.Nodes)
+		sp.iv.Detail = strings.Join(sp.notes, "; ")
+		out = append(out, sp.iv)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Start < out[j].Start })
+	return out
+}
+
+// Starts reports whether an op puts a fault in force (as opposed to
+// lifting one, waiting or noting).
+func (o Op) Starts() bool {
+	switch o.F {
+	case Partition, Delay:
+		return len(o.Links) > 0
+	case Kill, Pause, Members, Join, Retire:
+		return true
+	}
+	return false
+}
+
+func containsInt(xs []int, x int) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
