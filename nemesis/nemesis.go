@@ -50,8 +50,8 @@ var scripted = map[string][]string{
 var inAll = []string{"partition", "kill", "pause", "leader-kill", "leader-pause",
 	"figure8", "zombie-leader", "bridge-restart", "fresh-leader-kill", "crash-quorum", "elect-lagging"}
 
-// weight is how often the mix draws each kind: splits and kills first,
-// each scenario now and then.
+// weight is how often the mix draws each kind that may overlap others:
+// splits and kills first.
 var weight = map[string]int{"partition": 6, "kill": 4, "pause": 3, "leader-kill": 2, "leader-pause": 2, "membership": 4}
 
 func weightOf(name string) int {
@@ -228,9 +228,9 @@ func ignoreAbandon(ctx context.Context, x *Exec, op fault.Op) error {
 // gap it draws one kind (by weight) and, unless that kind is in force or
 // MaxActive kinds are, starts it for a lifetime of its own; faults of
 // different kinds overlap (a split while a node is paused or down, a
-// majority killed while the network is cut). A scenario (Exclusive) first
-// lifts everything, runs one attempt, holds it for a gap and lifts what
-// it did. Lifetimes vary between a fifth of the interval and the
+// majority killed while the network is cut). A share of the draws runs a
+// scenario (Exclusive) instead, each in turn: it first lifts everything,
+// runs one attempt, holds it for a gap and lifts what it did. Lifetimes vary between a fifth of the interval and the
 // whole of it, gaps between a fifth and a half. Run stops when ctx is
 // done, lifting every fault.
 type Schedule struct {
@@ -239,6 +239,9 @@ type Schedule struct {
 	X        *Exec
 	// MaxActive bounds the kinds in force at once (0: 2).
 	MaxActive int
+	// ScenarioShare is the part of draws that run a scenario (Exclusive),
+	// taken in turn from a shuffled rotation (0: 0.35).
+	ScenarioShare float64
 
 	mu     sync.Mutex
 	active []*activeFault
@@ -334,9 +337,32 @@ func (s *Schedule) Run(ctx context.Context) {
 	if maxActive <= 0 {
 		maxActive = 2
 	}
+	share := s.ScenarioShare
+	if share <= 0 {
+		share = 0.35
+	}
 	var choices []weighted
+	var kinds, scenarios []Nemesis
 	for _, n := range s.Nemeses {
+		if isExclusive(n) {
+			scenarios = append(scenarios, n)
+			continue
+		}
+		kinds = append(kinds, n)
 		choices = append(choices, weighted{n.Name(), weightOf(n.Name())})
+	}
+	var rotation []Nemesis
+	pick := func() Nemesis {
+		if len(scenarios) > 0 && (len(kinds) == 0 || s.X.Rand.Float64() < share) {
+			if len(rotation) == 0 {
+				rotation = append(rotation, scenarios...)
+				s.X.Rand.Shuffle(len(rotation), func(i, j int) { rotation[i], rotation[j] = rotation[j], rotation[i] })
+			}
+			n := rotation[0]
+			rotation = rotation[1:]
+			return n
+		}
+		return kinds[drawIndex(s.X.Rand, choices)]
 	}
 	next := time.Now().Add(s.gap())
 	for {
@@ -353,7 +379,7 @@ func (s *Schedule) Run(ctx context.Context) {
 			continue
 		}
 		next = time.Now().Add(s.gap())
-		n := s.Nemeses[drawIndex(s.X.Rand, choices)]
+		n := pick()
 		switch {
 		case isExclusive(n):
 			s.stopAll()

@@ -62,6 +62,47 @@ func ListRuns(store string) ([]RunEntry, error) {
 	return out, err
 }
 
+// BenchEntry is one `paxtest bench` result directory (bench-<name>-<time>).
+type BenchEntry struct {
+	Path  string // relative to the store, slash-separated
+	Name  string // detect, mutants, window, ...
+	When  time.Time
+	Table string // <name>.md
+}
+
+// ListBenches finds every bench directory directly under store, newest
+// first, with its markdown table.
+func ListBenches(store string) ([]BenchEntry, error) {
+	entries, err := os.ReadDir(store)
+	if err != nil {
+		return nil, err
+	}
+	var out []BenchEntry
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "bench-")
+		if !e.IsDir() || !ok {
+			continue
+		}
+		i := strings.LastIndex(rest, "-")
+		if i <= 0 {
+			continue
+		}
+		name := rest[:i]
+		md := filepath.Join(store, e.Name(), name+".md")
+		b, err := os.ReadFile(md)
+		if err != nil {
+			continue // a bench still running has written nothing yet
+		}
+		st, err := os.Stat(md)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, BenchEntry{Path: e.Name(), Name: name, When: st.ModTime(), Table: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].When.After(out[j].When) })
+	return out, nil
+}
+
 var storeTmpl = template.Must(template.New("store").Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>paxtest store</title>
 <style>
@@ -74,7 +115,10 @@ tr.valid td { background: #e8f5ec; } tr.invalid td { background: #fdecea; } tr.u
 <table id="runs"><tr><th>when</th><th>run</th><th>verdict</th><th>ok ops</th><th>anomalies</th><th></th></tr>
 {{range .Runs}}<tr class="{{.Verdict}}"><td>{{.When.Format "2006-01-02 15:04:05"}}</td><td><a href="/runs/{{.Path}}/index.html">{{.Path}}</a></td>
 <td>{{.Verdict}}</td><td>{{.OK}}</td><td>{{.Anomalies}}</td><td><a href="/runs/{{.Path}}/">files</a> · <a href="/archive/{{.Path}}.tar.gz">download</a></td></tr>
-{{end}}</table></body></html>
+{{end}}</table>
+{{if .Benches}}<h2>Benchmarks</h2>
+{{range .Benches}}<details id="bench-{{.Path}}"{{if eq .Path $.Open}} open{{end}}><summary>{{.When.Format "2006-01-02 15:04:05"}} <b>{{.Name}}</b> — <a href="/runs/{{.Path}}/">{{.Path}}</a></summary><pre>{{.Table}}</pre></details>
+{{end}}{{end}}</body></html>
 `))
 
 // StoreHandler serves a store: the run list at /, files under /runs/, and
@@ -105,8 +149,22 @@ func StoreHandler(store string) (http.Handler, error) {
 			}
 			runs = kept
 		}
+		benches, err := ListBenches(root)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		open := "" // the newest mutation score is shown open
+		for _, b := range benches {
+			if b.Name == "mutants" {
+				open = b.Path
+				break
+			}
+		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		storeTmpl.Execute(w, map[string]any{"Runs": runs, "Filter": filter})
+		if err := storeTmpl.Execute(w, map[string]any{"Runs": runs, "Filter": filter, "Benches": benches, "Open": open}); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
 	})
 	mux.HandleFunc("GET /runs/{path...}", func(w http.ResponseWriter, r *http.Request) {
 		p, ok := inside(root, r.PathValue("path"))

@@ -76,3 +76,28 @@ func TestServeListsNewestFirstFiltersAndStaysInsideTheStore(t *testing.T) {
 	}
 	require.Contains(t, names, "2/results.json")
 }
+
+func TestServeShowsTheNewestMutationScoreTable(t *testing.T) {
+	store := t.TempDir()
+	makeRun(t, store, "register-all/1", "valid", time.Now())
+	old := filepath.Join(store, "bench-mutants-20260101T000000")
+	newer := filepath.Join(store, "bench-mutants-20260102T000000")
+	for i, d := range []string{old, newer} {
+		require.NoError(t, os.MkdirAll(d, 0o755))
+		md := filepath.Join(d, "mutants.md")
+		require.NoError(t, os.WriteFile(md, []byte("| mutation score | "+[]string{"50", "93"}[i]+" % |\n"), 0o644))
+		when := time.Now().Add(time.Duration(i-2) * time.Hour)
+		require.NoError(t, os.Chtimes(md, when, when))
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(store, "bench-detect-20260103T000000"), 0o755)) // still running: no table yet
+	h, err := StoreHandler(store)
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	code, body := get(t, srv, "/")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, `<details id="bench-bench-mutants-20260102T000000" open>`)
+	require.Contains(t, body, "| mutation score | 93 % |")
+	require.Less(t, strings.Index(body, "93 %"), strings.Index(body, "50 %"), "newest first")
+	require.NotContains(t, body, "bench-detect-20260103T000000")
+}

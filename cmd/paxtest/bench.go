@@ -129,9 +129,9 @@ func newCmdBenchMutants(stdout, stderr io.Writer) *cobra.Command {
 (target/kv) with go/ast: comparisons and equality flipped, conditions negated, constants off by
 one, calls, assignments and returns removed. Each mutant is built (go test -overlay; run from the
 source tree, with the go command on PATH) and judged by the deterministic simulation: unsafe when a
-client-visible invariant breaks (agreement, prefix order, linearizable reads, the state machine's
-specification) within --budget schedules of every fault profile; otherwise liveness-only, crash,
-hang, or no invariant broken (equivalent, or beyond the simulation's reach).
+safety invariant breaks (agreement, prefix order, monotonic promises, linearizable reads, the state
+machine's specification) within --budget schedules of every fault profile; otherwise liveness-only,
+crash, hang, or no invariant broken (equivalent, or beyond the simulation's reach).
 
 Then every unsafe mutant is built into paxtest and run live with the default nemesis, up to --runs
 runs of --time-limit (workloads alternating register, append), stopping at the first invalid run.
@@ -167,6 +167,7 @@ Prints the table and each survivor's diff; writes mutants.md and mutants.json un
 	f.StringVar(&o.Only, "only", "", "only mutants whose id (file:line:col:operator) matches this regexp")
 	f.IntVar(&o.Limit, "limit", 0, "at most this many mutants, spread evenly (0: all)")
 	f.BoolVar(&o.Live, "live", true, "run the live harness on every unsafe mutant")
+	f.StringVar(&o.Classified, "classified", "", "take the simulation classes from this mutants.json of an earlier bench on the same source")
 	f.IntVar(&o.Jobs, "jobs", 0, "simulations in parallel (0: one per core)")
 	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs")
 	return cmd

@@ -425,3 +425,40 @@ func TestMembershipChangesUnderPartitionsAndKillsStayValid(t *testing.T) {
 	require.Positive(t, changes, "no membership change was made")
 	noProcessesUnder(t, dir)
 }
+
+// A run of the default mix (overlapping faults, scenarios in rotation) is
+// valid on the correct build, shades every fault it performed, and replays
+// op for op.
+func TestARunOfTheDefaultMixIsValidAndReplaysOpForOp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run skipped in -short mode")
+	}
+	store := t.TempDir()
+	r := paxtest(t, "run", "--nodes", "5", "--time-limit", "12s", "--nemesis-interval", "2s", "--seed", "11", "--store", store)
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+	require.NoError(t, err)
+	require.Contains(t, dir, "register-all", "the default nemesis is all")
+	ops := stepOps(t, dir)
+	kinds := map[string]bool{}
+	for _, op := range ops {
+		kinds[op] = true
+	}
+	require.True(t, kinds["partition"] || kinds["kill"] || kinds["pause"], "the mix faulted the cluster: %v", ops)
+	rs := paxtest(t, "run", "--replay", dir, "--store", store)
+	require.Contains(t, []int{0, 1}, rs.code, "replay:\n%s\n%s", rs.stdout, rs.stderr)
+	replayDir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+	require.NoError(t, err)
+	require.NotEqual(t, dir, replayDir)
+	b, err := os.ReadFile(filepath.Join(replayDir, "results.json"))
+	require.NoError(t, err)
+	var rr struct {
+		Replay struct{ Steps, Executed, Errors int } `json:"replay"`
+	}
+	require.NoError(t, json.Unmarshal(b, &rr))
+	require.Equal(t, len(ops), rr.Replay.Steps)
+	require.Equal(t, rr.Replay.Steps, rr.Replay.Executed, "every recorded op was replayed")
+	require.Zero(t, rr.Replay.Errors)
+	require.Equal(t, ops, stepOps(t, replayDir), "the replay performed the recorded ops in order")
+	noProcessesUnder(t, replayDir)
+}

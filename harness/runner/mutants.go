@@ -30,6 +30,9 @@ type MutantsOptions struct {
 	Only      string // a regexp over mutant ids: only these
 	Limit     int    // at most this many mutants (after Only), spread evenly; 0: all
 	Live      bool   // run the live phase
+	// Classified is a mutants.json of an earlier bench whose simulation
+	// classes are taken as they are (the live phase is run again).
+	Classified string
 	Jobs      int    // simulations in parallel
 	Store     string
 	Progress  io.Writer
@@ -38,7 +41,7 @@ type MutantsOptions struct {
 // Sim classes of a mutant.
 const (
 	ClassStillborn = "did-not-build"
-	ClassUnsafe    = "unsafe"        // a client-visible invariant broke in the simulation
+	ClassUnsafe    = "unsafe"        // a safety invariant broke in the simulation
 	ClassLiveness  = "liveness-only" // safe, but no progress after healing
 	ClassCrash     = "crash"         // the core panicked
 	ClassHang      = "hang"          // the simulation did not finish in time
@@ -82,8 +85,8 @@ var mutatedPackages = []struct {
 	dir, test, budgetFlag, reportFlag string
 	judgedIn                          string // the package whose test runs
 }{
-	{"target/paxos", "TestSimulationProfilesKeepClientVisibleInvariants", "-sim.budget", "-sim.report", "target/paxos"},
-	{"target/quorum", "TestSimulationProfilesKeepClientVisibleInvariants", "-sim.budget", "-sim.report", "target/paxos"},
+	{"target/paxos", "TestSimulationProfilesKeepEverySafetyInvariant", "-sim.budget", "-sim.report", "target/paxos"},
+	{"target/quorum", "TestSimulationProfilesKeepEverySafetyInvariant", "-sim.budget", "-sim.report", "target/paxos"},
 	{"target/kv", "TestStoreFollowsItsSpecificationUnderRetries", "-kv.budget", "-kv.report", "target/kv"},
 }
 
@@ -123,21 +126,35 @@ func Mutants(ctx context.Context, o MutantsOptions) (MutantsReport, error) {
 		return MutantsReport{}, err
 	}
 	defer os.RemoveAll(work)
+	// build from a copy, so that editing the tree during the bench changes nothing
+	if src, err = copyTree(src, filepath.Join(work, "src")); err != nil {
+		return MutantsReport{}, fmt.Errorf("copy the source tree: %w", err)
+	}
 
 	rep := MutantsReport{Generated: len(ms), Classes: map[string]int{}, Runs: o.Runs, TimeLimit: o.TimeLimit.String(), Nemesis: DefaultOptions().Nemesis}
 	rep.Mutants = make([]MutantResult, len(ms))
-	fmt.Fprintf(o.Progress, "mutants: %d generated; simulating with %d schedules per profile, %d at a time\n", len(ms), o.Budget, o.Jobs)
+	if o.Classified != "" {
+		if err := reuseClasses(o.Classified, ms, rep.Mutants); err != nil {
+			return rep, err
+		}
+		ms = nil // nothing left to simulate
+	}
+	fmt.Fprintf(o.Progress, "mutants: %d generated; simulating %d with %d schedules per profile, %d at a time\n", rep.Generated, len(ms), o.Budget, o.Jobs)
 	var wg sync.WaitGroup
 	next := make(chan int)
 	var mu sync.Mutex
+	var simErr error
 	done := 0
 	for j := 0; j < o.Jobs; j++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				r := simulateMutant(ctx, src, work, ms[i], o)
+				r, err := simulateMutant(ctx, src, work, ms[i], o)
 				mu.Lock()
+				if err != nil && simErr == nil {
+					simErr = err
+				}
 				rep.Mutants[i] = r
 				done++
 				fmt.Fprintf(o.Progress, "mutants: sim %d/%d %s: %s %s\n", done, len(ms), r.ID, r.Class, r.Invariant)
@@ -153,6 +170,9 @@ func Mutants(ctx context.Context, o MutantsOptions) (MutantsReport, error) {
 	}
 	close(next)
 	wg.Wait()
+	if simErr != nil {
+		return rep, simErr
+	}
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
 	}
@@ -187,6 +207,31 @@ func Mutants(ctx context.Context, o MutantsOptions) (MutantsReport, error) {
 		rep.Score = float64(rep.Caught) / float64(rep.LiveTried)
 	}
 	return rep, ctx.Err()
+}
+
+// reuseClasses fills out with the simulation classes of an earlier bench;
+// every mutant generated now must be in it (same source).
+func reuseClasses(path string, ms []mutate.Mutant, out []MutantResult) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return UsageError{fmt.Errorf("--classified: %w", err)}
+	}
+	var old MutantsReport
+	if err := json.Unmarshal(b, &old); err != nil {
+		return UsageError{fmt.Errorf("--classified %s: %w", path, err)}
+	}
+	byID := map[string]MutantResult{}
+	for _, r := range old.Mutants {
+		byID[r.ID] = r
+	}
+	for i, m := range ms {
+		r, ok := byID[m.ID]
+		if !ok || r.Before != m.Before {
+			return UsageError{fmt.Errorf("--classified %s has no mutant %s as generated now (the source changed): classify again", path, m.ID)}
+		}
+		out[i] = MutantResult{Mutant: m, Class: r.Class, Invariant: r.Invariant, SimDetail: r.SimDetail, SimSec: r.SimSec}
+	}
+	return nil
 }
 
 // generateMutants lists the mutants of every mutated package, ids relative
@@ -265,8 +310,9 @@ func overlay(src, work string, m mutate.Mutant) (string, error) {
 	return path, os.WriteFile(path, ov, 0o644)
 }
 
-// simulateMutant builds the judging test with the mutant in place and runs it.
-func simulateMutant(ctx context.Context, src, work string, m mutate.Mutant, o MutantsOptions) MutantResult {
+// simulateMutant builds the judging test with the mutant in place and runs
+// it. An error means the bench itself cannot judge (the test did not run).
+func simulateMutant(ctx context.Context, src, work string, m mutate.Mutant, o MutantsOptions) (MutantResult, error) {
 	r := MutantResult{Mutant: m}
 	started := time.Now()
 	defer func() { r.SimSec = time.Since(started).Seconds() }()
@@ -278,16 +324,16 @@ func simulateMutant(ctx context.Context, src, work string, m mutate.Mutant, o Mu
 	}
 	ov, err := overlay(src, work, m)
 	if err != nil {
-		r.Class, r.SimDetail = ClassStillborn, err.Error()
-		return r
+		return r, err
 	}
 	dir := filepath.Dir(ov)
+	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "sim.test")
 	build := exec.CommandContext(ctx, "go", "test", "-c", "-o", bin, "-overlay", ov, "./"+pkg.judgedIn)
 	build.Dir = src
 	if out, err := build.CombinedOutput(); err != nil {
 		r.Class, r.SimDetail = ClassStillborn, lastLine(string(out))
-		return r
+		return r, nil
 	}
 	report := filepath.Join(dir, "verdict.json")
 	sctx, cancel := context.WithTimeout(ctx, o.SimLimit)
@@ -303,6 +349,8 @@ func simulateMutant(ctx context.Context, src, work string, m mutate.Mutant, o Mu
 	switch {
 	case sctx.Err() != nil:
 		r.Class, r.SimDetail = ClassHang, fmt.Sprintf("the simulation did not finish within %v", o.SimLimit)
+	case rerr != nil && runErr == nil:
+		return r, fmt.Errorf("mutant %s: %s ran no test %s and wrote no verdict: %s", m.ID, pkg.judgedIn, pkg.test, lastLine(string(out)))
 	case rerr != nil:
 		r.Class, r.SimDetail = ClassCrash, panicLine(string(out), runErr)
 	case json.Unmarshal(b, &v) != nil:
@@ -314,7 +362,32 @@ func simulateMutant(ctx context.Context, src, work string, m mutate.Mutant, o Mu
 	default:
 		r.Class, r.Invariant, r.SimDetail = ClassUnsafe, v.Invariant, v.Detail
 	}
-	return r
+	return r, nil
+}
+
+// copyTree copies the source tree (no .git, no store) to dst and returns it.
+func copyTree(src, dst string) (string, error) {
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			if rel != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "store") {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	return dst, err
 }
 
 // liveMutant builds paxtest with the mutant in place and runs the live

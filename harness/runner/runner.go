@@ -173,20 +173,33 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 			o.Replay = p
 		}
 	}
-	nems, _ := nemesis.Parse(o.Nemesis, o.Partition)
+	nems, err := nemesis.Parse(o.Nemesis, o.Partition)
+	if err != nil {
+		return reports.Results{}, UsageError{fmt.Errorf("--nemesis: %w", err)}
+	}
 	var scriptText []byte
 	if o.Schedule != "" {
-		sc, _ := nemesis.ReadScript(o.Schedule)
+		sc, err := nemesis.ReadScript(o.Schedule)
+		if err != nil {
+			return reports.Results{}, UsageError{fmt.Errorf("--nemesis-schedule: %w", err)}
+		}
 		nems = append(nems, &nemesis.Scripted{Label: sc.Name, Scripts: []*nemesis.Script{sc}})
-		scriptText, _ = os.ReadFile(o.Schedule)
+		if scriptText, err = os.ReadFile(o.Schedule); err != nil {
+			return reports.Results{}, UsageError{fmt.Errorf("--nemesis-schedule: %w", err)}
+		}
 	}
-	for _, n := range nems {
-		if b, ok := n.(interface{ BoundClients() bool }); ok && b.BoundClients() && o.Replay == "" {
-			o.BoundClients = true // the schedule needs clients that keep asking their own node
+	if o.Replay == "" {
+		// clients are mixed (half bound to nodes) unless every nemesis
+		// needs all of them to keep asking their own node
+		bound := len(nems) > 0
+		for _, n := range nems {
+			b, ok := n.(interface{ BoundClients() bool })
+			bound = bound && ok && b.BoundClients()
+			if sp, ok := n.(interface{ NeedsSpares() bool }); ok && sp.NeedsSpares() && o.Spares == 0 {
+				o.Spares = 2 // nodes the membership nemesis can add
+			}
 		}
-		if sp, ok := n.(interface{ NeedsSpares() bool }); ok && sp.NeedsSpares() && o.Replay == "" && o.Spares == 0 {
-			o.Spares = 2 // nodes the membership nemesis can add
-		}
+		o.BoundClients = o.BoundClients || bound
 	}
 	wl, _ := workloads.New(o.Workload, o.Concurrency, 0, 0)
 	if o.Seed == 0 {
@@ -273,11 +286,12 @@ func check(dir string, timeout time.Duration, interrupted bool) (reports.Results
 		}
 	}
 	res.Checkers["log-agreement"] = checker.CheckLogAgreement(h, logs)
+	res.Checkers["stats"] = checker.CheckStats(h)
 	if len(h) == 0 {
 		res.Checkers["history"] = checker.Result{Verdict: checker.Unknown, Detail: "the history is empty: nothing was checked"}
 	}
 	res.Anomalies = []checker.Anomaly{}
-	for _, name := range []string{"linearizability", "append", "log-agreement", "history"} {
+	for _, name := range []string{"linearizability", "append", "log-agreement", "stats", "history"} {
 		if c, ok := res.Checkers[name]; ok {
 			verdicts = append(verdicts, c.Verdict)
 			res.Anomalies = append(res.Anomalies, c.Anomalies...)
