@@ -33,9 +33,9 @@ type MutantsOptions struct {
 	// Classified is a mutants.json of an earlier bench whose simulation
 	// classes are taken as they are (the live phase is run again).
 	Classified string
-	Jobs      int    // simulations in parallel
-	Store     string
-	Progress  io.Writer
+	Jobs       int // simulations in parallel
+	Store      string
+	Progress   io.Writer
 }
 
 // Sim classes of a mutant.
