@@ -31,6 +31,7 @@ const (
 	KindAppendNotPrefix          = "append-read-not-prefix"
 	KindDuplicateAppend          = "duplicate-append"
 	KindPhantomValue             = "phantom-value"
+	KindInvariantViolated        = "invariant-violated" // a node reported breaking one of PROTOCOL.md's invariants
 )
 
 // Anomaly is one piece of evidence that the history is wrong.

@@ -175,3 +175,28 @@ func TestCombineOrdersInvalidOverUnknownOverValid(t *testing.T) {
 	require.Equal(t, Invalid, Combine(Unknown, Invalid, Valid))
 	require.Equal(t, Unknown, Combine(Valid, ""), "a missing verdict is not valid")
 }
+
+func TestAWriteMissingFromTheFinalLogsReadIsUnknownWhenANodeDidNotAnswer(t *testing.T) {
+	h := new(hb).add(1, 0, "invoke", "append", "k", "x").add(2, 0, "ok", "append", "k", "x")
+	read := LogSample{Time: 5, Node: "n1", Final: true, Entries: []api.LogEntry{}}
+	hung := LogSample{Time: 5, Node: "n2", Final: true, Entries: []api.LogEntry{}, Unreadable: "context deadline exceeded"}
+	r := CheckLogAgreement(h.events, []LogSample{read, hung})
+	require.Equal(t, Unknown, r.Verdict, "the write may be in n2's log")
+	require.Contains(t, r.Detail, "n2 (context deadline exceeded)")
+	require.Equal(t, Invalid, CheckLogAgreement(h.events, []LogSample{read}).Verdict)
+}
+
+func TestInvariantsANodeSawItselfBreakAreAnomalies(t *testing.T) {
+	samples := []LogSample{
+		{Time: 1, Node: "n1", Entries: []api.LogEntry{entry(1, "1.1", cmd("p0", 1))}},
+		{Time: 2, Node: "n2", Violations: []string{"promise monotonic: promised 2.1 after 3.2"}, ViolationCount: 1},
+		{Time: 3, Node: "n2", Violations: []string{"promise monotonic: promised 2.1 after 3.2", "prefix: applied slot 4 after slot 2"}, ViolationCount: 7},
+	}
+	r := CheckNodeInvariants(samples)
+	require.Equal(t, Invalid, r.Verdict)
+	require.Len(t, r.Anomalies, 2, "each violation once")
+	require.Equal(t, KindInvariantViolated, r.Anomalies[1].Kind)
+	require.Contains(t, r.Anomalies[1].Detail, "n2 saw itself break an invariant: prefix: applied slot 4 after slot 2 (7 violations in all by then)")
+	require.Equal(t, Valid, CheckNodeInvariants(samples[:1]).Verdict)
+	require.Equal(t, Unknown, CheckNodeInvariants(nil).Verdict, "no sample: nothing was checked")
+}

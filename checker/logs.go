@@ -30,6 +30,13 @@ type LogSample struct {
 	// first reported for that index (by any node, in an earlier Entries).
 	Same    [][2]uint64 `json:"same,omitempty"`
 	Missing []uint64    `json:"missing,omitempty"`
+	// Unreadable, on a final sample: why the node's final log could not be
+	// read (it did not answer); its earlier samples still count.
+	Unreadable string `json:"unreadable,omitempty"`
+	// Violations are the invariants the node reported breaking itself
+	// (its first ones), ViolationCount how many in all since it started.
+	Violations     []string `json:"violations,omitempty"`
+	ViolationCount int      `json:"violation_count,omitempty"`
 }
 
 // ReadLogs parses logs.jsonl. A missing file yields no samples (the check
@@ -85,8 +92,10 @@ type sighting struct {
 // acknowledged write is in the final logs.
 func CheckLogAgreement(h []history.Event, samples []LogSample) Result {
 	start := nowMillis()
+	res := Result{Verdict: Valid}
 	seen := map[uint64]map[string]*sighting{}
 	finalNodes := map[string]bool{}
+	var unreadable []string                          // nodes whose final log could not be read
 	current := map[string]map[uint64]api.LogEntry{} // per node: its log as sampled so far
 	first := map[uint64]api.LogEntry{}              // per index: the entry first reported
 	for _, s := range samples {
@@ -94,6 +103,10 @@ func CheckLogAgreement(h []history.Event, samples []LogSample) Result {
 		if cur == nil {
 			cur = map[uint64]api.LogEntry{}
 			current[s.Node] = cur
+		}
+		if s.Final && s.Unreadable != "" {
+			unreadable = append(unreadable, s.Node+" ("+s.Unreadable+")")
+			continue
 		}
 		if s.Final {
 			finalNodes[s.Node] = true
@@ -141,7 +154,7 @@ func CheckLogAgreement(h []history.Event, samples []LogSample) Result {
 			}
 		}
 	}
-	res := Result{Verdict: Valid, Checked: len(seen)}
+	res.Checked = len(seen)
 	indices := make([]uint64, 0, len(seen))
 	for i := range seen {
 		indices = append(indices, i)
@@ -174,12 +187,13 @@ func CheckLogAgreement(h []history.Event, samples []LogSample) Result {
 			res.Verdict = Unknown
 		}
 	} else {
+		var lost []Anomaly
 		for _, p := range pairOperations(h) {
 			if p.done.Type != history.OK || !isWrite(p.invoke.F) {
 				continue
 			}
 			if !finalCmds[cmdKey(p.invoke.Client, p.invoke.Seq)] {
-				res.Anomalies = append(res.Anomalies, Anomaly{
+				lost = append(lost, Anomaly{
 					Kind: KindAckWriteLost, Key: p.invoke.Key, Time: p.done.Time,
 					Detail: fmt.Sprintf("%s %s by %s (seq %d) was acknowledged at %.3fs by %s but is in no node's final log",
 						p.invoke.F, p.invoke.Key, p.invoke.Client, p.invoke.Seq, float64(p.done.Time)/1e9, p.done.Node),
@@ -187,6 +201,13 @@ func CheckLogAgreement(h []history.Event, samples []LogSample) Result {
 				})
 			}
 		}
+		if len(unreadable) > 0 && len(lost) > 0 {
+			// the writes may be in the logs that could not be read
+			res.Verdict = Unknown
+			res.Detail = fmt.Sprintf("%d acknowledged writes are in none of the final logs read, but the final logs of %s could not be read", len(lost), strings.Join(unreadable, ", "))
+			lost = nil
+		}
+		res.Anomalies = append(res.Anomalies, lost...)
 	}
 	if len(res.Anomalies) > 0 {
 		res.Verdict = Invalid
@@ -224,4 +245,37 @@ func (o operation) MarshalJSON() ([]byte, error) {
 		Invoke history.Event `json:"invoke"`
 		Done   history.Event `json:"complete"`
 	}{o.invoke, o.done})
+}
+
+// CheckNodeInvariants reports the invariants of PROTOCOL.md that nodes saw
+// themselves break (a promise decreased, a slot applied out of order or
+// with a value not recorded chosen, a chosen value changed), as their
+// samples carry them. Each violation is one anomaly.
+func CheckNodeInvariants(samples []LogSample) Result {
+	res := Result{Verdict: Valid}
+	reported := map[string]bool{} // "node/violation": each once
+	nodes := map[string]bool{}
+	for _, s := range samples {
+		nodes[s.Node] = true
+		for _, v := range s.Violations {
+			if reported[s.Node+"/"+v] {
+				continue
+			}
+			reported[s.Node+"/"+v] = true
+			res.Anomalies = append(res.Anomalies, Anomaly{Kind: KindInvariantViolated, Time: s.Time,
+				Detail: fmt.Sprintf("%s saw itself break an invariant: %s (%d violations in all by then)", s.Node, v, s.ViolationCount)})
+		}
+	}
+	res.Checked = len(nodes)
+	switch {
+	case len(res.Anomalies) > 0:
+		res.Verdict = Invalid
+		res.Detail = fmt.Sprintf("%d invariant violations reported by the nodes", len(res.Anomalies))
+	case len(nodes) == 0:
+		res.Verdict = Unknown
+		res.Detail = "no node was sampled"
+	default:
+		res.Detail = fmt.Sprintf("%d nodes reported no violation of their own invariants", len(nodes))
+	}
+	return res
 }

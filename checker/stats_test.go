@@ -8,25 +8,33 @@ import (
 	"github.com/paxtest/paxtest/harness/history"
 )
 
-func TestStatsFailsAKindOfOperationThatWasNeverDecided(t *testing.T) {
+func TestStatsFailsAKindOfOperationThatNeverSucceeded(t *testing.T) {
 	var h []history.Event
-	add := func(p int, f, typ string) {
-		h = append(h, history.Event{Process: history.Process(p), Type: history.Invoke, F: f},
-			history.Event{Process: history.Process(p), Type: typ, F: f})
+	add := func(p int, f, typ string, final bool) {
+		h = append(h, history.Event{Process: history.Process(p), Type: history.Invoke, F: f, Final: final},
+			history.Event{Process: history.Process(p), Type: typ, F: f, Final: final})
 	}
 	for i := 0; i < 30; i++ {
-		add(1, "get", history.OK)
-		add(2, "put", history.Info)
-		add(3, "cas", history.Fail) // cas-mismatch: definite
+		add(1, "get", history.OK, false)
+		add(2, "put", history.Info, false)
+		add(3, "cas", history.Fail, false)
+		add(4, "get", history.Fail, true) // no final read served
 	}
 	res := CheckStats(h)
 	require.Equal(t, Invalid, res.Verdict)
-	require.Len(t, res.Anomalies, 1)
-	require.Equal(t, KindNeverDecided, res.Anomalies[0].Kind)
-	require.Contains(t, res.Anomalies[0].Detail, "30 put operations")
+	var what []string
+	for _, a := range res.Anomalies {
+		require.Equal(t, KindNeverSucceeded, a.Kind)
+		what = append(what, a.Detail)
+	}
+	require.Equal(t, []string{
+		"30 cas operations were invoked and none succeeded (30 failed, 0 indeterminate)",
+		"30 final get operations were invoked and none succeeded (30 failed, 0 indeterminate)",
+		"30 put operations were invoked and none succeeded (0 failed, 30 indeterminate)",
+	}, what)
 
-	// a few undecided invocations fall in a fault's window: not evidence
-	res = CheckStats(h[:2*3*5])
+	// a few unsuccessful invocations fall in a fault's window: not evidence
+	res = CheckStats(h[:2*4*5])
 	require.Equal(t, Valid, res.Verdict, res.Detail)
 	require.Contains(t, res.Detail, "put 0 ok/0 fail/5 info")
 }

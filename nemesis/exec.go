@@ -203,8 +203,14 @@ func (x *Exec) do(ctx context.Context, op fault.Op) (fault.Op, int, error) {
 		return op, index, err
 	}
 	err := x.perform(ctx, &op)
-	if errors.Is(err, ErrAbandon) {
+	switch {
+	case errors.Is(err, ErrAbandon):
 		op, index := x.finish(op, nil) // the wait happened; a replay waits the same
+		return op, index, err
+	case err != nil && ctx.Err() != nil:
+		// the run ended while the op was under way: not the op's failure
+		op.Note = "cut short by the end of the run: " + err.Error()
+		op, index := x.finish(op, nil)
 		return op, index, err
 	}
 	op, index := x.finish(op, err)

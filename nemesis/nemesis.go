@@ -384,7 +384,7 @@ func (s *Schedule) Run(ctx context.Context) {
 		case isExclusive(n):
 			s.stopAll()
 			s.setActive(n, time.Time{})
-			s.fail(n.Start(ctx, s.X))
+			s.started(ctx, n)
 			ok := sleepCtx(ctx, s.gap())
 			s.stopAll()
 			if !ok {
@@ -394,8 +394,15 @@ func (s *Schedule) Run(ctx context.Context) {
 		case s.isActive(n) || len(s.active) >= maxActive:
 		default:
 			s.setActive(n, time.Now().Add(s.lifetime()))
-			s.fail(n.Start(ctx, s.X))
+			s.started(ctx, n)
 		}
+	}
+}
+
+// started starts n; a failure because the run ended meanwhile is not one.
+func (s *Schedule) started(ctx context.Context, n Nemesis) {
+	if err := n.Start(ctx, s.X); ctx.Err() == nil {
+		s.fail(err)
 	}
 }
 

@@ -137,8 +137,8 @@ func (p *Replay) Run(ctx context.Context, x *Exec) error {
 		case fault.AwaitCommit, fault.Members:
 			offset = p.Now() - s.Time // the next ops follow the answer
 		}
-		if isAbandon(err) {
-			err = nil // a wait that found nothing: the replay goes on, as recorded
+		if isAbandon(err) || ctx.Err() != nil {
+			err = nil // a wait that found nothing, or the run ended: the replay goes on, as recorded
 		}
 		p.mu.Lock()
 		p.report.Executed++

@@ -136,6 +136,13 @@ func (r *run) start(ctx context.Context) error {
 	}
 	r.onClose(r.x.Close)
 	r.x.Emit = r.emit
+	if _, err := r.cluster.WaitLeader(ctx, 15*time.Second); err != nil {
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
+		// the run goes on: what clients see of a leaderless cluster is evidence
+		r.appendEvent(history.Event{Time: r.clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "no-leader", Detail: "at start: " + err.Error()})
+	}
 	var nodes []string
 	for _, n := range r.cluster.Nodes() {
 		nodes = append(nodes, n.ClientAddr)

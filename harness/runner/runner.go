@@ -287,11 +287,12 @@ func check(dir string, timeout time.Duration, interrupted bool) (reports.Results
 	}
 	res.Checkers["log-agreement"] = checker.CheckLogAgreement(h, logs)
 	res.Checkers["stats"] = checker.CheckStats(h)
+	res.Checkers["node-invariants"] = checker.CheckNodeInvariants(logs)
 	if len(h) == 0 {
 		res.Checkers["history"] = checker.Result{Verdict: checker.Unknown, Detail: "the history is empty: nothing was checked"}
 	}
 	res.Anomalies = []checker.Anomaly{}
-	for _, name := range []string{"linearizability", "append", "log-agreement", "stats", "history"} {
+	for _, name := range []string{"linearizability", "append", "log-agreement", "node-invariants", "stats", "history"} {
 		if c, ok := res.Checkers[name]; ok {
 			verdicts = append(verdicts, c.Verdict)
 			res.Anomalies = append(res.Anomalies, c.Anomalies...)

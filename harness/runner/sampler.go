@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -27,13 +28,14 @@ type sampler struct {
 	now     func() int64
 	http    *http.Client
 
-	mu      sync.Mutex
-	f       *os.File
-	w       *bufio.Writer
-	known   map[int]map[uint64]string // node -> index -> digest
-	ref     map[uint64]string         // index -> the digest first reported by any node
-	written map[string]bool           // digests whose value is in the file
-	err     error
+	mu       sync.Mutex
+	f        *os.File
+	w        *bufio.Writer
+	known    map[int]map[uint64]string // node -> index -> digest
+	ref      map[uint64]string         // index -> the digest first reported by any node
+	written  map[string]bool           // digests whose value is in the file
+	reported map[int]int               // node -> the violation count last written
+	err      error
 	// diverged is closed the first time two nodes report different chosen
 	// values for one index (or a node changes one): a certain violation.
 	diverged  chan struct{}
@@ -46,7 +48,7 @@ func newSampler(path string, c *harness.Cluster, now func() int64) (*sampler, er
 		return nil, fmt.Errorf("create log samples %s: %w", path, err)
 	}
 	return &sampler{cluster: c, now: now, f: f, w: bufio.NewWriterSize(f, 1<<20), http: &http.Client{Timeout: 5 * time.Second},
-		known: map[int]map[uint64]string{}, ref: map[uint64]string{}, written: map[string]bool{}, diverged: make(chan struct{})}, nil
+		known: map[int]map[uint64]string{}, ref: map[uint64]string{}, written: map[string]bool{}, reported: map[int]int{}, diverged: make(chan struct{})}, nil
 }
 
 // run samples every interval until ctx is done.
@@ -59,9 +61,12 @@ func (s *sampler) run(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 			for _, n := range s.cluster.Nodes() {
-				if !s.cluster.IsDown(n.ID) {
-					s.sample(ctx, n, false)
+				if s.cluster.IsDown(n.ID) {
+					continue
 				}
+				// a write failure is kept in s.err and returned by close
+				_ = s.sample(ctx, n, false)
+				_ = s.violations(ctx, n)
 			}
 		}
 	}
@@ -73,11 +78,39 @@ func (s *sampler) final(ctx context.Context) error {
 		if s.cluster.IsDown(n.ID) {
 			continue
 		}
-		if err := s.sample(ctx, n, true); err != nil {
+		if err := s.violations(ctx, n); err != nil {
 			return err
+		}
+		if err := s.sample(ctx, n, true); err != nil {
+			var unread errUnreadable
+			if !errors.As(err, &unread) || ctx.Err() != nil {
+				return err
+			}
+			// a node that does not answer is the target's failure, not the
+			// harness's: the checker is told, and judges without its log
+			if err := s.write(checker.LogSample{Time: s.now(), Node: n.Name(), Final: true, Entries: []api.LogEntry{}, Unreadable: unread.Error()}); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// violations records the invariant violations a node reports of itself,
+// when their count changed since its last report (a node that does not
+// answer is tried again next time).
+func (s *sampler) violations(ctx context.Context, n *harness.Node) error {
+	st, err := (&api.Client{Addr: n.ClientAddr, HTTP: s.http}).Status(ctx)
+	if err != nil || st.ViolationCount == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reported[n.ID] == st.ViolationCount {
+		return nil
+	}
+	s.reported[n.ID] = st.ViolationCount
+	return s.writeLocked(checker.LogSample{Time: s.now(), Node: n.Name(), Entries: []api.LogEntry{}, Violations: st.Violations, ViolationCount: st.ViolationCount})
 }
 
 func (s *sampler) sample(ctx context.Context, n *harness.Node, final bool) error {
@@ -102,7 +135,7 @@ func (s *sampler) sample(ctx context.Context, n *harness.Node, final bool) error
 		page, err := cl.Log(ctx, from, 0)
 		if err != nil {
 			if final {
-				return fmt.Errorf("read the final log of %s: %w", n.Name(), err)
+				return errUnreadable{fmt.Errorf("read the final log of %s: %w", n.Name(), err)}
 			}
 			return nil // a paused or partitioned node: try again later
 		}
@@ -164,7 +197,23 @@ func (s *sampler) sample(ctx context.Context, n *harness.Node, final bool) error
 	if out == nil {
 		out = []api.LogEntry{}
 	}
-	b, err := json.Marshal(checker.LogSample{Time: t, Node: n.Name(), Final: final, Entries: out, Same: same, Missing: missing})
+	return s.writeLocked(checker.LogSample{Time: t, Node: n.Name(), Final: final, Entries: out, Same: same, Missing: missing})
+}
+
+// errUnreadable: a node's final log could not be read.
+type errUnreadable struct{ err error }
+
+func (e errUnreadable) Error() string { return e.err.Error() }
+func (e errUnreadable) Unwrap() error { return e.err }
+
+func (s *sampler) write(ls checker.LogSample) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writeLocked(ls)
+}
+
+func (s *sampler) writeLocked(ls checker.LogSample) error {
+	b, err := json.Marshal(ls)
 	if err == nil {
 		_, err = s.w.Write(append(b, '\n'))
 	}

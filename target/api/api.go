@@ -94,6 +94,12 @@ type Status struct {
 	Members   []uint64 `json:"members"`
 	Pending   []uint64 `json:"pending,omitempty"`
 	PendingAt uint64   `json:"pending_at,omitempty"`
+	// Violations are the first invariants of PROTOCOL.md the node saw
+	// itself break (its promise decreased, a slot applied out of order or
+	// with a value not recorded chosen, a chosen value changed), and
+	// ViolationCount how many it saw in all, since it started.
+	Violations     []string `json:"violations,omitempty"`
+	ViolationCount int      `json:"violation_count,omitempty"`
 }
 
 // Membership change requests (POST /v1/admin/members), sent to the leader.

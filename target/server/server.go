@@ -77,6 +77,7 @@ type Server struct {
 
 	lastRole   paxos.Role // loop goroutine only
 	lastLeader paxos.NodeID
+	mon        *monitor // loop goroutine only
 }
 
 type proposal struct {
@@ -129,7 +130,7 @@ func Start(cfg Config) (*Server, error) {
 		cfg: cfg, log: log, core: core, wal: w, tr: tr, store: kv.New(), cln: cln,
 		props: make(chan proposal, 1024), queries: make(chan func()),
 		stop: make(chan struct{}), stopped: make(chan struct{}), fatal: make(chan error, 1),
-		waiters: map[reqKey]chan api.Response{},
+		waiters: map[reqKey]chan api.Response{}, mon: newMonitor(recs),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/op", s.handleOp)
@@ -246,6 +247,9 @@ func (s *Server) process() error {
 		rd := s.core.Ready()
 		if err := s.wal.Append(rd.Records); err != nil {
 			return err
+		}
+		for _, v := range s.mon.ready(rd, s.core.Status().Promised) {
+			s.log.Error("invariant violated", "violation", v)
 		}
 		var self []paxos.Message
 		for _, m := range rd.Messages {
@@ -511,7 +515,12 @@ func (s *Server) changed(cur []paxos.NodeID, req api.MembersRequest) ([]paxos.No
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	var st paxos.Status
-	if err := s.query(r.Context(), func() { st = s.core.Status() }); err != nil {
+	var violations []string
+	count := 0
+	if err := s.query(r.Context(), func() {
+		st = s.core.Status()
+		violations, count = append([]string(nil), s.mon.violations...), s.mon.count
+	}); err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
@@ -520,6 +529,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		LeaderClient: s.leaderHint(st.Leader), LeaderBallot: st.LeaderBallot.String(),
 		CommitPoint: st.CommitPoint, Applied: st.Applied, MaxSlot: st.MaxSlot, Bugs: s.cfg.Bugs.String(),
 		Members: ids(st.Members), Pending: ids(st.Pending), PendingAt: st.PendingAt,
+		Violations: violations, ViolationCount: count,
 	})
 }
 
