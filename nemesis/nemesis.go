@@ -45,10 +45,12 @@ var scripted = map[string][]string{
 }
 
 // inAll is what --nemesis all draws from: every fault kind, with the
-// leader-aware scenarios in rotation (membership needs spare nodes and is
-// not part of it).
+// leader-aware scenarios in rotation, each built-in schedule a scenario of
+// its own (figure8 and figure8-regain take turns under --nemesis figure8,
+// but each has its place in the rotation here); membership needs spare
+// nodes and is not part of it.
 var inAll = []string{"partition", "kill", "pause", "leader-kill", "leader-pause",
-	"figure8", "zombie-leader", "bridge-restart", "fresh-leader-kill", "crash-quorum", "elect-lagging"}
+	"figure8", "figure8-regain", "zombie-leader", "bridge-restart", "fresh-leader-kill", "crash-quorum", "elect-lagging"}
 
 // weight is how often the mix draws each kind that may overlap others:
 // splits and kills first.
@@ -102,6 +104,9 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 func build(name, shape string) (Nemesis, error) {
 	if names, ok := scripted[name]; ok {
 		return FromScripts(name, names...)
+	}
+	if name == "figure8-regain" {
+		return FromScripts(name, name) // a scenario of the rotation of all
 	}
 	switch name {
 	case "partition":

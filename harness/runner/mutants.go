@@ -338,7 +338,10 @@ func simulateMutant(ctx context.Context, src, work string, m mutate.Mutant, o Mu
 	report := filepath.Join(dir, "verdict.json")
 	sctx, cancel := context.WithTimeout(ctx, o.SimLimit)
 	defer cancel()
-	run := exec.CommandContext(sctx, bin, "-test.run", "^"+pkg.test+"$", pkg.budgetFlag, fmt.Sprint(o.Budget), pkg.reportFlag, report)
+	// a mutant may allocate without bound: its address space is capped
+	// (8 GiB), so that it crashes alone instead of taking the machine
+	run := exec.CommandContext(sctx, "bash", "-c", `ulimit -v 8388608 && exec "$0" "$@"`,
+		bin, "-test.run", "^"+pkg.test+"$", pkg.budgetFlag, fmt.Sprint(o.Budget), pkg.reportFlag, report)
 	run.Dir = filepath.Join(src, pkg.judgedIn)
 	out, runErr := run.CombinedOutput()
 	var v struct {
