@@ -12,8 +12,6 @@ package checker
 
 import (
 	"encoding/json"
-
-	"github.com/paxtest/paxtest/harness/history"
 )
 
 // Verdicts.
@@ -72,33 +70,4 @@ func Combine(verdicts ...string) string {
 func mustJSON(v any) json.RawMessage {
 	b, _ := json.Marshal(v)
 	return b
-}
-
-// operation is an invoke paired with its completion.
-type operation struct {
-	invoke history.Event
-	done   history.Event // Type "" when the history ends first
-}
-
-// completed pairs every client invoke with its completion. An invoke whose
-// completion is missing (the harness stopped) is returned with an empty
-// done and counts as indeterminate.
-func pairOperations(h []history.Event) []operation {
-	open := map[history.Process]int{}
-	var ops []operation
-	for _, e := range h {
-		if e.IsNemesis() {
-			continue
-		}
-		if e.Type == history.Invoke {
-			open[e.Process] = len(ops)
-			ops = append(ops, operation{invoke: e})
-			continue
-		}
-		if i, ok := open[e.Process]; ok {
-			ops[i].done = e
-			delete(open, e.Process)
-		}
-	}
-	return ops
 }

@@ -33,6 +33,21 @@ func (b *hb) add(t int64, p int, typ, f, key string, v any) *hb {
 
 func str(s string) *string { return &s }
 
+// fail completes p's operation with a definite failure and its error.
+func (b *hb) fail(t int64, p int, f, key string, v any, why string) *hb {
+	b.add(t, p, history.Fail, f, key, v)
+	b.events[len(b.events)-1].Error = why
+	return b
+}
+
+// on builds the checkers' History of the events, as a run's file would.
+func (b *hb) on(t *testing.T, workload string) *History {
+	t.Helper()
+	h, err := NewHistory("test", workload, b.events)
+	require.NoError(t, err)
+	return h
+}
+
 func TestRegisterHistoriesAreJudged(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -60,12 +75,23 @@ func TestRegisterHistoriesAreJudged(t *testing.T) {
 		{"cas acknowledged against a value never held", new(hb).
 			add(1, 0, "invoke", "put", "k", "1").add(2, 0, "ok", "put", "k", "1").
 			add(3, 0, "invoke", "cas", "k", history.CAS{From: "9", To: "2"}).add(4, 0, "ok", "cas", "k", history.CAS{From: "9", To: "2"}), Invalid},
+		{"a failed cas is evidence: put 1, then a cas 1->2 that did not match", new(hb).
+			add(1, 0, "invoke", "put", "k", "1").add(2, 0, "ok", "put", "k", "1").
+			add(3, 1, "invoke", "cas", "k", history.CAS{From: "1", To: "2"}).add(4, 1, "fail", "cas", "k", history.CAS{From: "1", To: "2"}).
+			add(5, 1, "invoke", "get", "k", nil).add(6, 1, "ok", "get", "k", str("1")), Invalid},
+		{"a cas refused before it was proposed is no evidence", new(hb).
+			add(1, 0, "invoke", "put", "k", "1").add(2, 0, "ok", "put", "k", "1").
+			add(3, 1, "invoke", "cas", "k", history.CAS{From: "1", To: "2"}).fail(4, 1, "cas", "k", history.CAS{From: "1", To: "2"}, "not-leader").
+			add(5, 1, "invoke", "get", "k", nil).add(6, 1, "ok", "get", "k", str("1")), Valid},
+		{"a cas that did not match while another value was held", new(hb).
+			add(1, 0, "invoke", "put", "k", "1").add(2, 0, "ok", "put", "k", "1").
+			add(3, 1, "invoke", "cas", "k", history.CAS{From: "7", To: "2"}).fail(4, 1, "cas", "k", history.CAS{From: "7", To: "2"}, "cas-mismatch"), Valid},
 		{"keys are independent", new(hb).
 			add(1, 0, "invoke", "put", "a", "1").add(2, 0, "ok", "put", "a", "1").
 			add(3, 1, "invoke", "get", "b", nil).add(4, 1, "ok", "get", "b", nil), Valid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := CheckLinearizable(tc.h.events, 10*time.Second)
+			r := CheckLinearizable(tc.h.on(t, "register"), 10*time.Second)
 			require.Equal(t, tc.want, r.Verdict, r.Detail)
 			if tc.want == Invalid {
 				require.Equal(t, KindNonLinearizable, r.Anomalies[0].Kind)
@@ -83,7 +109,7 @@ func TestACheckThatRunsOutOfTimeIsUnknownNeverValid(t *testing.T) {
 	for p := 0; p < 8; p++ {
 		b.add(int64(100+p), p, "ok", "put", "k", fmt.Sprint(p))
 	}
-	r := CheckLinearizable(b.events, time.Nanosecond)
+	r := CheckLinearizable(b.on(t, "register"), time.Nanosecond)
 	require.Equal(t, Unknown, r.Verdict)
 	require.Equal(t, Unknown, Combine(Valid, r.Verdict))
 }
@@ -118,19 +144,19 @@ func TestAcknowledgedWriteMissingFromFinalLogsIsLost(t *testing.T) {
 	h := new(hb).add(1, 0, "invoke", "append", "k", "x").add(2, 0, "ok", "append", "k", "x").
 		add(3, 0, "invoke", "append", "k", "x").add(4, 0, "ok", "append", "k", "x")
 	samples := []LogSample{{Time: 5, Node: "n1", Final: true, Entries: []api.LogEntry{entry(1, "1.1", cmd("p0", 1))}}}
-	r := CheckLogAgreement(h.events, samples)
+	r := CheckLogAgreement(h.on(t, "append"), samples)
 	require.Equal(t, Invalid, r.Verdict)
 	require.Len(t, r.Anomalies, 1)
 	require.Equal(t, KindAckWriteLost, r.Anomalies[0].Kind)
 	require.Contains(t, r.Anomalies[0].Detail, "seq 2")
 	// without final logs the write check cannot decide
-	require.Equal(t, Unknown, CheckLogAgreement(h.events, samples[:0]).Verdict)
+	require.Equal(t, Unknown, CheckLogAgreement(h.on(t, "append"), samples[:0]).Verdict)
 	samples[0].Entries = append(samples[0].Entries, entry(2, "1.1", cmd("p0", 2)))
-	require.Equal(t, Valid, CheckLogAgreement(h.events, samples).Verdict)
+	require.Equal(t, Valid, CheckLogAgreement(h.on(t, "append"), samples).Verdict)
 	// sampled during the run, then missing from the node's final log: lost
 	during := LogSample{Time: 1, Node: "n1", Entries: samples[0].Entries}
 	final := LogSample{Time: 5, Node: "n1", Final: true, Entries: []api.LogEntry{}, Missing: []uint64{2}}
-	r = CheckLogAgreement(h.events, []LogSample{during, final})
+	r = CheckLogAgreement(h.on(t, "append"), []LogSample{during, final})
 	require.Equal(t, Invalid, r.Verdict)
 	require.Equal(t, KindAckWriteLost, r.Anomalies[0].Kind)
 }
@@ -141,7 +167,7 @@ func TestAppendReadsMustBeGrowingPrefixes(t *testing.T) {
 		add(3, 1, "invoke", "read", "k", nil).add(4, 1, "ok", "read", "k", []string{"a"}).
 		add(5, 0, "invoke", "append", "k", "b").add(6, 0, "info", "append", "k", "b").
 		add(7, 1, "invoke", "read", "k", nil).add(8, 1, "ok", "read", "k", []string{"a", "b"})
-	require.Equal(t, Valid, CheckAppend(ok.events).Verdict)
+	require.Equal(t, Valid, CheckAppend(ok.on(t, "append")).Verdict)
 	for _, tc := range []struct {
 		name string
 		h    *hb
@@ -162,7 +188,7 @@ func TestAppendReadsMustBeGrowingPrefixes(t *testing.T) {
 			add(3, 1, "invoke", "read", "k", nil).add(4, 1, "ok", "read", "k", []string{"a", "a"}), KindDuplicateAppend},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := CheckAppend(tc.h.events)
+			r := CheckAppend(tc.h.on(t, "append"))
 			require.Equal(t, Invalid, r.Verdict)
 			require.Equal(t, tc.kind, r.Anomalies[0].Kind)
 		})
@@ -180,10 +206,10 @@ func TestAWriteMissingFromTheFinalLogsReadIsUnknownWhenANodeDidNotAnswer(t *test
 	h := new(hb).add(1, 0, "invoke", "append", "k", "x").add(2, 0, "ok", "append", "k", "x")
 	read := LogSample{Time: 5, Node: "n1", Final: true, Entries: []api.LogEntry{}}
 	hung := LogSample{Time: 5, Node: "n2", Final: true, Entries: []api.LogEntry{}, Unreadable: "context deadline exceeded"}
-	r := CheckLogAgreement(h.events, []LogSample{read, hung})
+	r := CheckLogAgreement(h.on(t, "append"), []LogSample{read, hung})
 	require.Equal(t, Unknown, r.Verdict, "the write may be in n2's log")
 	require.Contains(t, r.Detail, "n2 (context deadline exceeded)")
-	require.Equal(t, Invalid, CheckLogAgreement(h.events, []LogSample{read}).Verdict)
+	require.Equal(t, Invalid, CheckLogAgreement(h.on(t, "append"), []LogSample{read}).Verdict)
 }
 
 func TestInvariantsANodeSawItselfBreakAreAnomalies(t *testing.T) {

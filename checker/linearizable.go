@@ -1,14 +1,15 @@
 package checker
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"io"
 	"math"
-	"sort"
+	"os"
+	"path/filepath"
+	"runtime"
 	"sync"
+	"text/template"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -16,73 +17,44 @@ import (
 	"github.com/paxtest/paxtest/harness/history"
 )
 
-// regInput is a register operation's input.
-type regInput struct {
-	Key  string
-	F    string // get, put, cas
-	V    string // put: value
-	From string
-	To   string
-}
-
-// regOutput is what the operation returned.
-type regOutput struct {
-	Unknown bool // indeterminate (info): any outcome is possible
-	Found   bool
-	V       string
-}
-
 type regState struct {
 	Found bool
 	V     string
 }
 
-// RegisterModel is porcupine's model of one register per key, partitioned
-// by key.
+// RegisterModel is porcupine's model of one register; the checker
+// partitions the history by key itself. An operation's input and output
+// are both its *Op. A failed cas is evidence too: the target applied it
+// and the register did not hold its from value (cas-mismatch).
 func RegisterModel() porcupine.Model {
 	return porcupine.Model{
-		Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-			byKey := map[string][]porcupine.Operation{}
-			var keys []string
-			for _, op := range h {
-				k := op.Input.(regInput).Key
-				if _, ok := byKey[k]; !ok {
-					keys = append(keys, k)
-				}
-				byKey[k] = append(byKey[k], op)
-			}
-			sort.Strings(keys)
-			out := make([][]porcupine.Operation, 0, len(keys))
-			for _, k := range keys {
-				out = append(out, byKey[k])
-			}
-			return out
-		},
 		Init: func() interface{} { return regState{} },
-		Step: func(state, input, output interface{}) (bool, interface{}) {
-			s, in, out := state.(regState), input.(regInput), output.(regOutput)
-			switch in.F {
+		Step: func(state, input, _ interface{}) (bool, interface{}) {
+			s, op := state.(regState), input.(*Op)
+			switch op.F {
 			case "get":
-				if out.Unknown {
+				if op.Indeterminate() {
 					return true, s
 				}
-				return out.Found == s.Found && (!out.Found || out.V == s.V), s
+				return op.Found == s.Found && (!op.Found || op.Value == s.V), s
 			case "put":
-				return true, regState{Found: true, V: in.V}
+				return true, regState{Found: true, V: op.Value}
 			case "cas":
-				match := s.Found && s.V == in.From
-				if out.Unknown {
+				match := s.Found && s.V == op.From
+				switch {
+				case op.Type == history.Fail: // applied, and it did not match
+					return !match, s
+				case op.Indeterminate():
 					// linearized here, an indeterminate cas acts as a cas;
 					// "never happened" is linearizing it after everything
 					if match {
-						return true, regState{Found: true, V: in.To}
+						return true, regState{Found: true, V: op.Value}
 					}
 					return true, s
-				}
-				if !match {
+				case !match:
 					return false, s
 				}
-				return true, regState{Found: true, V: in.To}
+				return true, regState{Found: true, V: op.Value}
 			}
 			return false, s
 		},
@@ -96,25 +68,28 @@ func RegisterModel() porcupine.Model {
 			h.Write([]byte(s.V))
 			return h.Sum64()
 		},
-		DescribeOperation: func(input, output interface{}) string {
-			in, out := input.(regInput), output.(regOutput)
+		DescribeOperation: func(input, _ interface{}) string {
+			op := input.(*Op)
 			res := "?"
-			if !out.Unknown {
+			switch {
+			case op.Type == history.Fail:
+				res = "mismatch"
+			case !op.Indeterminate():
 				res = "ok"
-				if in.F == "get" {
+				if op.F == "get" {
 					res = "nil"
-					if out.Found {
-						res = fmt.Sprintf("%q", out.V)
+					if op.Found {
+						res = fmt.Sprintf("%q", op.Value)
 					}
 				}
 			}
-			switch in.F {
+			switch op.F {
 			case "get":
-				return fmt.Sprintf("get(%s) -> %s", in.Key, res)
+				return fmt.Sprintf("get(%s) -> %s", op.Key, res)
 			case "put":
-				return fmt.Sprintf("put(%s, %q) -> %s", in.Key, in.V, res)
+				return fmt.Sprintf("put(%s, %q) -> %s", op.Key, op.Value, res)
 			default:
-				return fmt.Sprintf("cas(%s, %q -> %q) -> %s", in.Key, in.From, in.To, res)
+				return fmt.Sprintf("cas(%s, %q -> %q) -> %s", op.Key, op.From, op.Value, res)
 			}
 		},
 		DescribeState: func(state interface{}) string {
@@ -131,166 +106,184 @@ func RegisterModel() porcupine.Model {
 // effect at any point after its invocation.
 const never = math.MaxInt64 / 2
 
-// registerOperations turns the history into porcupine operations. A failed
-// operation certainly did not happen and is left out; an indeterminate one
-// (info, or no completion) is kept with an open end and an unknown output.
-func registerOperations(h []history.Event) ([]porcupine.Operation, error) {
-	var ops []porcupine.Operation
-	for _, p := range pairOperations(h) {
-		inv := p.invoke
-		in := regInput{Key: inv.Key, F: inv.F}
-		switch inv.F {
-		case "get":
-		case "put":
-			if err := json.Unmarshal(inv.Value, &in.V); err != nil {
-				return nil, fmt.Errorf("history event %d: put value: %w", inv.Index, err)
-			}
-		case "cas":
-			var c history.CAS
-			if err := json.Unmarshal(inv.Value, &c); err != nil {
-				return nil, fmt.Errorf("history event %d: cas value: %w", inv.Index, err)
-			}
-			in.From, in.To = c.From, c.To
-		default:
+// keyOperations turns one key's ops into porcupine operations. A failed
+// get or put certainly did not happen and is left out; a failed cas is
+// kept as evidence that it did not match, unless it was refused before it
+// was proposed (Refused); an indeterminate op (info, or no completion) is
+// kept with an open end.
+func keyOperations(ops []*Op) []porcupine.Operation {
+	out := make([]porcupine.Operation, 0, len(ops))
+	for _, op := range ops {
+		if op.Type == history.Fail && (op.F != "cas" || Refused(op.Error)) {
 			continue
 		}
-		op := porcupine.Operation{ClientId: int(inv.Process), Input: in, Call: inv.Time}
-		switch p.done.Type {
-		case history.Fail:
-			continue
-		case history.OK:
-			out := regOutput{}
-			if inv.F == "get" {
-				var v *string
-				if err := json.Unmarshal(p.done.Value, &v); err != nil {
-					return nil, fmt.Errorf("history event %d: get result: %w", p.done.Index, err)
-				}
-				if v != nil {
-					out.Found, out.V = true, *v
-				}
-			}
-			op.Output, op.Return = out, p.done.Time
-		default: // info, or the history ended first
-			op.Output, op.Return = regOutput{Unknown: true}, never
+		ret := op.Return
+		if op.Indeterminate() {
+			ret = never
 		}
-		ops = append(ops, op)
+		out = append(out, porcupine.Operation{ClientId: op.Process, Input: op, Call: op.Call, Output: op, Return: ret})
 	}
-	return ops, nil
+	return out
 }
 
-// Linearizability is the register check's outcome plus what the
-// visualization needs.
+// Linearizability is the register check's outcome plus porcupine's
+// verbose result for the keys the visualization shows.
 type Linearizability struct {
 	Result
-	ops   []porcupine.Operation
 	model porcupine.Model
+	shown []shownKey
 }
 
+type shownKey struct {
+	key  string
+	info porcupine.LinearizationInfo
+}
+
+// visualized is how many keys the visualization shows at most: every
+// failing one up to it, then keys sampled evenly.
+const visualized = 20
+
 // CheckLinearizable checks every key's register history with porcupine,
-// two keys at a time, within timeout overall.
-func CheckLinearizable(h []history.Event, timeout time.Duration) Linearizability {
+// a key per core at a time, within timeout overall. Each key is checked
+// once, verbosely, so that the visualization comes from the same check.
+func CheckLinearizable(h *History, timeout time.Duration) Linearizability {
 	start := time.Now()
 	model := RegisterModel()
-	ops, err := registerOperations(h)
-	if err != nil {
-		return Linearizability{Result: Result{Verdict: Unknown, Detail: err.Error()}}
-	}
 	if timeout <= 0 {
 		timeout = time.Minute
 	}
-	parts := model.Partition(ops)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	type keyResult struct {
-		key string
-		res porcupine.CheckResult
-		t   int64
+	deadline := start.Add(timeout)
+	sample := map[string]bool{}
+	for i := 0; i < len(h.Keys) && len(sample) < visualized/2; i += max(1, len(h.Keys)/(visualized/2)) {
+		sample[h.Keys[i]] = true
 	}
-	results := make([]keyResult, len(parts))
+	type keyResult struct {
+		res  porcupine.CheckResult
+		info porcupine.LinearizationInfo
+		ops  int
+	}
+	results := make([]keyResult, len(h.Keys))
 	var wg sync.WaitGroup
 	work := make(chan int)
-	for w := 0; w < 2; w++ {
+	for w := 0; w < runtime.NumCPU(); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				left := time.Until(deadline(ctx))
-				r := porcupine.Unknown
-				if left > 0 {
-					r = porcupine.CheckOperationsTimeout(model, parts[i], left)
+				ops := keyOperations(h.KeyOps(h.Keys[i]))
+				r := keyResult{res: porcupine.Unknown, ops: len(ops)}
+				if left := time.Until(deadline); left > 0 {
+					r.res, r.info = porcupine.CheckOperationsVerbose(model, ops, left)
 				}
-				results[i] = keyResult{key: parts[i][0].Input.(regInput).Key, res: r, t: parts[i][0].Call}
+				if r.res != porcupine.Illegal && !sample[h.Keys[i]] {
+					r.info = porcupine.LinearizationInfo{} // not shown: let it go
+				}
+				results[i] = r
 			}
 		}()
 	}
-	for i := range parts {
+	for i := range h.Keys {
 		work <- i
 	}
 	close(work)
 	wg.Wait()
-	res := Result{Checked: len(parts), Verdict: Valid}
-	unknown := 0
-	for _, r := range results {
+	res := Result{Checked: len(h.Keys), Verdict: Valid}
+	out := Linearizability{model: model}
+	unknown, total := 0, 0
+	for i, r := range results {
+		key := h.Keys[i]
+		total += r.ops
 		switch r.res {
 		case porcupine.Illegal:
-			res.FailingKeys = append(res.FailingKeys, r.key)
-			res.Anomalies = append(res.Anomalies, Anomaly{Kind: KindNonLinearizable, Key: r.key, Time: r.t,
-				Detail: fmt.Sprintf("key %s: no order of its operations is consistent with a single register (see linearizability.html)", r.key)})
+			res.FailingKeys = append(res.FailingKeys, key)
+			first := h.Ops[h.ByKey[key][0]]
+			res.Anomalies = append(res.Anomalies, Anomaly{Kind: KindNonLinearizable, Key: key, Time: first.Call,
+				Detail: fmt.Sprintf("key %s: no order of its operations is consistent with a single register (see linearizability.html)", key)})
+			if len(out.shown) < visualized {
+				out.shown = append(out.shown, shownKey{key, r.info})
+			}
 		case porcupine.Unknown:
 			unknown++
 		}
 	}
-	sort.Strings(res.FailingKeys)
+	for i, r := range results {
+		if sample[h.Keys[i]] && r.res == porcupine.Ok && len(out.shown) < visualized {
+			out.shown = append(out.shown, shownKey{h.Keys[i], r.info})
+		}
+	}
 	switch {
 	case len(res.FailingKeys) > 0:
 		res.Verdict = Invalid
-		res.Detail = fmt.Sprintf("%d of %d keys are not linearizable", len(res.FailingKeys), len(parts))
+		res.Detail = fmt.Sprintf("%d of %d keys are not linearizable", len(res.FailingKeys), len(h.Keys))
 	case unknown > 0:
 		res.Verdict = Unknown
-		res.Detail = fmt.Sprintf("the check of %d of %d keys did not finish within %v", unknown, len(parts), timeout)
+		res.Detail = fmt.Sprintf("the check of %d of %d keys did not finish within %v", unknown, len(h.Keys), timeout)
 	default:
-		res.Detail = fmt.Sprintf("all %d keys linearizable (%d operations)", len(parts), len(ops))
+		res.Detail = fmt.Sprintf("all %d keys linearizable (%d operations)", len(h.Keys), total)
 	}
 	res.Millis = time.Since(start).Milliseconds()
-	return Linearizability{Result: res, ops: ops, model: model}
+	out.Result = res
+	return out
 }
 
-func deadline(ctx context.Context) time.Time {
-	d, _ := ctx.Deadline()
-	return d
-}
-
-// Visualize writes porcupine's visualization of the failing keys plus up to
-// sample other keys, with nemesis events as annotations, so the file stays
-// a few MB for large histories.
-func (l Linearizability) Visualize(w io.Writer, shades []Shade, sample int) error {
-	keep := map[string]bool{}
+// Visualize writes porcupine's visualization of each key it kept (the
+// failing ones first, then a sample) into dir, one page per key, and an
+// index page linking them to w; faults are shaded on every page.
+func (l Linearizability) Visualize(w io.Writer, dir string, shades []Shade) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("visualization: %w", err)
+	}
+	type link struct{ Key, File, Verdict string }
+	var links []link
+	failing := map[string]bool{}
 	for _, k := range l.FailingKeys {
-		keep[k] = true
+		failing[k] = true
 	}
-	var keys []string
-	seen := map[string]bool{}
-	for _, op := range l.ops {
-		if k := op.Input.(regInput).Key; !seen[k] {
-			seen[k] = true
-			keys = append(keys, k)
+	for i, sk := range l.shown {
+		file := fmt.Sprintf("%03d-%s.html", i, safeName(sk.key))
+		info := sk.info
+		info.AddAnnotations(nemesisAnnotations(shades))
+		f, err := os.Create(filepath.Join(dir, file))
+		if err != nil {
+			return fmt.Errorf("visualization: %w", err)
+		}
+		err = porcupine.Visualize(l.model, info, f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("visualization of key %s: %w", sk.key, err)
+		}
+		v := "linearizable"
+		if failing[sk.key] {
+			v = "not linearizable"
+		}
+		links = append(links, link{sk.key, filepath.Base(dir) + "/" + file, v})
+	}
+	return visIndex.Execute(w, map[string]any{"Result": l.Result, "Links": links})
+}
+
+var visIndex = template.Must(template.New("vis").Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>paxtest linearizability</title>
+<style>body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; } li.bad a { color: #b3261e; font-weight: bold; }</style>
+</head><body><h1>Linearizability: {{.Result.Verdict}}</h1><p>{{.Result.Detail}}</p>
+<p>porcupine's visualization of each key below: the failing keys first, then keys sampled evenly; faults are shaded.</p>
+<ul>{{range .Links}}<li{{if eq .Verdict "not linearizable"}} class="bad"{{end}}><a href="{{.File}}">{{.Key}}</a> — {{.Verdict}}</li>
+{{else}}<li>no key checked</li>{{end}}</ul></body></html>
+`))
+
+// safeName keeps a key usable as a file name.
+func safeName(key string) string {
+	b := []byte(key)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
 		}
 	}
-	for i := 0; i < len(keys) && sample > 0; i += max(1, len(keys)/sample) {
-		if !keep[keys[i]] {
-			keep[keys[i]] = true
-			sample--
-		}
+	if len(b) > 60 {
+		b = b[:60]
 	}
-	var sub []porcupine.Operation
-	for _, op := range l.ops {
-		if keep[op.Input.(regInput).Key] {
-			sub = append(sub, op)
-		}
-	}
-	_, info := porcupine.CheckOperationsVerbose(l.model, sub, 30*time.Second)
-	info.AddAnnotations(nemesisAnnotations(shades))
-	return porcupine.Visualize(l.model, info, w)
+	return string(b)
 }
 
 // Shade is a fault interval the visualization shades.

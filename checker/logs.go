@@ -90,12 +90,12 @@ type sighting struct {
 // CheckLogAgreement checks that every log index ever sampled on any node
 // held one value ("committed then overwritten" otherwise), and that every
 // acknowledged write is in the final logs.
-func CheckLogAgreement(h []history.Event, samples []LogSample) Result {
+func CheckLogAgreement(h *History, samples []LogSample) Result {
 	start := nowMillis()
 	res := Result{Verdict: Valid}
 	seen := map[uint64]map[string]*sighting{}
 	finalNodes := map[string]bool{}
-	var unreadable []string                          // nodes whose final log could not be read
+	var unreadable []string                         // nodes whose final log could not be read
 	current := map[string]map[uint64]api.LogEntry{} // per node: its log as sampled so far
 	first := map[uint64]api.LogEntry{}              // per index: the entry first reported
 	for _, s := range samples {
@@ -188,15 +188,20 @@ func CheckLogAgreement(h []history.Event, samples []LogSample) Result {
 		}
 	} else {
 		var lost []Anomaly
-		for _, p := range pairOperations(h) {
-			if p.done.Type != history.OK || !isWrite(p.invoke.F) {
+		var ops []Op
+		if h != nil {
+			ops = h.Ops
+		}
+		for i := range ops {
+			p := &ops[i]
+			if p.Type != history.OK || !isWrite(p.F) {
 				continue
 			}
-			if !finalCmds[cmdKey(p.invoke.Client, p.invoke.Seq)] {
+			if !finalCmds[cmdKey(p.Client, p.Seq)] {
 				lost = append(lost, Anomaly{
-					Kind: KindAckWriteLost, Key: p.invoke.Key, Time: p.done.Time,
+					Kind: KindAckWriteLost, Key: p.Key, Time: p.Return,
 					Detail: fmt.Sprintf("%s %s by %s (seq %d) was acknowledged at %.3fs by %s but is in no node's final log",
-						p.invoke.F, p.invoke.Key, p.invoke.Client, p.invoke.Seq, float64(p.done.Time)/1e9, p.done.Node),
+						p.F, p.Key, p.Client, p.Seq, float64(p.Return)/1e9, p.Node),
 					Evidence: mustJSON(p),
 				})
 			}
@@ -237,14 +242,6 @@ func short(s string) string {
 		return s[:117] + "..."
 	}
 	return s
-}
-
-// MarshalJSON lets an operation pair serve as evidence.
-func (o operation) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Invoke history.Event `json:"invoke"`
-		Done   history.Event `json:"complete"`
-	}{o.invoke, o.done})
 }
 
 // CheckNodeInvariants reports the invariants of PROTOCOL.md that nodes saw

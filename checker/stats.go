@@ -23,24 +23,25 @@ const statsMinInvocations = 20
 // times must have succeeded at least once. A system that never completes
 // a put, or serves no read once every fault is healed, is broken however
 // linearizable its history is.
-func CheckStats(h []history.Event) Result {
+func CheckStats(h *History) Result {
 	started := time.Now()
 	type count struct{ invoked, ok, fail, info int }
 	by := map[string]*count{}
 	first := map[string]int64{}
-	for _, op := range pairOperations(h) {
-		f := op.invoke.F
-		if op.invoke.Final {
+	for i := range h.Ops {
+		op := &h.Ops[i]
+		f := op.F
+		if op.Final {
 			f = "final " + f
 		}
 		c := by[f]
 		if c == nil {
 			c = &count{}
 			by[f] = c
-			first[f] = op.invoke.Time
+			first[f] = op.Call
 		}
 		c.invoked++
-		switch op.done.Type {
+		switch op.Type {
 		case history.OK:
 			c.ok++
 		case history.Fail:

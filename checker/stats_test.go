@@ -1,6 +1,7 @@
 package checker
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -11,8 +12,15 @@ import (
 func TestStatsFailsAKindOfOperationThatNeverSucceeded(t *testing.T) {
 	var h []history.Event
 	add := func(p int, f, typ string, final bool) {
-		h = append(h, history.Event{Process: history.Process(p), Type: history.Invoke, F: f, Final: final},
-			history.Event{Process: history.Process(p), Type: typ, F: f, Final: final})
+		v := json.RawMessage(`"1"`)
+		if f == "get" {
+			v = nil
+		}
+		if f == "cas" {
+			v = json.RawMessage(`["1","2"]`)
+		}
+		h = append(h, history.Event{Process: history.Process(p), Type: history.Invoke, F: f, Final: final, Value: v},
+			history.Event{Process: history.Process(p), Type: typ, F: f, Final: final, Value: v})
 	}
 	for i := 0; i < 30; i++ {
 		add(1, "get", history.OK, false)
@@ -20,7 +28,9 @@ func TestStatsFailsAKindOfOperationThatNeverSucceeded(t *testing.T) {
 		add(3, "cas", history.Fail, false)
 		add(4, "get", history.Fail, true) // no final read served
 	}
-	res := CheckStats(h)
+	all, err := NewHistory("t", "register", h)
+	require.NoError(t, err)
+	res := CheckStats(all)
 	require.Equal(t, Invalid, res.Verdict)
 	var what []string
 	for _, a := range res.Anomalies {
@@ -34,7 +44,9 @@ func TestStatsFailsAKindOfOperationThatNeverSucceeded(t *testing.T) {
 	}, what)
 
 	// a few unsuccessful invocations fall in a fault's window: not evidence
-	res = CheckStats(h[:2*4*5])
+	some, err := NewHistory("t", "register", h[:2*4*5])
+	require.NoError(t, err)
+	res = CheckStats(some)
 	require.Equal(t, Valid, res.Verdict, res.Detail)
 	require.Contains(t, res.Detail, "put 0 ok/0 fail/5 info")
 }

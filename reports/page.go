@@ -41,7 +41,7 @@ type NodeLog struct {
 // Page is everything index.html shows.
 type Page struct {
 	Results  Results
-	History  []history.Event
+	History  *checker.History
 	Logs     []checker.LogSample
 	NodeLogs []NodeLog
 }
@@ -182,32 +182,41 @@ type opRow struct {
 }
 
 // keyOps lists the operations on key that overlap [t-2s, t+2s].
-func keyOps(h []history.Event, key string, t int64) []opRow {
-	open := map[history.Process]history.Event{}
+func keyOps(h *checker.History, key string, t int64) []opRow {
 	var rows []opRow
-	for _, e := range h {
-		if e.IsNemesis() || e.Key != key {
+	for _, op := range h.KeyOps(key) {
+		if op.Type == "" || op.Return < t-2e9 || op.Call > t+2e9 {
 			continue
 		}
-		if e.Type == history.Invoke {
-			open[e.Process] = e
-			continue
-		}
-		inv, ok := open[e.Process]
-		if !ok {
-			continue
-		}
-		delete(open, e.Process)
-		if e.Time < t-2e9 || inv.Time > t+2e9 {
-			continue
-		}
-		rows = append(rows, opRow{Process: fmt.Sprint(int(e.Process)), Type: e.Type, F: e.F, Value: string(e.Value),
-			Invoke: fmt.Sprintf("%.3f", float64(inv.Time)/1e9), Done: fmt.Sprintf("%.3f", float64(e.Time)/1e9), Node: e.Node, Error: e.Error})
+		rows = append(rows, opRow{Process: fmt.Sprint(op.Process), Type: op.Type, F: op.F, Value: opValue(op),
+			Invoke: fmt.Sprintf("%.3f", float64(op.Call)/1e9), Done: fmt.Sprintf("%.3f", float64(op.Return)/1e9), Node: op.Node, Error: op.Error})
 		if len(rows) >= 200 {
 			break
 		}
 	}
 	return rows
+}
+
+// opValue shows what an operation wrote or read.
+func opValue(op *checker.Op) string {
+	switch op.F {
+	case "cas":
+		return fmt.Sprintf("%q→%q", op.From, op.Value)
+	case "get":
+		if op.Type != history.OK {
+			return ""
+		}
+		if !op.Found {
+			return "nil"
+		}
+		return fmt.Sprintf("%q", op.Value)
+	case "read":
+		if op.Type != history.OK {
+			return ""
+		}
+		return fmt.Sprintf("%q", op.List)
+	}
+	return fmt.Sprintf("%q", op.Value)
 }
 
 type chartData struct {
@@ -234,47 +243,47 @@ type faultView struct {
 // FaultIntervals are the intervals the fault ops among a history's
 // nemesis events put faults in force; one still in force at the end
 // lasts until the last event.
-func FaultIntervals(h []history.Event) []fault.Interval {
+func FaultIntervals(h *checker.History) []fault.Interval {
 	var ops []fault.Op
-	var last int64
-	for _, e := range h {
-		last = max(last, e.Time)
-		if !e.IsNemesis() {
-			continue
-		}
+	for _, e := range h.Nemesis {
 		if op, ok := fault.FromEvent(e.F, e.Value); ok {
 			ops = append(ops, op)
 		}
 	}
-	return fault.Intervals(ops, last)
+	return fault.Intervals(ops, h.Last)
 }
 
-// maxPoints bounds the latency scatter, so a 100k-operation report stays a
-// few MB: beyond it operations are sampled evenly (every anomaly's
+// maxPoints bounds the latency scatter, so a million-operation report stays
+// a few MB: beyond it operations are sampled evenly (every anomaly's
 // evidence is kept elsewhere on the page).
 const maxPoints = 60000
 
-func charts(h []history.Event) chartData {
+func charts(h *checker.History) chartData {
 	var d chartData
-	open := map[history.Process]history.Event{}
 	type pt struct {
 		x, y float64
 		typ  string
 	}
 	var pts []pt
-	var last int64
-	for _, e := range h {
-		last = max(last, e.Time)
-		if e.IsNemesis() || e.Final {
+	secs := int(h.Last/1e9) + 1
+	d.RateOK, d.RateFail, d.RateInfo = make([]int, secs), make([]int, secs), make([]int, secs)
+	for i := 0; i < secs; i++ {
+		d.RateX = append(d.RateX, float64(i))
+	}
+	for i := range h.Ops {
+		op := &h.Ops[i]
+		if op.Final || op.Type == "" {
 			continue
 		}
-		if e.Type == history.Invoke {
-			open[e.Process] = e
-			continue
-		}
-		if inv, ok := open[e.Process]; ok {
-			delete(open, e.Process)
-			pts = append(pts, pt{float64(inv.Time) / 1e9, float64(e.Time-inv.Time) / 1e6, e.Type})
+		pts = append(pts, pt{float64(op.Call) / 1e9, float64(op.Return-op.Call) / 1e6, op.Type})
+		s := min(int(op.Return/1e9), secs-1)
+		switch op.Type {
+		case history.OK:
+			d.RateOK[s]++
+		case history.Fail:
+			d.RateFail[s]++
+		case history.Info:
+			d.RateInfo[s]++
 		}
 	}
 	sort.Slice(pts, func(i, j int) bool { return pts[i].x < pts[j].x })
@@ -293,25 +302,6 @@ func charts(h []history.Event) chartData {
 			info = &y
 		}
 		d.LatOK, d.LatFail, d.LatInfo = append(d.LatOK, ok), append(d.LatFail, fail), append(d.LatInfo, info)
-	}
-	secs := int(last/1e9) + 1
-	d.RateOK, d.RateFail, d.RateInfo = make([]int, secs), make([]int, secs), make([]int, secs)
-	for i := 0; i < secs; i++ {
-		d.RateX = append(d.RateX, float64(i))
-	}
-	for _, e := range h {
-		if e.IsNemesis() || e.Final || e.Type == history.Invoke {
-			continue
-		}
-		s := int(e.Time / 1e9)
-		switch e.Type {
-		case history.OK:
-			d.RateOK[s]++
-		case history.Fail:
-			d.RateFail[s]++
-		case history.Info:
-			d.RateInfo[s]++
-		}
 	}
 	for _, iv := range FaultIntervals(h) {
 		d.Faults = append(d.Faults, faultView{float64(iv.Start) / 1e9, float64(iv.End) / 1e9, strings.TrimSpace(iv.Kind + " " + fault.Names(iv.Nodes))})

@@ -30,7 +30,9 @@ func TestIndexIsSelfContainedAndShowsVerdictAnomalyAndMatrix(t *testing.T) {
 		nemesisEvent(fault.Op{Time: 6e8, F: fault.Kill, Nodes: []int{2}}),
 	}
 	var buf bytes.Buffer
-	require.NoError(t, RenderIndex(&buf, Page{Results: res, History: h, Logs: logs}))
+	hist, err := checker.NewHistory("t", "register", h)
+	require.NoError(t, err)
+	require.NoError(t, RenderIndex(&buf, Page{Results: res, History: hist, Logs: logs}))
 	page := buf.String()
 	require.Contains(t, page, "<h1>INVALID</h1>")
 	require.Contains(t, page, "committed-then-overwritten × 1")

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/paxtest/paxtest/checker"
@@ -46,12 +47,16 @@ type Results struct {
 	Interrupted bool                      `json:"interrupted,omitempty"`
 	Config      json.RawMessage           `json:"config,omitempty"`
 	Checkers    map[string]checker.Result `json:"checkers"`
-	Anomalies   []checker.Anomaly         `json:"anomalies"`
-	Ops         OpCounts                  `json:"ops"`
-	FinalReads  OpCounts                  `json:"final_reads"`
-	OpsPerSec   float64                   `json:"ops_per_sec"` // acknowledged operations per second, final reads excluded
-	Seconds     float64                   `json:"seconds"`     // from the first to the last event
-	Nemesis     []NemesisEvent            `json:"nemesis_events"`
+	// NotRun lists the checkers that did not run, and why.
+	NotRun map[string]string `json:"not_run,omitempty"`
+	// Torn is a last history line the run never finished writing.
+	Torn       *history.Torn     `json:"torn,omitempty"`
+	Anomalies  []checker.Anomaly `json:"anomalies"`
+	Ops        OpCounts          `json:"ops"`
+	FinalReads OpCounts          `json:"final_reads"`
+	OpsPerSec  float64           `json:"ops_per_sec"` // acknowledged operations per second, final reads excluded
+	Seconds    float64           `json:"seconds"`     // from the first to the last event
+	Nemesis    []NemesisEvent    `json:"nemesis_events"`
 	// LongestGap is the longest time between two acknowledged operations
 	// of the main phase, in seconds: the worst unavailability.
 	LongestGap float64 `json:"longest_gap_s"`
@@ -60,38 +65,39 @@ type Results struct {
 }
 
 // Summarize fills counts, throughput and nemesis events from a history.
-func Summarize(h []history.Event) (ops, final OpCounts, opsPerSec, seconds float64, nem []NemesisEvent) {
-	var first, last, lastWork int64 = -1, 0, 0
-	for _, e := range h {
-		if first < 0 {
-			first = e.Time
+func Summarize(h *checker.History) (ops, final OpCounts, opsPerSec, seconds float64, nem []NemesisEvent) {
+	var first, lastWork int64 = -1, 0
+	at := func(t int64) {
+		if first < 0 || t < first {
+			first = t
 		}
-		last = max(last, e.Time)
-		if e.IsNemesis() {
-			op, isOp := fault.FromEvent(e.F, e.Value)
-			nem = append(nem, NemesisEvent{Time: e.Time, Seconds: float64(e.Time) / 1e9, F: e.F, Targets: e.Targets, Detail: e.Detail, Error: e.Error,
-				starts: isOp && op.Starts()})
-			continue
+	}
+	for _, e := range h.Nemesis {
+		at(e.Time)
+		op, isOp := fault.FromEvent(e.F, e.Value)
+		nem = append(nem, NemesisEvent{Time: e.Time, Seconds: float64(e.Time) / 1e9, F: e.F, Targets: e.Targets, Detail: e.Detail, Error: e.Error,
+			starts: isOp && op.Starts()})
+	}
+	for i := range h.Ops {
+		op := &h.Ops[i]
+		at(op.Call)
+		c := &final
+		if !op.Final {
+			c = &ops
+			lastWork = max(lastWork, op.Call, op.Return)
 		}
-		c := &ops
-		if e.Final {
-			c = &final
-		} else {
-			lastWork = max(lastWork, e.Time)
-		}
-		switch e.Type {
+		c.Total++
+		switch op.Type {
 		case history.OK:
 			c.OK++
 		case history.Fail:
 			c.Fail++
 		case history.Info:
 			c.Info++
-		case history.Invoke:
-			c.Total++
 		}
 	}
 	if first >= 0 {
-		seconds = float64(last-first) / 1e9
+		seconds = float64(h.Last-first) / 1e9
 		if span := float64(lastWork-first) / 1e9; span > 0 {
 			opsPerSec = float64(ops.OK) / span
 		}
@@ -105,46 +111,49 @@ func Summarize(h []history.Event) (ops, final OpCounts, opsPerSec, seconds float
 
 // recovery fills RecoverySeconds of each fault start: how long until an
 // operation invoked after it was acknowledged.
-func recovery(h []history.Event, nem []NemesisEvent) {
-	invoked := map[history.Process]int64{}
+func recovery(h *checker.History, nem []NemesisEvent) {
 	type ack struct{ invoke, done int64 }
 	var acks []ack
-	for _, e := range h {
-		if e.IsNemesis() || e.Final {
-			continue
+	for i := range h.Ops {
+		if op := &h.Ops[i]; !op.Final && op.Type == history.OK {
+			acks = append(acks, ack{op.Call, op.Return})
 		}
-		if e.Type == history.Invoke {
-			invoked[e.Process] = e.Time
-		} else if e.Type == history.OK {
-			acks = append(acks, ack{invoked[e.Process], e.Time})
+	}
+	sort.Slice(acks, func(i, j int) bool { return acks[i].invoke < acks[j].invoke })
+	// soonest[i]: the earliest acknowledgement of an op invoked at acks[i] or later
+	soonest := make([]int64, len(acks)+1)
+	soonest[len(acks)] = -1
+	for i := len(acks) - 1; i >= 0; i-- {
+		soonest[i] = acks[i].done
+		if next := soonest[i+1]; next >= 0 && next < soonest[i] {
+			soonest[i] = next
 		}
 	}
 	for i := range nem {
 		if !nem[i].starts {
 			continue
 		}
+		j := sort.Search(len(acks), func(k int) bool { return acks[k].invoke > nem[i].Time })
 		nem[i].RecoverySeconds = -1
-		for _, a := range acks {
-			if a.invoke > nem[i].Time {
-				nem[i].RecoverySeconds = float64(a.done-nem[i].Time) / 1e9
-				break
-			}
+		if soonest[j] >= 0 {
+			nem[i].RecoverySeconds = float64(soonest[j]-nem[i].Time) / 1e9
 		}
 	}
 }
 
 // LongestGap returns the longest time, in seconds, between consecutive
 // acknowledgements of the main phase.
-func LongestGap(h []history.Event) float64 {
-	var last, gap int64 = -1, 0
-	for _, e := range h {
-		if e.IsNemesis() || e.Final || e.Type != history.OK {
-			continue
+func LongestGap(h *checker.History) float64 {
+	var done []int64
+	for i := range h.Ops {
+		if op := &h.Ops[i]; !op.Final && op.Type == history.OK {
+			done = append(done, op.Return)
 		}
-		if last >= 0 {
-			gap = max(gap, e.Time-last)
-		}
-		last = e.Time
+	}
+	slices.Sort(done)
+	var gap int64
+	for i := 1; i < len(done); i++ {
+		gap = max(gap, done[i]-done[i-1])
 	}
 	return float64(gap) / 1e9
 }

@@ -276,7 +276,7 @@ func (c *client) send(ctx context.Context, req api.Request) (string, api.Respons
 			if maybeSent {
 				return history.Info, api.Response{}, "", "no definite answer: " + lastWhy
 			}
-			return history.Fail, api.Response{}, "", "no node took the command: " + lastWhy
+			return history.Fail, api.Response{}, "", ErrUnavailable + ": no node took the command: " + lastWhy
 		}
 		addr := c.cfg.Nodes[c.node]
 		name := fmt.Sprintf("n%d", c.node+1)
@@ -314,6 +314,10 @@ func (c *client) send(ctx context.Context, req api.Request) (string, api.Respons
 		}
 	}
 }
+
+// ErrUnavailable begins the error of an operation no node took: refused
+// (not leader, busy) until its budget ran out, never proposed.
+const ErrUnavailable = "unavailable"
 
 // notSent recognises transport errors that prove the request never left.
 func notSent(detail string) bool {

@@ -95,32 +95,61 @@ func runRun(ctx context.Context, o runner.Options, stdout io.Writer) error {
 }
 
 type checkOptions struct {
-	Dir     string
-	Timeout time.Duration
+	runner.CheckOptions
+	runner.ImportOptions
 }
 
 func newCmdCheck(stdout, stderr io.Writer) *cobra.Command {
 	o := checkOptions{}
 	cmd := &cobra.Command{
-		Use:   "check RUN_DIR",
-		Short: "Re-run every checker on a run directory and rewrite its results.json",
-		Long: `Re-run every checker from the files of a run directory (history.jsonl, logs.jsonl); the
-history is only read. Exits as run would: 0 valid, 1 invalid, 2 unknown, 254 bad input.`,
+		Use:   "check RUN_DIR | --format jepsen FILE",
+		Short: "Re-run the checkers on a run directory and rewrite its results.json",
+		Long: `Re-run the checkers from the files of a run directory (config.json, history.jsonl and, for the
+nodes' logs, logs.jsonl); the history is only read. Every line of the history is checked: a line
+it does not understand (a missing or non-numeric time, an unknown operation, a value of the wrong
+type, an index that does not increase, a completion without its invocation) exits 254 naming the
+file, line and field; a last line the run never finished writing is reported as torn and the rest
+is checked.
+
+--checkers chooses the checkers (default: every one that applies: linearizable or append, then
+log-agreement and node-invariants, which need logs.jsonl, and stats); results.json lists which ran
+and which did not. A checker that was asked for and cannot run makes the verdict unknown, never
+valid: to judge a history another tool wrote, without node logs, use --checkers linearizable,stats.
+
+--format jepsen FILE imports a Jepsen register history (history.edn of a single-key or an
+independent cas-register test, or knossos's test data): the events' order is their time, :read,
+:write and :cas are get, put and cas, :fail did not take effect. It is written as a run directory
+of its own under --store/jepsen-<name>/ and checked there (default checker: linearizable).
+Exits as run would: 0 valid, 1 invalid, 2 unknown, 254 bad input.`,
+		Example: `  paxtest check store/latest
+  paxtest check --checkers linearizable,stats my-tool-run/
+  paxtest check --format jepsen history.edn`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			o.Dir = args[0]
+			o.Dir, o.File = args[0], args[0]
 			return runCheck(o, stdout)
 		},
 	}
-	cmd.Flags().DurationVar(&o.Timeout, "check-timeout", 0, "linearizability check budget (default: the run's)")
+	f := cmd.Flags()
+	f.DurationVar(&o.Timeout, "check-timeout", 0, "linearizability check budget (default: the run's)")
+	f.StringSliceVar(&o.Checkers, "checkers", nil, "checkers to run: "+strings.Join(runner.Checkers(), ", ")+" (linearizable is linearizability)")
+	f.StringVar(&o.Format, "format", "paxtest", "the history's format: "+strings.Join(runner.Formats(), ", ")+" (jepsen: FILE is an EDN history)")
+	f.StringVar(&o.Store, "store", "store", "with --format jepsen: where the imported run directory is made")
 	return cmd
 }
 
 func runCheck(o checkOptions, stdout io.Writer) error {
-	if st, err := os.Stat(o.Dir); err != nil || !st.IsDir() {
+	if o.Format != "paxtest" {
+		dir, err := runner.Import(o.ImportOptions)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "imported %s into %s\n", o.File, dir)
+		o.Dir = dir
+	} else if st, err := os.Stat(o.Dir); err != nil || !st.IsDir() {
 		return usagef("%s is not a run directory", o.Dir)
 	}
-	res, err := runner.Check(o.Dir, o.Timeout)
+	res, err := runner.Check(o.CheckOptions)
 	if err != nil {
 		return err
 	}

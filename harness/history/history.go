@@ -12,9 +12,7 @@ package history
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"sync"
@@ -77,6 +75,8 @@ type Event struct {
 	// Targets of a nemesis event (node ids), and its free-form detail.
 	Targets []int  `json:"targets,omitempty"`
 	Detail  string `json:"detail,omitempty"`
+	// Line is the line the event was read from (0: not read from a file).
+	Line int `json:"-"`
 }
 
 // IsNemesis reports whether e is a nemesis event.
@@ -153,77 +153,4 @@ func (w *Writer) Close() error {
 		err = fmt.Errorf("close history: %w", cerr)
 	}
 	return err
-}
-
-// ParseError names the file and line of bad input.
-type ParseError struct {
-	Path string
-	Line int
-	Err  error
-}
-
-func (e *ParseError) Error() string {
-	if e.Line == 0 {
-		return fmt.Sprintf("history %s: %v", e.Path, e.Err)
-	}
-	return fmt.Sprintf("history %s line %d: %v", e.Path, e.Line, e.Err)
-}
-
-func (e *ParseError) Unwrap() error { return e.Err }
-
-// ReadFile parses a history file. A missing file, an unparseable line or an
-// event that breaks the format is a *ParseError. A final line without its
-// newline (the harness died while writing it) is left out.
-func ReadFile(path string) ([]Event, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, &ParseError{Path: path, Err: errors.New("no such file: is this a paxtest run directory?")}
-		}
-		return nil, &ParseError{Path: path, Err: err}
-	}
-	defer f.Close()
-	return Read(f, path)
-}
-
-// Read parses a history from r; name is used in errors.
-func Read(r io.Reader, name string) ([]Event, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
-	var out []Event
-	for line := 1; ; line++ {
-		b, err := br.ReadBytes('\n')
-		if err == io.EOF {
-			// a torn last line has no newline: the writer never finished it
-			return out, nil
-		}
-		if err != nil {
-			return nil, &ParseError{Path: name, Line: line, Err: err}
-		}
-		if len(b) <= 1 {
-			continue
-		}
-		var e Event
-		if err := json.Unmarshal(b, &e); err != nil {
-			return nil, &ParseError{Path: name, Line: line, Err: fmt.Errorf("not a JSON event: %w", err)}
-		}
-		if err := validate(e); err != nil {
-			return nil, &ParseError{Path: name, Line: line, Err: err}
-		}
-		out = append(out, e)
-	}
-}
-
-func validate(e Event) error {
-	switch e.Type {
-	case Invoke, OK, Fail, Info:
-	default:
-		return fmt.Errorf("type %q is not invoke, ok, fail or info", e.Type)
-	}
-	if e.F == "" {
-		return errors.New("event has no f")
-	}
-	if e.Time < 0 {
-		return fmt.Errorf("negative time %d", e.Time)
-	}
-	return nil
 }

@@ -2,6 +2,7 @@ package history
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,11 +25,12 @@ func TestWrittenEventsParseBack(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, w.Close())
-	out, err := ReadFile(path)
+	out, torn, err := ReadFile(path)
 	require.NoError(t, err)
+	require.Nil(t, torn)
 	require.Len(t, out, 3)
 	for i := range in {
-		in[i].Index = i
+		in[i].Index, in[i].Line = i, i+1
 	}
 	require.Equal(t, in, out)
 	require.True(t, out[2].IsNemesis())
@@ -45,31 +47,77 @@ func TestCreateNeverOverwritesAHistory(t *testing.T) {
 	require.Equal(t, "keep\n", string(b))
 }
 
-func TestParseErrorsNameFileAndLine(t *testing.T) {
+func TestTheReaderRefusesWhatItDoesNotUnderstandNamingFileLineAndField(t *testing.T) {
+	ok := `{"index":0,"time":1,"process":0,"type":"invoke","f":"get","key":"k","value":null}` + "\n"
 	for _, tc := range []struct{ name, text, want string }{
-		{"not json", `{"time":1,"process":0,"type":"invoke","f":"get"}` + "\n{oops\n", "line 2: not a JSON event"},
-		{"bad type", `{"time":1,"process":0,"type":"maybe","f":"get"}` + "\n", `line 1: type "maybe"`},
-		{"bad process", `{"time":1,"process":"x","type":"ok","f":"get"}` + "\n", "line 1:"},
+		{"not json", ok + "{oops\n", "h.jsonl line 2: "},
+		{"bad type", `{"time":1,"process":0,"type":"maybe","f":"get"}` + "\n", `h.jsonl line 1 field type: "maybe" is not invoke, ok, fail or info`},
+		{"bad process", `{"time":1,"process":"x","type":"ok","f":"get"}` + "\n", "h.jsonl line 1 field process: "},
+		{"no time", `{"process":0,"type":"invoke","f":"get"}` + "\n", "h.jsonl line 1 field time: missing"},
+		{"time not a number", `{"time":"soon","process":0,"type":"invoke","f":"get"}` + "\n", "h.jsonl line 1 field time"},
+		{"fractional time", `{"time":1.5,"process":0,"type":"invoke","f":"get"}` + "\n", "h.jsonl line 1 field time: 1.5 is not a non-negative integer"},
+		{"negative time", `{"time":-3,"process":0,"type":"invoke","f":"get"}` + "\n", "h.jsonl line 1 field time: -3 is not a non-negative integer"},
+		{"no f", `{"time":1,"process":0,"type":"invoke"}` + "\n", "h.jsonl line 1 field f: missing"},
+		{"unknown field", `{"time":1,"process":0,"type":"invoke","f":"get","colour":"red"}` + "\n", `h.jsonl line 1: `},
+		{"duplicate index", ok + `{"index":0,"time":2,"process":0,"type":"ok","f":"get","key":"k","value":null}` + "\n", "h.jsonl line 2 field index: 0 does not increase"},
+		{"index out of order", `{"index":5,"time":1,"process":0,"type":"invoke","f":"get"}` + "\n" + `{"index":3,"time":2,"process":0,"type":"ok","f":"get"}` + "\n", "h.jsonl line 2 field index: 3 does not increase (the line before had 5)"},
+		{"index missing midway", ok + `{"time":2,"process":0,"type":"ok","f":"get","key":"k","value":null}` + "\n", "h.jsonl line 2 field index: missing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Read(strings.NewReader(tc.text), "h.jsonl")
-			require.ErrorContains(t, err, "h.jsonl "+tc.want)
+			_, err := Stream(strings.NewReader(tc.text), "h.jsonl", func(*Event) error { return nil })
+			require.ErrorContains(t, err, tc.want)
+			var pe *ParseError
+			require.ErrorAs(t, err, &pe)
 		})
 	}
-	_, err := ReadFile(filepath.Join(t.TempDir(), "missing.jsonl"))
+	_, _, err := ReadFile(filepath.Join(t.TempDir(), "missing.jsonl"))
 	require.ErrorContains(t, err, "missing.jsonl")
 }
 
-func TestTornLastLineIsLeftOut(t *testing.T) {
-	text := `{"time":1,"process":0,"type":"invoke","f":"get"}` + "\n" + `{"time":2,"proc`
-	out, err := Read(strings.NewReader(text), "h")
+func TestACompleteLastLineIsReadAndATornOneIsReportedWithItsOffset(t *testing.T) {
+	first := `{"time":1,"process":0,"type":"invoke","f":"get"}` + "\n"
+	var got []Event
+	torn, err := Stream(strings.NewReader(first+`{"time":2,"process":0,"type":"ok","f":"get"}`), "h", func(e *Event) error {
+		got = append(got, *e)
+		return nil
+	})
 	require.NoError(t, err)
-	require.Len(t, out, 1)
+	require.Nil(t, torn)
+	require.Len(t, got, 2, "a whole last line without its newline is an event")
+	require.Equal(t, 2, got[1].Line)
+
+	got = nil
+	torn, err = Stream(strings.NewReader(first+`{"time":2,"proc`), "h", func(e *Event) error {
+		got = append(got, *e)
+		return nil
+	})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.Equal(t, &Torn{Line: 2, Offset: int64(len(first)), Bytes: len(`{"time":2,"proc`)}, torn)
+}
+
+func TestEventsLongerThanAChunkAndManyChunksKeepTheirOrder(t *testing.T) {
+	var b strings.Builder
+	n := 3 * chunkSize / 60
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `{"index":%d,"time":%d,"process":1,"type":"info","f":"get","detail":"x"}`+"\n", i, i)
+	}
+	fmt.Fprintf(&b, `{"index":%d,"time":1,"process":"nemesis","type":"info","f":"note","detail":%q}`+"\n", n, strings.Repeat("y", 2*chunkSize))
+	i := 0
+	torn, err := Stream(strings.NewReader(b.String()), "h", func(e *Event) error {
+		require.Equal(t, i, e.Index)
+		require.Equal(t, i+1, e.Line)
+		i++
+		return nil
+	})
+	require.NoError(t, err)
+	require.Nil(t, torn)
+	require.Equal(t, n+1, i)
 }
 
 // The golden history under testdata parses to the expected counts.
 func TestGoldenHistoryParses(t *testing.T) {
-	out, err := ReadFile(filepath.Join("testdata", "small.jsonl"))
+	out, _, err := ReadFile(filepath.Join("testdata", "small.jsonl"))
 	require.NoError(t, err)
 	counts := map[string]int{}
 	for _, e := range out {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/harness"
-	"github.com/paxtest/paxtest/harness/history"
 	"github.com/paxtest/paxtest/reports"
 )
 
@@ -27,7 +26,11 @@ func Report(dir string) error {
 	if err := json.Unmarshal(b, &res); err != nil {
 		return UsageError{fmt.Errorf("%s is damaged: %w", layout.Results(), err)}
 	}
-	h, err := history.ReadFile(layout.History())
+	var o Options
+	if err := json.Unmarshal(res.Config, &o); err != nil {
+		return UsageError{fmt.Errorf("%s: its config is damaged: %w", layout.Results(), err)}
+	}
+	h, err := checker.LoadHistory(layout.History(), o.Workload)
 	if err != nil {
 		return UsageError{err}
 	}
@@ -38,9 +41,11 @@ func Report(dir string) error {
 	return render(layout, res, h, logs)
 }
 
-func render(layout harness.Layout, res reports.Results, h []history.Event, logs []checker.LogSample) error {
+func render(layout harness.Layout, res reports.Results, h *checker.History, logs []checker.LogSample) error {
 	var o Options
-	json.Unmarshal(res.Config, &o)
+	if err := json.Unmarshal(res.Config, &o); err != nil {
+		return fmt.Errorf("render %s: the run's config is damaged: %w", layout.Index(), err)
+	}
 	at := int64(-1)
 	if len(res.Anomalies) > 0 {
 		at = res.Anomalies[0].Time

@@ -10,7 +10,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -18,9 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/harness"
-	"github.com/paxtest/paxtest/harness/history"
 	"github.com/paxtest/paxtest/nemesis"
 	"github.com/paxtest/paxtest/nemesis/fault"
 	"github.com/paxtest/paxtest/reports"
@@ -63,6 +60,10 @@ type Options struct {
 	// StartedAt is the wall-clock time of the run clock's zero, written
 	// once the cluster is up, so node logs line up with history times.
 	StartedAt time.Time `json:"started_at,omitzero"`
+	// Source and Format, for a history imported from another tool: the
+	// file it came from and its format (the run has no cluster).
+	Source string `json:"source,omitempty"`
+	Format string `json:"format,omitempty"`
 	// Binary and Env override how nodes are launched (tests).
 	Binary string   `json:"-"`
 	Env    []string `json:"-"`
@@ -225,87 +226,5 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 	if err != nil {
 		return reports.Results{Dir: layout.Dir}, err
 	}
-	return check(layout.Dir, o.CheckTimeout, interrupted)
-}
-
-// Check re-runs every checker on a run directory's files and rewrites its
-// results.json, linearizability.html and index.html; the history is only
-// read. A run recorded as interrupted stays marked so.
-func Check(dir string, timeout time.Duration) (reports.Results, error) {
-	var prev reports.Results
-	if old, err := os.ReadFile(harness.Layout{Dir: dir}.Results()); err == nil {
-		json.Unmarshal(old, &prev)
-	}
-	return check(dir, timeout, prev.Interrupted)
-}
-
-func check(dir string, timeout time.Duration, interrupted bool) (reports.Results, error) {
-	layout := harness.Layout{Dir: dir}
-	res := reports.Results{Dir: dir, Interrupted: interrupted}
-	cfgBytes, err := os.ReadFile(layout.Config())
-	if err != nil {
-		return res, UsageError{fmt.Errorf("%s: %w (is %s a paxtest run directory?)", layout.Config(), err, dir)}
-	}
-	var o Options
-	if err := json.Unmarshal(cfgBytes, &o); err != nil {
-		return res, UsageError{fmt.Errorf("%s is damaged: %w", layout.Config(), err)}
-	}
-	res.Config = cfgBytes
-	h, err := history.ReadFile(layout.History())
-	if err != nil {
-		return res, UsageError{err}
-	}
-	logs, err := checker.ReadLogs(layout.Logs())
-	if err != nil {
-		return res, UsageError{err}
-	}
-	if timeout <= 0 {
-		timeout = o.CheckTimeout
-	}
-	res.Checkers = map[string]checker.Result{}
-	var verdicts []string
-	if o.Workload == "append" {
-		res.Checkers["append"] = checker.CheckAppend(h)
-	} else {
-		lin := checker.CheckLinearizable(h, timeout)
-		res.Checkers["linearizability"] = lin.Result
-		f, err := os.Create(layout.Linearizability())
-		if err != nil {
-			return res, fmt.Errorf("write %s: %w", layout.Linearizability(), err)
-		}
-		var shades []checker.Shade
-		for _, iv := range reports.FaultIntervals(h) {
-			shades = append(shades, checker.Shade{Start: iv.Start, End: iv.End, Label: iv.Kind, Detail: iv.Detail})
-		}
-		verr := lin.Visualize(f, shades, 20)
-		if cerr := f.Close(); verr == nil {
-			verr = cerr
-		}
-		if verr != nil {
-			return res, fmt.Errorf("write %s: %w", layout.Linearizability(), verr)
-		}
-	}
-	res.Checkers["log-agreement"] = checker.CheckLogAgreement(h, logs)
-	res.Checkers["stats"] = checker.CheckStats(h)
-	res.Checkers["node-invariants"] = checker.CheckNodeInvariants(logs)
-	if len(h) == 0 {
-		res.Checkers["history"] = checker.Result{Verdict: checker.Unknown, Detail: "the history is empty: nothing was checked"}
-	}
-	res.Anomalies = []checker.Anomaly{}
-	for _, name := range []string{"linearizability", "append", "log-agreement", "node-invariants", "stats", "history"} {
-		if c, ok := res.Checkers[name]; ok {
-			verdicts = append(verdicts, c.Verdict)
-			res.Anomalies = append(res.Anomalies, c.Anomalies...)
-		}
-	}
-	res.Verdict = checker.Combine(verdicts...)
-	res.Ops, res.FinalReads, res.OpsPerSec, res.Seconds, res.Nemesis = reports.Summarize(h)
-	res.LongestGap = reports.LongestGap(h)
-	if b, err := os.ReadFile(filepath.Join(dir, "replay.json")); err == nil {
-		res.Replay = b
-	}
-	if err := reports.WriteJSON(layout.Results(), res); err != nil {
-		return res, err
-	}
-	return res, render(layout, res, h, logs)
+	return check(CheckOptions{Dir: layout.Dir, Timeout: o.CheckTimeout}, interrupted)
 }

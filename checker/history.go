@@ -1,0 +1,341 @@
+package checker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/paxtest/paxtest/harness/history"
+)
+
+// Vocabulary lists, per workload, the operations (f) its history may hold.
+var Vocabulary = map[string][]string{
+	"register": {"get", "put", "cas"},
+	"append":   {"append", "read"},
+}
+
+// Op is one client operation as the checkers see it: its invocation and
+// completion, read once from the history and kept compact.
+type Op struct {
+	Process int    `json:"process"`
+	F       string `json:"f"`
+	Key     string `json:"key"`
+	// Value: put and append, the value written; cas, To; get (ok), the
+	// value read (Found false: none).
+	Value string   `json:"value,omitempty"`
+	From  string   `json:"from,omitempty"`  // cas
+	Found bool     `json:"found,omitempty"` // get ok: the key had a value
+	List  []string `json:"list,omitempty"`
+	// Type is ok, fail, info, or "" when the history ends first.
+	Type     string `json:"type"`
+	Error    string `json:"error,omitempty"` // fail and info: why
+	Call     int64  `json:"invoke_time"`
+	Return   int64  `json:"complete_time,omitempty"`
+	Client   string `json:"client,omitempty"`
+	Seq      uint64 `json:"seq,omitempty"`
+	Node     string `json:"node,omitempty"`
+	Final    bool   `json:"final,omitempty"`
+	Line     int    `json:"line"`                // the invocation's line
+	DoneLine int    `json:"done_line,omitempty"` // the completion's line (0: none)
+}
+
+// Indeterminate reports whether the op may or may not have taken effect.
+func (o *Op) Indeterminate() bool { return o.Type == history.Info || o.Type == "" }
+
+// History is a run's history as the checkers and the report use it: the
+// client operations in invocation order, indexed by key, and the nemesis
+// events.
+type History struct {
+	Workload string
+	Ops      []Op
+	Keys     []string // in first-use order
+	ByKey    map[string][]int32
+	Nemesis  []history.Event
+	Torn     *history.Torn
+	Last     int64 // the last event's time
+	Events   int
+}
+
+// KeyOps returns the ops of one key, in invocation order.
+func (h *History) KeyOps(key string) []*Op {
+	idx := h.ByKey[key]
+	out := make([]*Op, len(idx))
+	for i, j := range idx {
+		out[i] = &h.Ops[j]
+	}
+	return out
+}
+
+// loader builds a History from events in file order, refusing what it does
+// not understand with the file, line and field.
+type loader struct {
+	h      *History
+	name   string
+	vocab  map[string]bool
+	open   map[history.Process]int // process -> index of its open op
+	kind   byte                    // 's' string values, 'i' integer values, 0 not yet known
+	kindAt int
+}
+
+func newLoader(name, workload string) (*loader, error) {
+	words, ok := Vocabulary[workload]
+	if !ok {
+		return nil, fmt.Errorf("unknown workload %q (accepted: register, append)", workload)
+	}
+	l := &loader{h: &History{Workload: workload, ByKey: map[string][]int32{}}, name: name, vocab: map[string]bool{}, open: map[history.Process]int{}}
+	for _, w := range words {
+		l.vocab[w] = true
+	}
+	return l, nil
+}
+
+func (l *loader) refuse(line int, field string, format string, args ...any) error {
+	return &history.ParseError{Path: l.name, Line: line, Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// add takes one event.
+func (l *loader) add(e *history.Event) error {
+	l.h.Events++
+	l.h.Last = max(l.h.Last, e.Time)
+	if e.IsNemesis() {
+		l.h.Nemesis = append(l.h.Nemesis, *e)
+		return nil
+	}
+	if !l.vocab[e.F] {
+		return l.refuse(e.Line, "f", "%q is not an operation of the %s workload (accepted: %s)", e.F, l.h.Workload, words(l.vocab))
+	}
+	if e.Type == history.Invoke {
+		if i, busy := l.open[e.Process]; busy {
+			return l.refuse(e.Line, "process", "process %d invokes again while its operation from line %d has not completed (one operation at a time per process)", e.Process, l.h.Ops[i].Line)
+		}
+		op := Op{Process: int(e.Process), F: e.F, Key: e.Key, Call: e.Time, Client: e.Client, Seq: e.Seq, Final: e.Final, Line: e.Line}
+		if err := l.input(&op, e); err != nil {
+			return err
+		}
+		if _, seen := l.h.ByKey[e.Key]; !seen {
+			l.h.Keys = append(l.h.Keys, e.Key)
+		}
+		l.h.ByKey[e.Key] = append(l.h.ByKey[e.Key], int32(len(l.h.Ops)))
+		l.open[e.Process] = len(l.h.Ops)
+		l.h.Ops = append(l.h.Ops, op)
+		return nil
+	}
+	i, ok := l.open[e.Process]
+	if !ok {
+		return l.refuse(e.Line, "type", "%s completion of process %d, which has no operation open (no invocation before it)", e.Type, e.Process)
+	}
+	op := &l.h.Ops[i]
+	if e.F != op.F || e.Key != op.Key {
+		return l.refuse(e.Line, "f", "completes %s %q but process %d invoked %s %q at line %d", e.F, e.Key, e.Process, op.F, op.Key, op.Line)
+	}
+	if e.Time < op.Call {
+		return l.refuse(e.Line, "time", "completion at %d is before its invocation at %d (line %d)", e.Time, op.Call, op.Line)
+	}
+	delete(l.open, e.Process)
+	op.Type, op.Return, op.Node, op.Error, op.DoneLine = e.Type, e.Time, e.Node, e.Error, e.Line
+	if e.Type == history.OK {
+		return l.output(op, e)
+	}
+	if e.Type == history.Fail && strings.HasPrefix(e.Error, ErrCASMismatch) && op.F != "cas" {
+		return l.refuse(e.Line, "error", "%s is only a cas's failure, not a %s's", ErrCASMismatch, op.F)
+	}
+	return nil
+}
+
+// ErrCASMismatch is the target's definite cas failure: the cas was
+// applied and the register did not hold its from value.
+const ErrCASMismatch = "cas-mismatch"
+
+// refusals are the error codes of a failure that was refused before it was
+// proposed (an error is "code" or "code: detail"): such an operation never
+// reached the state machine.
+var refusals = []string{"not-leader", "busy", "bad-request", "unavailable"}
+
+// Refused reports whether a failed operation's error says it never reached
+// the state machine. A failed cas that was not refused is evidence: it was
+// applied and the register did not hold its from value.
+func Refused(errorText string) bool {
+	code, _, _ := strings.Cut(errorText, ":")
+	return slices.Contains(refusals, strings.TrimSpace(code))
+}
+
+// scalar reads a register or list value: a string, or an integer; one
+// history uses one kind throughout (so that 1 and "1" never meet).
+func (l *loader) scalar(raw json.RawMessage, line int, field string) (string, error) {
+	if len(raw) > 0 && raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", l.refuse(line, field, "%v", err)
+		}
+		return s, l.kindOf('s', line, field)
+	}
+	if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+		return strconv.FormatInt(n, 10), l.kindOf('i', line, field)
+	}
+	return "", l.refuse(line, field, "%s is not a string or an integer", abbreviate(raw))
+}
+
+func (l *loader) kindOf(k byte, line int, field string) error {
+	switch {
+	case l.kind == 0:
+		l.kind, l.kindAt = k, line
+	case l.kind != k:
+		was := map[byte]string{'s': "strings", 'i': "integers"}[l.kind]
+		return l.refuse(line, field, "this history's values were %s (since line %d); mixing strings and integers could make 1 and \"1\" one value", was, l.kindAt)
+	}
+	return nil
+}
+
+func isNull(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
+
+// input reads an invocation's value.
+func (l *loader) input(op *Op, e *history.Event) error {
+	var err error
+	switch op.F {
+	case "put", "append":
+		op.Value, err = l.scalar(e.Value, e.Line, "value")
+	case "cas":
+		op.From, op.Value, err = l.casValue(e.Value, e.Line)
+	case "get", "read":
+		if !isNull(e.Value) {
+			return l.refuse(e.Line, "value", "a %s's invocation carries no value (null), not %s", op.F, abbreviate(e.Value))
+		}
+	}
+	return err
+}
+
+// casValue reads {"from": a, "to": b} or Jepsen's [a b].
+func (l *loader) casValue(raw json.RawMessage, line int) (from, to string, err error) {
+	var pair []json.RawMessage
+	var obj struct {
+		From *json.RawMessage `json:"from"`
+		To   *json.RawMessage `json:"to"`
+	}
+	switch {
+	case json.Unmarshal(raw, &pair) == nil:
+		if len(pair) != 2 {
+			return "", "", l.refuse(line, "value", "a cas is [from to], not %d values", len(pair))
+		}
+	case json.Unmarshal(raw, &obj) == nil && obj.From != nil && obj.To != nil:
+		pair = []json.RawMessage{*obj.From, *obj.To}
+	default:
+		return "", "", l.refuse(line, "value", "a cas is {\"from\": …, \"to\": …} or [from to], not %s", abbreviate(raw))
+	}
+	if from, err = l.scalar(pair[0], line, "value.from"); err != nil {
+		return "", "", err
+	}
+	to, err = l.scalar(pair[1], line, "value.to")
+	return from, to, err
+}
+
+// output reads what a successful operation returned.
+func (l *loader) output(op *Op, e *history.Event) error {
+	switch op.F {
+	case "get":
+		if isNull(e.Value) {
+			return nil
+		}
+		v, err := l.scalar(e.Value, e.Line, "value")
+		op.Value, op.Found = v, true
+		return err
+	case "read":
+		if isNull(e.Value) {
+			op.List = []string{}
+			return nil
+		}
+		var items []json.RawMessage
+		if err := json.Unmarshal(e.Value, &items); err != nil {
+			return l.refuse(e.Line, "value", "a read returns a list, not %s", abbreviate(e.Value))
+		}
+		op.List = make([]string, len(items))
+		for i, it := range items {
+			v, err := l.scalar(it, e.Line, fmt.Sprintf("value[%d]", i))
+			if err != nil {
+				return err
+			}
+			op.List[i] = v
+		}
+	case "put", "append":
+		if !isNull(e.Value) {
+			v, err := l.scalar(e.Value, e.Line, "value")
+			if err == nil && v != op.Value {
+				err = l.refuse(e.Line, "value", "%q, but the invocation (line %d) wrote %q", v, op.Line, op.Value)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func abbreviate(raw json.RawMessage) string {
+	s := string(raw)
+	if len(s) > 40 {
+		s = s[:37] + "..."
+	}
+	if s == "" {
+		return "nothing"
+	}
+	return s
+}
+
+func words(set map[string]bool) string {
+	var w []string
+	for k := range set {
+		w = append(w, k)
+	}
+	sort.Strings(w)
+	out := ""
+	for i, s := range w {
+		if i > 0 {
+			out += ", "
+		}
+		out += s
+	}
+	return out
+}
+
+// LoadHistory reads and checks a run's history in one streaming pass.
+func LoadHistory(path, workload string) (*History, error) {
+	l, err := newLoader(path, workload)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, &history.ParseError{Path: path, Err: errors.New("no such file: is this a paxtest run directory?")}
+		}
+		return nil, &history.ParseError{Path: path, Err: err}
+	}
+	defer f.Close()
+	torn, err := history.Stream(f, path, l.add)
+	if err != nil {
+		return nil, err
+	}
+	l.h.Torn = torn
+	return l.h, nil
+}
+
+// NewHistory builds a History from events in memory (tests, imports),
+// with the same checks as LoadHistory; name is used in errors.
+func NewHistory(name, workload string, events []history.Event) (*History, error) {
+	l, err := newLoader(name, workload)
+	if err != nil {
+		return nil, err
+	}
+	for i := range events {
+		e := events[i]
+		if e.Line == 0 {
+			e.Line = i + 1
+		}
+		if err := l.add(&e); err != nil {
+			return nil, err
+		}
+	}
+	return l.h, nil
+}

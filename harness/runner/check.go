@@ -1,0 +1,266 @@
+package runner
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/paxtest/paxtest/checker"
+	"github.com/paxtest/paxtest/harness"
+	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/reports"
+)
+
+// The checkers, by the names --checkers takes and results.json uses.
+const (
+	CheckLinearizable  = "linearizability" // register workload; also accepted as "linearizable"
+	CheckAppend        = "append"          // append workload
+	CheckLogAgreement  = "log-agreement"   // needs logs.jsonl
+	CheckNodeInvariant = "node-invariants" // needs logs.jsonl
+	CheckStats         = "stats"
+)
+
+// Checkers lists every checker name.
+func Checkers() []string {
+	return []string{CheckLinearizable, CheckAppend, CheckLogAgreement, CheckNodeInvariant, CheckStats}
+}
+
+// CheckOptions are the flags of `paxtest check`.
+type CheckOptions struct {
+	Dir     string
+	Timeout time.Duration // 0: the run's --check-timeout
+	// Checkers to run (empty: every one that applies to the workload);
+	// one that was asked for and cannot run makes the verdict unknown.
+	Checkers []string
+}
+
+// Check re-runs the checkers on a run directory's files and rewrites its
+// results.json, linearizability.html and index.html; the history is only
+// read. A run recorded as interrupted stays marked so.
+func Check(o CheckOptions) (reports.Results, error) {
+	var prev reports.Results
+	if old, err := os.ReadFile(harness.Layout{Dir: o.Dir}.Results()); err == nil {
+		if err := json.Unmarshal(old, &prev); err != nil {
+			return prev, UsageError{fmt.Errorf("%s is damaged: %w (move it away to check again)", harness.Layout{Dir: o.Dir}.Results(), err)}
+		}
+	}
+	return check(o, prev.Interrupted)
+}
+
+// wanted resolves --checkers against the workload: every checker that
+// applies when none is named.
+func wanted(names []string, workload string) ([]string, error) {
+	own := CheckLinearizable
+	if workload == "append" {
+		own = CheckAppend
+	}
+	if len(names) == 0 {
+		return []string{own, CheckLogAgreement, CheckNodeInvariant, CheckStats}, nil
+	}
+	var out []string
+	for _, n := range names {
+		if n == "linearizable" {
+			n = CheckLinearizable
+		}
+		switch {
+		case !slices.Contains(Checkers(), n):
+			return nil, fmt.Errorf("--checkers: unknown checker %q (accepted: linearizable, %s)", n, strings.Join(Checkers(), ", "))
+		case (n == CheckLinearizable || n == CheckAppend) && n != own:
+			return nil, fmt.Errorf("--checkers: %s does not apply to the %s workload (use %s)", n, workload, own)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func check(o CheckOptions, interrupted bool) (reports.Results, error) {
+	layout := harness.Layout{Dir: o.Dir}
+	res := reports.Results{Dir: o.Dir, Interrupted: interrupted}
+	cfgBytes, err := os.ReadFile(layout.Config())
+	if err != nil {
+		return res, UsageError{fmt.Errorf("%s: %w (is %s a paxtest run directory?)", layout.Config(), err, o.Dir)}
+	}
+	var run Options
+	if err := json.Unmarshal(cfgBytes, &run); err != nil {
+		return res, UsageError{fmt.Errorf("%s is damaged: %w", layout.Config(), err)}
+	}
+	res.Config = cfgBytes
+	if run.Workload == "" {
+		return res, UsageError{fmt.Errorf("%s names no workload (register or append)", layout.Config())}
+	}
+	asked := o.Checkers
+	if len(asked) == 0 && run.Format != "" {
+		asked = strings.Split(historyCheckers(run.Workload), ",")[:1] // an import has no nodes' logs: the history's own checker
+	}
+	names, err := wanted(asked, run.Workload)
+	if err != nil {
+		return res, UsageError{err}
+	}
+	h, err := checker.LoadHistory(layout.History(), run.Workload)
+	if err != nil {
+		if pe := new(history.ParseError); errors.As(err, &pe) {
+			return res, UsageError{err}
+		}
+		return res, err
+	}
+	res.Torn = h.Torn
+	var logs []checker.LogSample
+	haveLogs := true
+	if _, err := os.Stat(layout.Logs()); errors.Is(err, os.ErrNotExist) {
+		haveLogs = false
+	} else if logs, err = checker.ReadLogs(layout.Logs()); err != nil {
+		return res, UsageError{err}
+	}
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = run.CheckTimeout
+	}
+	res.Checkers = map[string]checker.Result{}
+	res.NotRun = map[string]string{}
+	for _, n := range Checkers() {
+		if !slices.Contains(names, n) {
+			res.NotRun[n] = "not asked for (--checkers)"
+		}
+	}
+	for _, n := range names {
+		switch n {
+		case CheckLinearizable:
+			lin := checker.CheckLinearizable(h, timeout)
+			res.Checkers[n] = lin.Result
+			if err := writeVisualization(layout, lin, h); err != nil {
+				return res, err
+			}
+		case CheckAppend:
+			res.Checkers[n] = checker.CheckAppend(h)
+		case CheckLogAgreement, CheckNodeInvariant:
+			switch {
+			case !haveLogs:
+				res.Checkers[n] = checker.Result{Verdict: checker.Unknown,
+					Detail: "no logs.jsonl in the run directory: the nodes' logs cannot be checked (to judge the history alone: --checkers " + historyCheckers(run.Workload) + ")"}
+			case n == CheckLogAgreement:
+				res.Checkers[n] = checker.CheckLogAgreement(h, logs)
+			default:
+				res.Checkers[n] = checker.CheckNodeInvariants(logs)
+			}
+		case CheckStats:
+			res.Checkers[n] = checker.CheckStats(h)
+		}
+	}
+	if len(h.Ops) == 0 {
+		res.Checkers["history"] = checker.Result{Verdict: checker.Unknown, Detail: "the history holds no client operation: nothing was checked"}
+	}
+	if h.Torn != nil {
+		res.Checkers["history"] = checker.Result{Verdict: res.Checkers["history"].Verdict,
+			Detail: fmt.Sprintf("the last line (%d, %d bytes at offset %d) was torn: the run was killed while writing it; the rest was checked", h.Torn.Line, h.Torn.Bytes, h.Torn.Offset)}
+		if r := res.Checkers["history"]; r.Verdict == "" {
+			r.Verdict = checker.Valid
+			res.Checkers["history"] = r
+		}
+	}
+	res.Anomalies = []checker.Anomaly{}
+	var verdicts []string
+	for _, n := range append(Checkers(), "history") {
+		if c, ok := res.Checkers[n]; ok {
+			verdicts = append(verdicts, c.Verdict)
+			res.Anomalies = append(res.Anomalies, c.Anomalies...)
+		}
+	}
+	res.Verdict = checker.Combine(verdicts...)
+	res.Ops, res.FinalReads, res.OpsPerSec, res.Seconds, res.Nemesis = reports.Summarize(h)
+	res.LongestGap = reports.LongestGap(h)
+	if b, err := os.ReadFile(filepath.Join(o.Dir, "replay.json")); err == nil {
+		res.Replay = b
+	}
+	if err := reports.WriteJSON(layout.Results(), res); err != nil {
+		return res, err
+	}
+	return res, render(layout, res, h, logs)
+}
+
+// historyCheckers are the checkers that need the history alone.
+func historyCheckers(workload string) string {
+	if workload == "append" {
+		return "append,stats"
+	}
+	return "linearizable,stats"
+}
+
+// writeVisualization writes linearizability.html (an index) and a page
+// per shown key under linearizability/.
+func writeVisualization(layout harness.Layout, lin checker.Linearizability, h *checker.History) error {
+	var shades []checker.Shade
+	for _, iv := range reports.FaultIntervals(h) {
+		shades = append(shades, checker.Shade{Start: iv.Start, End: iv.End, Label: iv.Kind, Detail: iv.Detail})
+	}
+	f, err := os.Create(layout.Linearizability())
+	if err != nil {
+		return fmt.Errorf("write %s: %w", layout.Linearizability(), err)
+	}
+	verr := lin.Visualize(f, strings.TrimSuffix(layout.Linearizability(), ".html"), shades)
+	if cerr := f.Close(); verr == nil {
+		verr = cerr
+	}
+	if verr != nil {
+		return fmt.Errorf("write %s: %w", layout.Linearizability(), verr)
+	}
+	return nil
+}
+
+// Formats lists the accepted --format values of `paxtest check`.
+func Formats() []string { return []string{"paxtest", "jepsen"} }
+
+// ImportOptions import a history another tool wrote.
+type ImportOptions struct {
+	File   string // Jepsen's history.edn, or knossos's test data
+	Format string
+	Store  string
+}
+
+// Import converts a Jepsen register history into a run directory of its
+// own under store/jepsen-<name>/ (config.json and history.jsonl in paxtest's
+// format, positions as times), so that it is checked, reported, served and
+// re-checked as a run is. It returns the directory.
+func Import(o ImportOptions) (string, error) {
+	if o.Format != "jepsen" {
+		return "", UsageError{fmt.Errorf("--format %q: accepted: %s", o.Format, strings.Join(Formats(), ", "))}
+	}
+	if st, err := os.Stat(o.File); err != nil || st.IsDir() {
+		if err == nil {
+			err = errors.New("a directory; give its history.edn")
+		}
+		return "", UsageError{fmt.Errorf("--format jepsen %s: %w", o.File, err)}
+	}
+	events, err := checker.ReadJepsen(o.File)
+	if err != nil {
+		return "", UsageError{err}
+	}
+	if _, err := checker.NewHistory(o.File, "register", events); err != nil {
+		return "", UsageError{err}
+	}
+	name := "jepsen-" + strings.TrimSuffix(filepath.Base(o.File), filepath.Ext(o.File))
+	layout, err := harness.NewRun(o.Store, name, time.Now())
+	if err != nil {
+		return "", err
+	}
+	cfg := Options{Workload: "register", CheckTimeout: DefaultOptions().CheckTimeout, Source: o.File, Format: o.Format}
+	if err := reports.WriteJSON(layout.Config(), cfg); err != nil {
+		return "", err
+	}
+	w, err := history.Create(layout.History())
+	if err != nil {
+		return "", err
+	}
+	for _, e := range events {
+		if _, err := w.Append(e); err != nil {
+			return "", errors.Join(err, w.Close())
+		}
+	}
+	return layout.Dir, w.Close()
+}
