@@ -1,6 +1,7 @@
 package checker
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -167,10 +168,12 @@ func Refused(errorText string) bool {
 // scalar reads a register or list value: a string, or an integer; one
 // history uses one kind throughout (so that 1 and "1" never meet).
 func (l *loader) scalar(raw json.RawMessage, line int, field string) (string, error) {
-	if len(raw) > 0 && raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", l.refuse(line, field, "%v", err)
+	if len(raw) > 1 && raw[0] == '"' {
+		s := string(raw[1 : len(raw)-1])
+		if bytes.IndexByte(raw, '\\') >= 0 { // escapes: let the decoder read them
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return "", l.refuse(line, field, "%v", err)
+			}
 		}
 		return s, l.kindOf('s', line, field)
 	}
@@ -313,6 +316,9 @@ func LoadHistory(path, workload string) (*History, error) {
 		return nil, &history.ParseError{Path: path, Err: err}
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err == nil {
+		l.h.Ops = make([]Op, 0, st.Size()/320) // an operation is two lines of about 160 bytes
+	}
 	torn, err := history.Stream(f, path, l.add)
 	if err != nil {
 		return nil, err

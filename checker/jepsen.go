@@ -153,6 +153,9 @@ func (j *jepsenReader) event(n int, m map[edn.Keyword]any) (history.Event, error
 		e.Key = fmt.Sprint(pair[0])
 		v = pair[1]
 	}
+	if e.F == "get" && e.Type == history.Invoke {
+		v = nil // what a read will return is no part of its invocation (knossos ignores it)
+	}
 	raw, err := ednJSON(v)
 	if err != nil {
 		return e, j.refuse(n, ":value", "%v", err)

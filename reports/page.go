@@ -258,25 +258,43 @@ func FaultIntervals(h *checker.History) []fault.Interval {
 // evidence is kept elsewhere on the page).
 const maxPoints = 60000
 
+// maxBuckets bounds the throughput chart's buckets.
+const maxBuckets = 10000
+
 func charts(h *checker.History) chartData {
 	var d chartData
 	type pt struct {
 		x, y float64
 		typ  string
 	}
-	var pts []pt
-	secs := int(h.Last/1e9) + 1
-	d.RateOK, d.RateFail, d.RateInfo = make([]int, secs), make([]int, secs), make([]int, secs)
-	for i := 0; i < secs; i++ {
-		d.RateX = append(d.RateX, float64(i))
+	completed := 0
+	for i := range h.Ops {
+		if op := &h.Ops[i]; !op.Final && op.Type != "" {
+			completed++
+		}
+	}
+	// sample while reading (ops are in invocation order), sort only the sample
+	step := max(1, completed/maxPoints)
+	pts := make([]pt, 0, min(completed, maxPoints+1))
+	seen := 0
+	// one bucket a second, or wider ones when the history spans more than
+	// maxBuckets seconds (its times are the user's, and may be anything)
+	width := max(int64(1e9), h.Last/maxBuckets+1)
+	buckets := int(h.Last/width) + 1
+	d.RateOK, d.RateFail, d.RateInfo = make([]int, buckets), make([]int, buckets), make([]int, buckets)
+	for i := 0; i < buckets; i++ {
+		d.RateX = append(d.RateX, float64(int64(i)*width)/1e9)
 	}
 	for i := range h.Ops {
 		op := &h.Ops[i]
 		if op.Final || op.Type == "" {
 			continue
 		}
-		pts = append(pts, pt{float64(op.Call) / 1e9, float64(op.Return-op.Call) / 1e6, op.Type})
-		s := min(int(op.Return/1e9), secs-1)
+		if seen%step == 0 {
+			pts = append(pts, pt{float64(op.Call) / 1e9, float64(op.Return-op.Call) / 1e6, op.Type})
+		}
+		seen++
+		s := min(int(op.Return/width), buckets-1)
 		switch op.Type {
 		case history.OK:
 			d.RateOK[s]++
@@ -287,9 +305,7 @@ func charts(h *checker.History) chartData {
 		}
 	}
 	sort.Slice(pts, func(i, j int) bool { return pts[i].x < pts[j].x })
-	step := max(1, len(pts)/maxPoints)
-	for i := 0; i < len(pts); i += step {
-		p := pts[i]
+	for _, p := range pts {
 		y := p.y
 		d.LatX = append(d.LatX, p.x)
 		var ok, fail, info *float64

@@ -17,7 +17,7 @@ func newCmdBench(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "bench",
 		Short: "Measure paxtest: bug-finding power (detect, mutants), the cost of α (window)",
 	}
-	cmd.AddCommand(newCmdBenchDetect(stdout, stderr), newCmdBenchWindow(stdout, stderr), newCmdBenchMutants(stdout, stderr))
+	cmd.AddCommand(newCmdBenchDetect(stdout, stderr), newCmdBenchWindow(stdout, stderr), newCmdBenchMutants(stdout, stderr), newCmdBenchCheck(stdout, stderr))
 	return cmd
 }
 
@@ -170,5 +170,43 @@ Prints the table and each survivor's diff; writes mutants.md and mutants.json un
 	f.StringVar(&o.Classified, "classified", "", "take the simulation classes from this mutants.json of an earlier bench on the same source")
 	f.IntVar(&o.Jobs, "jobs", 0, "simulations in parallel (0: one per core)")
 	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs")
+	return cmd
+}
+
+func newCmdBenchCheck(stdout, stderr io.Writer) *cobra.Command {
+	o := runner.BenchCheckOptions{}
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "paxtest check against porcupine alone on the same operations: time ratio and peak memory per history size",
+		Long: `For each --ops size, builds a register history (generated as the register workload makes
+one, or --from a run directory whose operations are repeated with keys renamed), writes it as a run
+directory, then times porcupine alone on the operations (in memory) and paxtest check on the run
+directory (a process of its own: read, check, results, report), both in this invocation. Prints
+the ratio, the check's peak RSS and its time per operation; writes check.md and check.json under
+--store/bench-check-<time>/.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Progress, o.Started = stderr, time.Now()
+			ctx, stop := interruptible(cmd.Context())
+			defer stop()
+			rows, err := runner.BenchCheck(ctx, o)
+			if err != nil {
+				return err
+			}
+			table := runner.BenchCheckTable(rows)
+			dir, err := runner.WriteBenchCheck(o.Store, o.Started, rows, table)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(stdout, table)
+			fmt.Fprintf(stdout, "written to %s\n", dir)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntSliceVar(&o.Ops, "ops", []int{100_000, 300_000, 1_000_000}, "history sizes, in operations")
+	f.StringVar(&o.From, "from", "", "a register run directory whose operations are repeated (default: a generated history)")
+	f.Int64Var(&o.Seed, "seed", 1, "seed of the generated history")
+	f.StringVar(&o.Store, "store", "store", "directory that keeps the histories and the table")
 	return cmd
 }

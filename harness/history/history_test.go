@@ -58,7 +58,7 @@ func TestTheReaderRefusesWhatItDoesNotUnderstandNamingFileLineAndField(t *testin
 		{"fractional time", `{"time":1.5,"process":0,"type":"invoke","f":"get"}` + "\n", "h.jsonl line 1 field time: 1.5 is not a non-negative integer"},
 		{"negative time", `{"time":-3,"process":0,"type":"invoke","f":"get"}` + "\n", "h.jsonl line 1 field time: -3 is not a non-negative integer"},
 		{"no f", `{"time":1,"process":0,"type":"invoke"}` + "\n", "h.jsonl line 1 field f: missing"},
-		{"unknown field", `{"time":1,"process":0,"type":"invoke","f":"get","colour":"red"}` + "\n", `h.jsonl line 1: `},
+		{"unknown field", `{"time":1,"process":0,"type":"invoke","f":"get","colour":"red"}` + "\n", `h.jsonl line 1 field colour: unknown field`},
 		{"duplicate index", ok + `{"index":0,"time":2,"process":0,"type":"ok","f":"get","key":"k","value":null}` + "\n", "h.jsonl line 2 field index: 0 does not increase"},
 		{"index out of order", `{"index":5,"time":1,"process":0,"type":"invoke","f":"get"}` + "\n" + `{"index":3,"time":2,"process":0,"type":"ok","f":"get"}` + "\n", "h.jsonl line 2 field index: 3 does not increase (the line before had 5)"},
 		{"index missing midway", ok + `{"time":2,"process":0,"type":"ok","f":"get","key":"k","value":null}` + "\n", "h.jsonl line 2 field index: missing"},

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"sync"
 
-	json "github.com/goccy/go-json"
+	"github.com/valyala/fastjson"
 )
 
 // ParseError names the file, line and field of input the reader refuses.
@@ -42,81 +42,118 @@ type Torn struct {
 	Bytes  int   `json:"bytes"`
 }
 
-// wire is an event as it stands in the file: required fields are pointers,
-// so that a missing one is told from a zero one.
-type wire struct {
-	Index   *int             `json:"index"`
-	Time    *json.RawMessage `json:"time"`
-	Process *json.RawMessage `json:"process"`
-	Type    *string          `json:"type"`
-	F       *string          `json:"f"`
-	Key     string           `json:"key"`
-	Value   json.RawMessage  `json:"value"`
-	Client  string           `json:"client"`
-	Seq     uint64           `json:"seq"`
-	Node    string           `json:"node"`
-	Error   string           `json:"error"`
-	Final   bool             `json:"final"`
-	Targets []int            `json:"targets"`
-	Detail  string           `json:"detail"`
-}
-
-// decode parses one line into e, checking the format: every field known,
-// time a non-negative integer, process a client number or "nemesis", type
-// one of four, f given. What an operation means is the checker's to judge.
-func decode(line []byte, e *Event) (field string, err error) {
-	var w wire
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		return fieldOf(err), err
+// decode parses one line into e, checking the format: every field known
+// and of its type, time a non-negative integer, process a client number or
+// "nemesis", type one of four, f given. What an operation means is the
+// checker's to judge. p is the caller's parser (one per goroutine).
+func decode(p *fastjson.Parser, line []byte, e *Event) (field string, err error) {
+	v, err := p.ParseBytes(line)
+	if err != nil {
+		return "", fmt.Errorf("not a JSON object: %w", err)
 	}
-	if dec.More() {
-		return "", errors.New("more than one JSON value on the line")
+	o, err := v.Object()
+	if err != nil {
+		return "", fmt.Errorf("not a JSON object but %s", v.Type())
 	}
-	if w.Time == nil {
+	*e = Event{Index: -1}
+	var have struct{ time, typ, f, process bool }
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if err != nil {
+			return
+		}
+		key := string(k)
+		field = key // kept only if this field is refused
+		str := func() string {
+			b, serr := v.StringBytes()
+			if serr != nil {
+				err = fmt.Errorf("want a string, not %s", v.Type())
+			}
+			return string(b)
+		}
+		switch key {
+		case "index":
+			n, ierr := v.Int()
+			if ierr != nil || n < 0 {
+				err = fmt.Errorf("want a non-negative integer, not %s", v)
+			}
+			e.Index = n
+		case "time":
+			have.time = true
+			if v.Type() != fastjson.TypeNumber {
+				err = fmt.Errorf("%s is not a non-negative integer of nanoseconds", v)
+				return
+			}
+			t, terr := strconv.ParseInt(string(v.MarshalTo(nil)), 10, 64)
+			if terr != nil || t < 0 {
+				err = fmt.Errorf("%s is not a non-negative integer of nanoseconds", v)
+			}
+			e.Time = t
+		case "process":
+			have.process = true
+			err = e.Process.UnmarshalJSON(v.MarshalTo(nil))
+		case "type":
+			have.typ = true
+			e.Type = intern(str())
+		case "f":
+			have.f = true
+			e.F = intern(str())
+		case "key":
+			e.Key = str()
+		case "value":
+			e.Value = v.MarshalTo(nil)
+		case "client":
+			e.Client = str()
+		case "seq":
+			n, serr := v.Uint64()
+			if serr != nil {
+				err = fmt.Errorf("want a non-negative integer, not %s", v)
+			}
+			e.Seq = n
+		case "node":
+			e.Node = str()
+		case "error":
+			e.Error = str()
+		case "detail":
+			e.Detail = str()
+		case "final":
+			b, berr := v.Bool()
+			if berr != nil {
+				err = fmt.Errorf("want true or false, not %s", v)
+			}
+			e.Final = b
+		case "targets":
+			items, aerr := v.Array()
+			if aerr != nil {
+				err = fmt.Errorf("want a list of node ids, not %s", v)
+				return
+			}
+			for _, it := range items {
+				id, ierr := it.Int()
+				if ierr != nil {
+					err = fmt.Errorf("want a list of node ids, not %s", v)
+					return
+				}
+				e.Targets = append(e.Targets, id)
+			}
+		default:
+			err = errors.New("unknown field (accepted: index, time, process, type, f, key, value, client, seq, node, error, final, targets, detail)")
+		}
+	})
+	switch {
+	case err != nil:
+		return field, err
+	case !have.time:
 		return "time", errors.New("missing: every event needs its time (nanoseconds since the run's start)")
-	}
-	t, err := strconv.ParseInt(string(*w.Time), 10, 64)
-	if err != nil || t < 0 {
-		return "time", fmt.Errorf("%s is not a non-negative integer of nanoseconds", bytes.TrimSpace(*w.Time))
-	}
-	if w.Type == nil {
+	case !have.typ:
 		return "type", errors.New("missing: one of invoke, ok, fail, info")
-	}
-	switch *w.Type {
-	case Invoke, OK, Fail, Info:
-	default:
-		return "type", fmt.Errorf("%q is not invoke, ok, fail or info", *w.Type)
-	}
-	if w.F == nil || *w.F == "" {
+	case e.Type != Invoke && e.Type != OK && e.Type != Fail && e.Type != Info:
+		return "type", fmt.Errorf("%q is not invoke, ok, fail or info", e.Type)
+	case !have.f || e.F == "":
 		return "f", errors.New("missing: every event names its operation")
-	}
-	if w.Process == nil {
+	case !have.process:
 		return "process", errors.New("missing: a client number or \"nemesis\"")
 	}
-	var p Process
-	if err := p.UnmarshalJSON(*w.Process); err != nil {
-		return "process", err
-	}
-	*e = Event{Time: t, Process: p, Type: intern(*w.Type), F: intern(*w.F), Key: w.Key, Value: w.Value, Client: w.Client,
-		Seq: w.Seq, Node: w.Node, Error: w.Error, Final: w.Final, Targets: w.Targets, Detail: w.Detail, Index: -1}
-	if w.Index != nil {
-		if *w.Index < 0 {
-			return "index", fmt.Errorf("negative (%d)", *w.Index)
-		}
-		e.Index = *w.Index
-	}
 	return "", nil
-}
-
-// fieldOf finds the field a decoding error is about, when it says.
-func fieldOf(err error) string {
-	var ute *json.UnmarshalTypeError
-	if errors.As(err, &ute) {
-		return ute.Field
-	}
-	return ""
 }
 
 var interned = map[string]string{}
@@ -162,29 +199,31 @@ func Stream(r io.Reader, name string, each func(*Event) error) (*Torn, error) {
 	go func() {
 		defer close(order)
 		defer close(jobs)
-		buf := make([]byte, 0, chunkSize)
+		var carry []byte // the start of a line the last read cut
 		line, off := 1, int64(0)
-		tmp := make([]byte, chunkSize)
 		for {
-			n, err := io.ReadFull(r, tmp)
-			buf = append(buf, tmp[:n]...)
+			// each chunk owns its buffer: what was carried over, then a read
+			buf := make([]byte, len(carry), len(carry)+chunkSize)
+			copy(buf, carry)
+			n, err := io.ReadFull(r, buf[len(carry):cap(buf)])
+			buf = buf[:len(carry)+n]
 			end := bytes.LastIndexByte(buf, '\n') + 1
 			last := err == io.EOF || err == io.ErrUnexpectedEOF
 			if last && end < len(buf) {
 				// a last line without its newline: whole, or torn?
 				var e Event
-				if _, derr := decode(buf[end:], &e); derr == nil {
+				if _, derr := decode(new(fastjson.Parser), buf[end:], &e); derr == nil {
 					buf = append(buf, '\n')
 					end = len(buf)
 				} else {
 					torn = &Torn{Line: line + bytes.Count(buf[:end], []byte{'\n'}), Offset: off + int64(end), Bytes: len(buf) - end}
 				}
 			}
+			carry = append([]byte(nil), buf[end:]...)
 			if end > 0 {
-				c := &chunk{data: append([]byte(nil), buf[:end]...), line: line, done: make(chan struct{})}
+				c := &chunk{data: buf[:end], line: line, done: make(chan struct{})}
 				line += bytes.Count(c.data, []byte{'\n'})
 				off += int64(end)
-				buf = append(buf[:0], buf[end:]...)
 				order <- c
 				jobs <- c
 			}
@@ -256,7 +295,8 @@ func Stream(r io.Reader, name string, each func(*Event) error) (*Torn, error) {
 
 // decodeChunk decodes every line of a chunk.
 func decodeChunk(c *chunk, name string) ([]Event, error) {
-	var out []Event
+	out := make([]Event, 0, bytes.Count(c.data, []byte{'\n'}))
+	var p fastjson.Parser
 	line := c.line
 	data := c.data
 	for len(data) > 0 {
@@ -265,7 +305,7 @@ func decodeChunk(c *chunk, name string) ([]Event, error) {
 		data = data[i+1:]
 		if len(bytes.TrimSpace(l)) > 0 {
 			var e Event
-			if field, err := decode(l, &e); err != nil {
+			if field, err := decode(&p, l, &e); err != nil {
 				return nil, &ParseError{Path: name, Line: line, Field: field, Err: err}
 			}
 			e.Line = line

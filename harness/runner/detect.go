@@ -198,9 +198,14 @@ func WriteDetect(store string, started time.Time, cells []DetectCell, table stri
 	return writeBench(store, "detect", started, table, cells)
 }
 
+// benchDir is where a bench started at started keeps its files.
+func benchDir(store, name string, started time.Time) string {
+	return filepath.Join(store, "bench-"+name+"-"+started.UTC().Format("20060102T150405"))
+}
+
 // writeBench writes <name>.md and <name>.json under store/bench-<name>-<time>/.
 func writeBench(store, name string, started time.Time, table string, v any) (string, error) {
-	dir := filepath.Join(store, "bench-"+name+"-"+started.UTC().Format("20060102T150405"))
+	dir := benchDir(store, name, started)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", dir, err)
 	}
