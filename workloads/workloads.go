@@ -156,29 +156,35 @@ func (cfg Config) home(w int) (int, bool) {
 	return 0, false
 }
 
-// FinalReads reads every key through every node, after the cluster healed.
+// finalReaders is how many readers read through each node at once.
+const finalReaders = 8
+
+// FinalReads reads every key through every node, after the cluster healed,
+// with a few readers per node at once.
 func FinalReads(ctx context.Context, cfg Config, wl Workload) error {
 	keys := wl.Keys()
 	var wg sync.WaitGroup
-	errs := make(chan error, len(cfg.Nodes))
+	errs := make(chan error, len(cfg.Nodes)*finalReaders)
 	for i := range cfg.Nodes {
 		if cfg.OutOfPlay != nil && cfg.OutOfPlay(i) {
 			continue
 		}
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			// final readers use process numbers beyond every worker's
-			c := newClient(cfg, 1_000_000+i, i)
-			c.start = i
-			for _, k := range keys {
-				c.node = i
-				if _, _, err := c.do(ctx, Op{F: wl.FinalRead(), Key: k}, true); err != nil {
-					errs <- err
-					return
+		for r := 0; r < finalReaders; r++ {
+			wg.Add(1)
+			go func(i, r int) {
+				defer wg.Done()
+				// final readers use process numbers beyond every worker's
+				c := newClient(cfg, 1_000_000+i*finalReaders+r, i)
+				c.start = i
+				for k := r; k < len(keys); k += finalReaders {
+					c.node = i
+					if _, _, err := c.do(ctx, Op{F: wl.FinalRead(), Key: keys[k]}, true); err != nil {
+						errs <- err
+						return
+					}
 				}
-			}
-		}(i)
+			}(i, r)
+		}
 	}
 	wg.Wait()
 	close(errs)

@@ -42,12 +42,35 @@ type Torn struct {
 	Bytes  int   `json:"bytes"`
 }
 
+// decoder decodes lines; one per goroutine. It keeps one copy of each
+// short string it has seen (operations, keys, clients, nodes), which a
+// history repeats on almost every line.
+type decoder struct {
+	p       fastjson.Parser
+	strings map[string]string
+}
+
+func newDecoder() *decoder { return &decoder{strings: map[string]string{}} }
+
+// str returns the shared copy of b.
+func (d *decoder) str(b []byte) string {
+	if s, ok := d.strings[string(b)]; ok {
+		return s
+	}
+	if len(d.strings) > 1<<16 { // too many to be repeats: stop keeping them
+		return string(b)
+	}
+	s := string(b)
+	d.strings[s] = s
+	return s
+}
+
 // decode parses one line into e, checking the format: every field known
 // and of its type, time a non-negative integer, process a client number or
 // "nemesis", type one of four, f given. What an operation means is the
-// checker's to judge. p is the caller's parser (one per goroutine).
-func decode(p *fastjson.Parser, line []byte, e *Event) (field string, err error) {
-	v, err := p.ParseBytes(line)
+// checker's to judge.
+func (d *decoder) decode(line []byte, e *Event) (field string, err error) {
+	v, err := d.p.ParseBytes(line)
 	if err != nil {
 		return "", fmt.Errorf("not a JSON object: %w", err)
 	}
@@ -68,7 +91,7 @@ func decode(p *fastjson.Parser, line []byte, e *Event) (field string, err error)
 			if serr != nil {
 				err = fmt.Errorf("want a string, not %s", v.Type())
 			}
-			return string(b)
+			return d.str(b)
 		}
 		switch key {
 		case "index":
@@ -93,10 +116,10 @@ func decode(p *fastjson.Parser, line []byte, e *Event) (field string, err error)
 			err = e.Process.UnmarshalJSON(v.MarshalTo(nil))
 		case "type":
 			have.typ = true
-			e.Type = intern(str())
+			e.Type = str()
 		case "f":
 			have.f = true
-			e.F = intern(str())
+			e.F = str()
 		case "key":
 			e.Key = str()
 		case "value":
@@ -114,7 +137,11 @@ func decode(p *fastjson.Parser, line []byte, e *Event) (field string, err error)
 		case "error":
 			e.Error = str()
 		case "detail":
-			e.Detail = str()
+			b, serr := v.StringBytes()
+			if serr != nil {
+				err = fmt.Errorf("want a string, not %s", v.Type())
+			}
+			e.Detail = string(b) // rarely repeated
 		case "final":
 			b, berr := v.Bool()
 			if berr != nil {
@@ -154,22 +181,6 @@ func decode(p *fastjson.Parser, line []byte, e *Event) (field string, err error)
 		return "process", errors.New("missing: a client number or \"nemesis\"")
 	}
 	return "", nil
-}
-
-var interned = map[string]string{}
-
-func init() {
-	for _, s := range []string{Invoke, OK, Fail, Info, "get", "put", "cas", "append", "read"} {
-		interned[s] = s
-	}
-}
-
-// intern returns the shared copy of a common word (read-only map).
-func intern(s string) string {
-	if v, ok := interned[s]; ok {
-		return v
-	}
-	return s
 }
 
 // chunkSize is how much of the file one decoding worker takes at a time.
@@ -212,7 +223,7 @@ func Stream(r io.Reader, name string, each func(*Event) error) (*Torn, error) {
 			if last && end < len(buf) {
 				// a last line without its newline: whole, or torn?
 				var e Event
-				if _, derr := decode(new(fastjson.Parser), buf[end:], &e); derr == nil {
+				if _, derr := newDecoder().decode(buf[end:], &e); derr == nil {
 					buf = append(buf, '\n')
 					end = len(buf)
 				} else {
@@ -241,8 +252,9 @@ func Stream(r io.Reader, name string, each func(*Event) error) (*Torn, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			d := newDecoder()
 			for c := range jobs {
-				c.events, c.err = decodeChunk(c, name)
+				c.events, c.err = d.chunk(c, name)
 				close(c.done)
 			}
 		}()
@@ -293,10 +305,9 @@ func Stream(r io.Reader, name string, each func(*Event) error) (*Torn, error) {
 	return torn, readErr
 }
 
-// decodeChunk decodes every line of a chunk.
-func decodeChunk(c *chunk, name string) ([]Event, error) {
+// chunk decodes every line of a chunk.
+func (d *decoder) chunk(c *chunk, name string) ([]Event, error) {
 	out := make([]Event, 0, bytes.Count(c.data, []byte{'\n'}))
-	var p fastjson.Parser
 	line := c.line
 	data := c.data
 	for len(data) > 0 {
@@ -305,7 +316,7 @@ func decodeChunk(c *chunk, name string) ([]Event, error) {
 		data = data[i+1:]
 		if len(bytes.TrimSpace(l)) > 0 {
 			var e Event
-			if field, err := decode(&p, l, &e); err != nil {
+			if field, err := d.decode(l, &e); err != nil {
 				return nil, &ParseError{Path: name, Line: line, Field: field, Err: err}
 			}
 			e.Line = line

@@ -53,19 +53,32 @@ type run struct {
 var errInterrupted = errors.New("interrupted")
 
 // execute runs the cluster, workload and nemesis; it reports whether the
-// run was interrupted. Teardown always happens; its errors are collected.
-func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemesis.Nemesis, wl workloads.Workload) (interrupted bool, err error) {
+// run was interrupted. The run's files are closed before it returns, its
+// errors collected; stopping the cluster is left to stop, which the
+// caller must call (it may check the files meanwhile).
+func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemesis.Nemesis, wl workloads.Workload) (interrupted bool, stop func() error, err error) {
 	r := &run{o: o, layout: layout, nems: nems, wl: wl}
-	defer func() { err = errors.Join(err, r.teardown()) }()
+	stop = func() error { return nil }
+	defer func() {
+		err = errors.Join(err, r.teardown())
+		if r.cluster != nil {
+			stop = func() error {
+				if err := r.cluster.Close(); err != nil {
+					return fmt.Errorf("teardown: %w", err)
+				}
+				return nil
+			}
+		}
+	}()
 	for _, phase := range []func(context.Context) error{r.start, r.load, r.heal, r.finalReads} {
 		if err := phase(ctx); err != nil {
 			if errors.Is(err, errInterrupted) || ctx.Err() != nil {
-				return true, nil
+				return true, stop, nil
 			}
-			return false, err
+			return false, stop, err
 		}
 	}
-	return false, nil
+	return false, stop, nil
 }
 
 func (r *run) onClose(f func() error) { r.closers = append(r.closers, f) }
@@ -105,12 +118,6 @@ func (r *run) start(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(err, r.net.Close())
 	}
-	r.onClose(func() error {
-		if err := r.cluster.Close(); err != nil {
-			return fmt.Errorf("teardown: %w", err)
-		}
-		return nil
-	})
 	if err := r.cluster.Start(ctx); err != nil {
 		if ctx.Err() != nil {
 			return errInterrupted
@@ -292,24 +299,23 @@ func (r *run) heal(ctx context.Context) error {
 	return nil
 }
 
-// finalReads reads every key through every node in play, then takes the
-// final log samples.
+// finalReads reads every key through every node in play while the
+// sampler reads every node's final log: the main phase's writes are all in
+// by now, and the final reads add no write.
 func (r *run) finalReads(ctx context.Context) error {
 	r.wcfg.OutOfPlay = func(i int) bool { return r.cluster.Retired(i + 1) }
 	fmt.Fprintf(r.o.Progress, "final reads of %d keys through %d nodes\n", len(r.wl.Keys()), len(r.cluster.IDs()))
-	if err := workloads.FinalReads(ctx, r.wcfg, r.wl); err != nil {
-		return fmt.Errorf("final reads: %w", err)
-	}
+	sampled := make(chan error, 1)
+	go func() { sampled <- r.samp.final(ctx) }()
+	readErr := workloads.FinalReads(ctx, r.wcfg, r.wl)
+	sampleErr := <-sampled
 	if ctx.Err() != nil {
 		return errInterrupted
 	}
-	if err := r.samp.final(ctx); err != nil {
-		if ctx.Err() != nil {
-			return errInterrupted
-		}
-		return err
+	if readErr != nil {
+		readErr = fmt.Errorf("final reads: %w", readErr)
 	}
-	return nil
+	return errors.Join(readErr, sampleErr)
 }
 
 // replaySchedule is the schedule a --replay value names: a run (or shrink)

@@ -10,6 +10,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -222,9 +223,13 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 		}
 	}
 	fmt.Fprintf(o.Progress, "run %s (seed %d)\n", layout.Dir, o.Seed)
-	interrupted, err := execute(ctx, o, layout, nems, wl)
+	interrupted, stop, err := execute(ctx, o, layout, nems, wl)
 	if err != nil {
-		return reports.Results{Dir: layout.Dir}, err
+		return reports.Results{Dir: layout.Dir}, errors.Join(err, stop())
 	}
-	return check(CheckOptions{Dir: layout.Dir, Timeout: o.CheckTimeout}, interrupted)
+	// the files are closed: check them while the nodes stop
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	res, err := check(CheckOptions{Dir: layout.Dir, Timeout: o.CheckTimeout}, interrupted)
+	return res, errors.Join(err, <-stopped)
 }
