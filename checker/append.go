@@ -5,7 +5,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/checker/history"
 )
 
 func nowMillis() int64 { return time.Now().UnixMilli() }

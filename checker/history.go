@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/checker/history"
 )
 
 // Vocabulary lists, per workload, the operations (f) its history may hold.

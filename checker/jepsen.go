@@ -12,7 +12,7 @@ import (
 
 	"olympos.io/encoding/edn"
 
-	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/checker/history"
 )
 
 // Jepsen histories (history.edn, knossos's test data) are read as Jepsen

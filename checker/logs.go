@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/checker/history"
 	"github.com/paxtest/paxtest/target/api"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/checker/history"
 )
 
 // KindNeverSucceeded: a kind of operation was invoked many times and never

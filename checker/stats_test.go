@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/checker/history"
 )
 
 func TestStatsFailsAKindOfOperationThatNeverSucceeded(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/paxtest/paxtest/nemesis/fault"
+	"github.com/paxtest/paxtest/nemesis/network"
 	"github.com/paxtest/paxtest/target/api"
 )
 
@@ -57,9 +58,14 @@ func abandon(format string, args ...any) error {
 // Ops are performed one at a time.
 type Exec struct {
 	Cluster Control
-	Net     FaultLayer
-	Rand    *rand.Rand
-	Now     func() int64
+	// Members changes the configuration; nil for a cluster without spare
+	// nodes (membership ops then fail, saying so).
+	Members MemberControl
+	Net     network.FaultLayer
+	// Delays slows links down; nil for a layer that only cuts them.
+	Delays network.Delayer
+	Rand   *rand.Rand
+	Now    func() int64
 	// Emit receives every fault and note performed, with its error.
 	Emit func(fault.Op, error)
 
@@ -76,11 +82,23 @@ type Exec struct {
 	paused  map[int]bool
 }
 
+// ExecConfig is what an executor acts on and records to.
+type ExecConfig struct {
+	Cluster  Control
+	Members  MemberControl // nil: no membership changes
+	Net      network.FaultLayer
+	Delays   network.Delayer // nil: links cannot be slowed
+	Rand     *rand.Rand
+	Now      func() int64
+	Schedule string // the file to record to ("": not recording)
+}
+
 // NewExec returns an executor. With a schedule path it records every op
 // there (the file is created, never overwritten) and polls the leader in
 // the background, so that recording an op never waits on a paused node.
-func NewExec(c Control, net FaultLayer, r *rand.Rand, now func() int64, schedule string) (*Exec, error) {
-	x := &Exec{Cluster: c, Net: net, Rand: r, Now: now, paused: map[int]bool{}}
+func NewExec(cfg ExecConfig) (*Exec, error) {
+	x := &Exec{Cluster: cfg.Cluster, Members: cfg.Members, Net: cfg.Net, Delays: cfg.Delays, Rand: cfg.Rand, Now: cfg.Now, paused: map[int]bool{}}
+	schedule := cfg.Schedule
 	if schedule == "" {
 		return x, nil
 	}
@@ -172,10 +190,7 @@ func (x *Exec) Note(source string, attempt int, text string) {
 }
 
 // CanDelay reports whether the fault layer can slow links down.
-func (x *Exec) CanDelay() bool {
-	_, ok := x.Net.(Delayer)
-	return ok
-}
+func (x *Exec) CanDelay() bool { return x.Delays != nil }
 
 // Perform executes an op whose value is concrete (nodes and links named),
 // records it and returns it with its time and, for a wait, what it found.
@@ -232,15 +247,14 @@ func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
 		}
 		return x.clearDelays()
 	case fault.Delay:
-		d, ok := x.Net.(Delayer)
-		if !ok {
+		if x.Delays == nil {
 			if len(op.Links) == 0 {
 				return nil
 			}
 			return fmt.Errorf("delaying links needs --net proxy; this fault layer can only cut them")
 		}
 		x.delayed = len(op.Links) > 0
-		return d.Delay(op.Links, time.Duration(op.Ms)*time.Millisecond)
+		return x.Delays.Delay(op.Links, time.Duration(op.Ms)*time.Millisecond)
 	case fault.Kill:
 		for _, id := range op.Nodes {
 			if err := c.Kill(id); err != nil {
@@ -271,14 +285,13 @@ func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
 			delete(x.paused, id)
 		}
 	case fault.Join, fault.Retire:
-		mc, ok := c.(MemberControl)
-		if !ok {
+		if x.Members == nil {
 			return fmt.Errorf("%s: this cluster has no spare nodes", op.F)
 		}
 		if op.F == fault.Join {
-			return mc.Join(ctx, op.Node)
+			return x.Members.Join(ctx, op.Node)
 		}
-		return mc.Retire(op.Node)
+		return x.Members.Retire(op.Node)
 	case fault.AwaitLeader:
 		op.Node = waitLeaderAmong(ctx, c, op.Nodes, x.within(op, 5*time.Second), 2*time.Millisecond)
 		if op.Node == 0 {
@@ -321,22 +334,20 @@ func (x *Exec) within(op *fault.Op, def time.Duration) time.Duration {
 }
 
 func (x *Exec) clearDelays() error {
-	d, ok := x.Net.(Delayer)
-	if !ok || !x.delayed {
+	if x.Delays == nil || !x.delayed {
 		return nil
 	}
 	x.delayed = false
-	return d.Delay(nil, 0)
+	return x.Delays.Delay(nil, 0)
 }
 
 // members sends a membership change through the leader.
 func (x *Exec) members(ctx context.Context, op *fault.Op) error {
-	mc, ok := x.Cluster.(MemberControl)
-	if !ok {
+	if x.Members == nil {
 		return fmt.Errorf("members: this cluster has no spare nodes")
 	}
 	ch := op.Change
-	res, err := mc.ChangeMembers(ctx, api.MembersRequest{Op: ch.Op, Node: uint64(ch.Node), With: uint64(ch.With)})
+	res, err := x.Members.ChangeMembers(ctx, api.MembersRequest{Op: ch.Op, Node: uint64(ch.Node), With: uint64(ch.With)})
 	if err != nil {
 		return fmt.Errorf("members: %w", err)
 	}

@@ -49,8 +49,7 @@ func (m *Membership) Start(ctx context.Context, x *Exec) error {
 
 // canSplit: three members, none pending, a spare to start.
 func (m *Membership) canSplit(ctx context.Context, x *Exec) bool {
-	mc, ok := x.Cluster.(MemberControl)
-	if !ok || len(mc.Spares()) == 0 {
+	if x.Members == nil || len(x.Members.Spares()) == 0 {
 		return false
 	}
 	l := x.Cluster.Leader(ctx)
@@ -68,8 +67,8 @@ func (m *Membership) change(ctx context.Context, x *Exec) error {
 		return nil
 	}
 	op := func(o fault.Op) fault.Op { o.Source, o.Attempt = m.Name(), m.turn; return o }
-	mc, ok := x.Cluster.(MemberControl)
-	if !ok {
+	mc := x.Members
+	if mc == nil {
 		return skip("this cluster has no spare nodes")
 	}
 	leader := x.Cluster.Leader(ctx)

@@ -1,3 +1,13 @@
+// Package nemesis owns faults: the nemeses (partitions of several shapes,
+// kill -9 and restart, pause and resume, leader kills, membership changes,
+// the leader-aware scenarios and the schedule language they are written
+// in), the mix that draws and overlaps them, and Exec, the one executor
+// that performs every fault op (nemesis/fault), records it and hands it to
+// the history; Replay re-performs a recorded schedule through it.
+//
+// It acts on the cluster only through Control and MemberControl and on
+// traffic only through the fault layers of nemesis/network; it must not
+// generate client operations or judge results.
 package nemesis
 
 import (

@@ -14,7 +14,7 @@ import (
 func TestTheExecutorRecordsWhatItPerformsAndReplayReadsItBack(t *testing.T) {
 	f := newFake(3, 2)
 	path := filepath.Join(t.TempDir(), ScheduleFile)
-	x, err := NewExec(f, f, nil, func() int64 { return 7 }, path)
+	x, err := NewExec(ExecConfig{Cluster: f, Net: f, Delays: f, Now: func() int64 { return 7 }, Schedule: path})
 	require.NoError(t, err)
 	_, err = x.Perform(context.Background(), fault.Op{F: fault.Kill, Nodes: []int{2}, Source: "kill"})
 	require.NoError(t, err)
@@ -33,7 +33,7 @@ func TestTheExecutorRecordsWhatItPerformsAndReplayReadsItBack(t *testing.T) {
 	require.Equal(t, []int{2}, ops[3].Nodes, "the heal restarted the killed node")
 	require.Equal(t, []string{"kill n2", "restart n2"}, f.actions)
 	require.Empty(t, f.blocked)
-	_, err = NewExec(f, f, nil, func() int64 { return 0 }, path)
+	_, err = NewExec(ExecConfig{Cluster: f, Net: f, Delays: f, Now: func() int64 { return 0 }, Schedule: path})
 	require.Error(t, err, "a recorded schedule is never overwritten")
 }
 

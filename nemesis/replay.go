@@ -75,8 +75,8 @@ func (m ids) bind(recorded, actual int) bool {
 func (p *Replay) Run(ctx context.Context, x *Exec) error {
 	p.report.Steps = len(p.Ops)
 	all := x.Cluster.IDs()
-	if mc, ok := x.Cluster.(MemberControl); ok {
-		all = append(all, mc.Spares()...) // a spare joins under its own id
+	if x.Members != nil {
+		all = append(all, x.Members.Spares()...) // a spare joins under its own id
 	}
 	m := ids{}
 	for _, id := range all {

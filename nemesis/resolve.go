@@ -424,8 +424,8 @@ func (r resolver) config() (api.Status, error) {
 // spare picks a node out of play to start, first retiring the running
 // nodes an earlier attempt removed (once no configuration holds them).
 func (r resolver) spare() (int, error) {
-	mc, ok := r.x.Cluster.(MemberControl)
-	if !ok {
+	mc := r.x.Members
+	if mc == nil {
 		return 0, fmt.Errorf("spare needs a cluster with spare nodes")
 	}
 	st, err := r.config()

@@ -17,7 +17,7 @@ func TestTheMixOverlapsFaultsOfDifferentKindsAndLiftsThemAllAtTheEnd(t *testing.
 	var mu sync.Mutex
 	var ops []fault.Op
 	start := time.Now()
-	x, err := NewExec(f, f, rand.New(rand.NewSource(3)), func() int64 { return int64(time.Since(start)) }, "")
+	x, err := NewExec(ExecConfig{Cluster: f, Net: f, Delays: f, Rand: rand.New(rand.NewSource(3)), Now: func() int64 { return int64(time.Since(start)) }})
 	require.NoError(t, err)
 	x.Emit = func(op fault.Op, _ error) {
 		mu.Lock()

@@ -2,9 +2,7 @@ package nemesis
 
 import (
 	"context"
-	"io"
 	"math/rand"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -124,7 +122,11 @@ func execFor(f *fakeCluster, c Control) (*Exec, *[]fault.Op) {
 		c = f
 	}
 	var ops []fault.Op
-	x, err := NewExec(c, f, rand.New(rand.NewSource(1)), func() int64 { return 0 }, "")
+	cfg := ExecConfig{Cluster: c, Net: f, Delays: f, Rand: rand.New(rand.NewSource(1)), Now: func() int64 { return 0 }}
+	if m, ok := c.(MemberControl); ok {
+		cfg.Members = m
+	}
+	x, err := NewExec(cfg)
 	if err != nil {
 		panic(err)
 	}
@@ -292,51 +294,6 @@ func TestAwaitCommitWaitsForTheSlotBoundByAwaitAccepted(t *testing.T) {
 	require.NoError(t, (&Scripted{Label: "t", Scripts: []*Script{s}}).Start(context.Background(), x))
 	require.Contains(t, notes(*ops)[0], "X=slot 11")
 	require.Equal(t, []string{"kill n1"}, f.actions)
-}
-
-func TestDelayedLinkHoldsBytesAndACutDropsWhatItHeld(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	got := make(chan []byte, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				b, _ := io.ReadAll(c)
-				got <- b
-			}()
-		}
-	}()
-	p := NewProxy()
-	require.NoError(t, p.Setup(map[int]string{1: "127.0.0.1:1", 2: ln.Addr().String()}))
-	defer p.Close()
-	const d = 150 * time.Millisecond
-	require.NoError(t, p.Delay([][2]int{{1, 2}}, d))
-
-	c, err := net.Dial("tcp", p.Dial(1, 2))
-	require.NoError(t, err)
-	start := time.Now()
-	_, err = c.Write([]byte("held"))
-	require.NoError(t, err)
-	c.Close()
-	b := <-got
-	require.Equal(t, "held", string(b))
-	require.GreaterOrEqual(t, time.Since(start), d, "the bytes were held for the delay")
-
-	// bytes still held when the link is cut never arrive
-	c, err = net.Dial("tcp", p.Dial(1, 2))
-	require.NoError(t, err)
-	_, err = c.Write([]byte("lost"))
-	require.NoError(t, err)
-	time.Sleep(d / 3) // the proxy has read them and holds them
-	require.NoError(t, p.Block([][2]int{{1, 2}}))
-	b = <-got
-	require.Empty(t, string(b), "what the cut link held was dropped")
-	c.Close()
 }
 
 func TestPollUntilStopsWhenDoneAtTheDeadlineOrWhenTheContextEnds(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/paxtest/paxtest/checker"
-	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/checker/history"
 	"github.com/paxtest/paxtest/nemesis/fault"
 )
 

@@ -14,7 +14,7 @@ import (
 	"sort"
 
 	"github.com/paxtest/paxtest/checker"
-	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/checker/history"
 	"github.com/paxtest/paxtest/nemesis/fault"
 )
 

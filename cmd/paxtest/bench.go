@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/paxtest/paxtest/harness/runner"
+	"github.com/paxtest/paxtest/harness"
 )
 
 func newCmdBench(stdout, stderr io.Writer) *cobra.Command {
@@ -22,7 +22,7 @@ func newCmdBench(stdout, stderr io.Writer) *cobra.Command {
 }
 
 type detectOptions struct {
-	runner.DetectOptions
+	harness.DetectOptions
 	Gate bool
 }
 
@@ -65,19 +65,19 @@ func runDetect(ctx context.Context, o detectOptions, stdout io.Writer) error {
 	ctx, stop := interruptible(ctx)
 	defer stop()
 	started := time.Now()
-	cells, err := runner.Detect(ctx, o.DetectOptions)
+	cells, err := harness.Detect(ctx, o.DetectOptions)
 	if err != nil {
 		return err
 	}
-	table := runner.DetectTable(cells, o.Runs, o.TimeLimit)
-	dir, err := runner.WriteDetect(o.Store, started, cells, table)
+	table := harness.DetectTable(cells, o.Runs, o.TimeLimit)
+	dir, err := harness.WriteDetect(o.Store, started, cells, table)
 	if err != nil {
 		return err
 	}
 	fmt.Fprint(stdout, table)
 	fmt.Fprintf(stdout, "written to %s\n", dir)
 	if o.Gate {
-		if p := runner.DetectGate(cells); len(p) > 0 {
+		if p := harness.DetectGate(cells); len(p) > 0 {
 			return gateError{p}
 		}
 	}
@@ -85,7 +85,7 @@ func runDetect(ctx context.Context, o detectOptions, stdout io.Writer) error {
 }
 
 func newCmdBenchWindow(stdout, stderr io.Writer) *cobra.Command {
-	o := runner.WindowOptions{}
+	o := harness.WindowOptions{}
 	cmd := &cobra.Command{
 		Use:   "window",
 		Short: "Acknowledged ops/s for each α (--window), as ratios to the last one, measured in the same invocation",
@@ -95,12 +95,12 @@ func newCmdBenchWindow(stdout, stderr io.Writer) *cobra.Command {
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
 			started := time.Now()
-			rows, err := runner.BenchWindow(ctx, o)
+			rows, err := harness.BenchWindow(ctx, o)
 			if err != nil {
 				return err
 			}
-			table := runner.WindowTable(rows, o)
-			dir, err := runner.WriteWindow(o.Store, started, rows, table)
+			table := harness.WindowTable(rows, o)
+			dir, err := harness.WriteWindow(o.Store, started, rows, table)
 			if err != nil {
 				return err
 			}
@@ -121,7 +121,7 @@ func newCmdBenchWindow(stdout, stderr io.Writer) *cobra.Command {
 }
 
 func newCmdBenchMutants(stdout, stderr io.Writer) *cobra.Command {
-	o := runner.MutantsOptions{}
+	o := harness.MutantsOptions{}
 	cmd := &cobra.Command{
 		Use:   "mutants",
 		Short: "Mutation score: mutants of the core and state machine, classified by the simulation, hunted by the live harness",
@@ -143,12 +143,12 @@ Prints the table and each survivor's diff; writes mutants.md and mutants.json un
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
 			started := time.Now()
-			rep, err := runner.Mutants(ctx, o)
+			rep, err := harness.Mutants(ctx, o)
 			if err != nil {
 				return err
 			}
-			table := runner.MutantsTable(rep)
-			dir, err := runner.WriteMutants(o.Store, started, rep, table)
+			table := harness.MutantsTable(rep)
+			dir, err := harness.WriteMutants(o.Store, started, rep, table)
 			if err != nil {
 				return err
 			}
@@ -174,7 +174,7 @@ Prints the table and each survivor's diff; writes mutants.md and mutants.json un
 }
 
 func newCmdBenchCheck(stdout, stderr io.Writer) *cobra.Command {
-	o := runner.BenchCheckOptions{}
+	o := harness.BenchCheckOptions{}
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "paxtest check against porcupine alone on the same operations: time ratio and peak memory per history size",
@@ -189,12 +189,12 @@ the ratio, the check's peak RSS and its time per operation; writes check.md and 
 			o.Progress, o.Started = stderr, time.Now()
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
-			rows, err := runner.BenchCheck(ctx, o)
+			rows, err := harness.BenchCheck(ctx, o)
 			if err != nil {
 				return err
 			}
-			table := runner.BenchCheckTable(rows)
-			dir, err := runner.WriteBenchCheck(o.Store, o.Started, rows, table)
+			table := harness.BenchCheckTable(rows)
+			dir, err := harness.WriteBenchCheck(o.Store, o.Started, rows, table)
 			if err != nil {
 				return err
 			}

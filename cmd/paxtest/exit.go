@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/paxtest/paxtest/checker"
-	"github.com/paxtest/paxtest/harness/runner"
+	"github.com/paxtest/paxtest/harness"
 )
 
 // Exit codes, as Jepsen's: 0 valid, 1 invalid, 2 unknown, 254 bad arguments
@@ -64,7 +64,7 @@ func exitCode(err error, stderr io.Writer) int {
 		return exitUnknown
 	}
 	var ue usageError
-	var re runner.UsageError
+	var re harness.UsageError
 	if errors.As(err, &ue) || errors.As(err, &re) || isCobraUsage(err) {
 		fmt.Fprintf(stderr, "paxtest: %v\n", err)
 		return exitUsage

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/paxtest/paxtest/harness/runner"
+	"github.com/paxtest/paxtest/harness"
 	"github.com/paxtest/paxtest/nemesis"
 	"github.com/paxtest/paxtest/reports"
 	"github.com/paxtest/paxtest/target/bugs"
@@ -19,7 +19,7 @@ import (
 )
 
 func newCmdRun(stdout, stderr io.Writer) *cobra.Command {
-	o := runner.DefaultOptions()
+	o := harness.DefaultOptions()
 	var bugList []string
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -71,8 +71,8 @@ Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 the harness fa
 
 // replayOptions takes a recorded run's configuration; only --store and
 // --check-timeout come from the command line.
-func replayOptions(cli runner.Options) (runner.Options, error) {
-	o, err := runner.ReadRunOptions(cli.Replay)
+func replayOptions(cli harness.Options) (harness.Options, error) {
+	o, err := harness.ReadRunOptions(cli.Replay)
 	if err != nil {
 		return cli, fmt.Errorf("--replay: %w", err)
 	}
@@ -80,10 +80,10 @@ func replayOptions(cli runner.Options) (runner.Options, error) {
 	return o, nil
 }
 
-func runRun(ctx context.Context, o runner.Options, stdout io.Writer) error {
+func runRun(ctx context.Context, o harness.Options, stdout io.Writer) error {
 	ctx, stop := interruptible(ctx)
 	defer stop()
-	res, err := runner.Run(ctx, o)
+	res, err := harness.Run(ctx, o)
 	if err != nil {
 		if res.Dir != "" {
 			return fmt.Errorf("run %s: %w", res.Dir, err)
@@ -95,8 +95,8 @@ func runRun(ctx context.Context, o runner.Options, stdout io.Writer) error {
 }
 
 type checkOptions struct {
-	runner.CheckOptions
-	runner.ImportOptions
+	harness.CheckOptions
+	harness.ImportOptions
 }
 
 func newCmdCheck(stdout, stderr io.Writer) *cobra.Command {
@@ -132,15 +132,15 @@ Exits as run would: 0 valid, 1 invalid, 2 unknown, 254 bad input.`,
 	}
 	f := cmd.Flags()
 	f.DurationVar(&o.Timeout, "check-timeout", 0, "linearizability check budget (default: the run's)")
-	f.StringSliceVar(&o.Checkers, "checkers", nil, "checkers to run: "+strings.Join(runner.Checkers(), ", ")+" (linearizable is linearizability)")
-	f.StringVar(&o.Format, "format", "paxtest", "the history's format: "+strings.Join(runner.Formats(), ", ")+" (jepsen: FILE is an EDN history)")
+	f.StringSliceVar(&o.Checkers, "checkers", nil, "checkers to run: "+strings.Join(harness.Checkers(), ", ")+" (linearizable is linearizability)")
+	f.StringVar(&o.Format, "format", "paxtest", "the history's format: "+strings.Join(harness.Formats(), ", ")+" (jepsen: FILE is an EDN history)")
 	f.StringVar(&o.Store, "store", "store", "with --format jepsen: where the imported run directory is made")
 	return cmd
 }
 
 func runCheck(o checkOptions, stdout io.Writer) error {
 	if o.Format != "paxtest" {
-		dir, err := runner.Import(o.ImportOptions)
+		dir, err := harness.Import(o.ImportOptions)
 		if err != nil {
 			return err
 		}
@@ -149,7 +149,7 @@ func runCheck(o checkOptions, stdout io.Writer) error {
 	} else if st, err := os.Stat(o.Dir); err != nil || !st.IsDir() {
 		return usagef("%s is not a run directory", o.Dir)
 	}
-	res, err := runner.Check(o.CheckOptions)
+	res, err := harness.Check(o.CheckOptions)
 	if err != nil {
 		return err
 	}
@@ -163,7 +163,7 @@ func newCmdReport(stdout, _ io.Writer) *cobra.Command {
 		Short: "Re-render a run directory's index.html from its files",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if err := runner.Report(args[0]); err != nil {
+			if err := harness.Report(args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(args[0], "index.html"))

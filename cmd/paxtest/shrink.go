@@ -7,11 +7,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/paxtest/paxtest/harness/runner"
+	"github.com/paxtest/paxtest/harness"
 )
 
 func newCmdShrink(stdout, stderr io.Writer) *cobra.Command {
-	o := runner.ShrinkOptions{}
+	o := harness.ShrinkOptions{}
 	cmd := &cobra.Command{
 		Use:   "shrink RUN_DIR",
 		Short: "Find a smaller fault schedule that still makes an invalid run fail",
@@ -38,18 +38,18 @@ paxtest run --replay accepts; the schedule is printed.`,
 	return cmd
 }
 
-func runShrink(ctx context.Context, o runner.ShrinkOptions, stdout io.Writer) error {
+func runShrink(ctx context.Context, o harness.ShrinkOptions, stdout io.Writer) error {
 	ctx, stop := interruptible(ctx)
 	defer stop()
-	res, err := runner.Shrink(ctx, o)
+	res, err := harness.Shrink(ctx, o)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "recorded schedule of %s: %d steps, %d of them faults (%d steps up to the first anomaly)\n", o.Dir, res.Recorded, res.Faults, res.Truncated)
-	fmt.Fprint(stdout, runner.FormatSchedule(res.Before))
+	fmt.Fprint(stdout, harness.FormatSchedule(res.Before))
 	fmt.Fprintf(stdout, "\nshrunk to %d steps, %d of them faults, after %d candidates (%d replays); it failed in %d of %d verifying replays:\n",
 		len(res.Steps), res.Kept, res.Tests, res.Replays, res.Failed, res.Verify)
-	fmt.Fprint(stdout, runner.FormatSchedule(res.Steps))
+	fmt.Fprint(stdout, harness.FormatSchedule(res.Steps))
 	fmt.Fprintf(stdout, "\nwritten to %s (replay: paxtest run --replay %s)\n", res.Dir, res.Dir)
 	return nil
 }

@@ -10,12 +10,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/paxtest/paxtest/harness/runner"
+	"github.com/paxtest/paxtest/harness"
 	"github.com/paxtest/paxtest/reports"
 )
 
 func newCmdSoak(stdout, stderr io.Writer) *cobra.Command {
-	o := runner.SoakOptions{}
+	o := harness.SoakOptions{}
 	cmd := &cobra.Command{
 		Use:   "soak",
 		Short: "Run tests back to back for a duration, with JUnit output (nightly CI)",
@@ -53,15 +53,15 @@ type soakExit struct{ code int }
 
 func (e soakExit) Error() string { return fmt.Sprintf("soak: exit %d", e.code) }
 
-func runSoak(ctx context.Context, o runner.SoakOptions, stdout io.Writer) error {
+func runSoak(ctx context.Context, o harness.SoakOptions, stdout io.Writer) error {
 	ctx, stop := interruptible(ctx)
 	defer stop()
 	started := time.Now()
-	runs, err := runner.Soak(ctx, o)
+	runs, err := harness.Soak(ctx, o)
 	if err != nil {
 		return err
 	}
-	dir, err := runner.WriteSoakSummary(o.Store, started, runs)
+	dir, err := harness.WriteSoakSummary(o.Store, started, runs)
 	if err != nil {
 		return err
 	}
@@ -86,7 +86,7 @@ func runSoak(ctx context.Context, o runner.SoakOptions, stdout io.Writer) error 
 		fmt.Fprintf(stdout, "%-8s %s seed %d  %s\n", r.Verdict, r.Name, r.Seed, r.Dir)
 	}
 	fmt.Fprintf(stdout, "soak: %d runs, %d passed; summary %s\n", len(runs), passed, filepath.Join(dir, "index.html"))
-	if code := runner.SoakExit(runs); code != 0 {
+	if code := harness.SoakExit(runs); code != 0 {
 		return soakExit{code}
 	}
 	return nil

@@ -21,8 +21,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
-
 	"github.com/paxtest/paxtest/target/api"
 	"github.com/paxtest/paxtest/target/bugs"
 	"github.com/paxtest/paxtest/target/kv"
@@ -164,21 +162,21 @@ func (s *Server) fail(err error) {
 
 // Stop shuts the node down cleanly, flushing the WAL.
 func (s *Server) Stop() error {
-	var errs *multierror.Error
+	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := s.http.Shutdown(ctx); err != nil {
-		errs = multierror.Append(errs, fmt.Errorf("stop client port: %w", err))
+		errs = append(errs, fmt.Errorf("stop client port: %w", err))
 	}
 	close(s.stop)
 	<-s.stopped
 	if err := s.tr.Close(); err != nil {
-		errs = multierror.Append(errs, err)
+		errs = append(errs, err)
 	}
 	if err := s.wal.Close(); err != nil {
-		errs = multierror.Append(errs, err)
+		errs = append(errs, err)
 	}
-	return errs.ErrorOrNil()
+	return errors.Join(errs...)
 }
 
 // loop is the only goroutine that touches the core and the store.

@@ -17,8 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
-
 	"github.com/paxtest/paxtest/target/paxos"
 )
 
@@ -104,9 +102,9 @@ func (t *Transport) Send(m paxos.Message) bool {
 // Close stops every goroutine and closes every connection.
 func (t *Transport) Close() error {
 	close(t.stop)
-	var errs *multierror.Error
+	var errs []error
 	if err := t.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		errs = multierror.Append(errs, fmt.Errorf("close peer listener: %w", err))
+		errs = append(errs, fmt.Errorf("close peer listener: %w", err))
 	}
 	t.mu.Lock()
 	for c := range t.conns {
@@ -114,7 +112,7 @@ func (t *Transport) Close() error {
 	}
 	t.mu.Unlock()
 	t.wg.Wait()
-	return errs.ErrorOrNil()
+	return errors.Join(errs...)
 }
 
 func (t *Transport) track(c net.Conn, on bool) bool {

@@ -1,12 +1,4 @@
-// Package runner is `paxtest run` and `paxtest check`: it lays out a run,
-// starts the cluster through the harness, drives the workload and the
-// nemesis against one clock, heals, performs the final reads, samples the
-// nodes' chosen logs, tears everything down, and then checks the history
-// from disk exactly as `paxtest check` does.
-//
-// It wires the other packages together; protocol, fault, workload and
-// checking logic live in them.
-package runner
+package harness
 
 import (
 	"context"
@@ -18,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/paxtest/paxtest/harness"
+	"github.com/paxtest/paxtest/harness/layout"
 	"github.com/paxtest/paxtest/nemesis"
 	"github.com/paxtest/paxtest/nemesis/fault"
 	"github.com/paxtest/paxtest/reports"
@@ -210,26 +202,26 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
-	layout, err := harness.NewRun(o.Store, o.Name(), time.Now())
+	lay, err := layout.NewRun(o.Store, o.Name(), time.Now())
 	if err != nil {
 		return reports.Results{}, err
 	}
-	if err := reports.WriteJSON(layout.Config(), o); err != nil {
+	if err := reports.WriteJSON(lay.Config(), o); err != nil {
 		return reports.Results{}, err
 	}
 	if scriptText != nil {
-		if err := os.WriteFile(filepath.Join(layout.Dir, "nemesis-schedule.pax"), scriptText, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(lay.Dir, "nemesis-schedule.pax"), scriptText, 0o644); err != nil {
 			return reports.Results{}, fmt.Errorf("keep the schedule file: %w", err)
 		}
 	}
-	fmt.Fprintf(o.Progress, "run %s (seed %d)\n", layout.Dir, o.Seed)
-	interrupted, stop, err := execute(ctx, o, layout, nems, wl)
+	fmt.Fprintf(o.Progress, "run %s (seed %d)\n", lay.Dir, o.Seed)
+	interrupted, stop, err := execute(ctx, o, lay, nems, wl)
 	if err != nil {
-		return reports.Results{Dir: layout.Dir}, errors.Join(err, stop())
+		return reports.Results{Dir: lay.Dir}, errors.Join(err, stop())
 	}
 	// the files are closed: check them while the nodes stop
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
-	res, err := check(CheckOptions{Dir: layout.Dir, Timeout: o.CheckTimeout}, interrupted)
+	res, err := check(CheckOptions{Dir: lay.Dir, Timeout: o.CheckTimeout}, interrupted)
 	return res, errors.Join(err, <-stopped)
 }

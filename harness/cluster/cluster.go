@@ -1,7 +1,17 @@
-package harness
+// Package cluster launches and stops the target's nodes as a cluster:
+// ports and directories, the command line of each node, health and leader
+// waits, kill -9, pause, restart, spare nodes joining and retiring, and a
+// teardown that leaves no process behind. Nodes are processes started
+// through a Launcher (local children today, with Pdeathsig).
+//
+// It owns processes and ports. It must not decide faults (nemesis/),
+// generate operations (workloads/) or judge histories (checker/); it sees
+// the network fault layer only as a network.Network.
+package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -14,32 +24,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
-
+	"github.com/paxtest/paxtest/nemesis/network"
 	"github.com/paxtest/paxtest/target/api"
 )
 
-// Network is what the cluster needs of the network fault layer: which
-// loopback host each node binds, and which address a node dials to reach a
-// peer (a proxy's, or the peer's own).
-type Network interface {
-	Host(id int) string
-	Setup(peers map[int]string) error // the nodes' real peer addresses
-	Dial(from, to int) string
-	Close() error
-}
-
-// Direct is the Network without faults: nodes bind 127.0.0.1 and dial each
-// other directly.
-type Direct struct{ peers map[int]string }
-
-func (*Direct) Host(int) string                    { return "127.0.0.1" }
-func (d *Direct) Setup(peers map[int]string) error { d.peers = peers; return nil }
-func (d *Direct) Dial(_, to int) string            { return d.peers[to] }
-func (*Direct) Close() error                       { return nil }
-
-// ClusterConfig configures a cluster.
-type ClusterConfig struct {
+// Config configures a cluster.
+type Config struct {
 	Nodes int // the initial configuration: n1..n<Nodes>
 	// Spares are nodes n<Nodes+1>.. outside the initial configuration,
 	// with ports and directories ready; they run only once Join starts
@@ -50,7 +40,7 @@ type ClusterConfig struct {
 	Dir      string   // the run directory: nodes/<id>.log, nodes/<id>/data
 	Bugs     string   // passed to every node's --bug
 	Seed     int64
-	Net      Network
+	Net      network.Network
 	Launcher Launcher
 	// Timing of the nodes.
 	Tick           time.Duration
@@ -79,12 +69,12 @@ func (n *Node) Name() string { return "n" + strconv.Itoa(n.ID) }
 
 // Cluster is a set of node processes.
 type Cluster struct {
-	cfg   ClusterConfig
+	cfg   Config
 	nodes []*Node
 }
 
 // NewCluster allocates loopback ports and directories; it starts nothing.
-func NewCluster(cfg ClusterConfig) (*Cluster, error) {
+func New(cfg Config) (*Cluster, error) {
 	if cfg.Nodes < 1 {
 		return nil, fmt.Errorf("a cluster needs at least one node, not %d", cfg.Nodes)
 	}
@@ -96,7 +86,7 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 		cfg.Binary = exe
 	}
 	if cfg.Net == nil {
-		cfg.Net = &Direct{}
+		cfg.Net = &network.Direct{}
 	}
 	if cfg.Launcher == nil {
 		cfg.Launcher = Local{}
@@ -522,7 +512,7 @@ func (c *Cluster) pauseResume(id int, pause bool) error {
 // Close stops every node (resuming paused ones first) and closes the
 // network layer. Every error is collected; nothing is left running.
 func (c *Cluster) Close() error {
-	var errs *multierror.Error
+	var errs []error
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, n := range c.nodes {
@@ -537,14 +527,14 @@ func (c *Cluster) Close() error {
 			defer wg.Done()
 			if err := p.Stop(); err != nil {
 				mu.Lock()
-				errs = multierror.Append(errs, fmt.Errorf("stop %s: %w", n.Name(), err))
+				errs = append(errs, fmt.Errorf("stop %s: %w", n.Name(), err))
 				mu.Unlock()
 			}
 		}(n, p)
 	}
 	wg.Wait()
 	if err := c.cfg.Net.Close(); err != nil {
-		errs = multierror.Append(errs, fmt.Errorf("close network fault layer: %w", err))
+		errs = append(errs, fmt.Errorf("close network fault layer: %w", err))
 	}
-	return errs.ErrorOrNil()
+	return errors.Join(errs...)
 }

@@ -1,4 +1,4 @@
-package nemesis
+package network
 
 import (
 	"errors"
@@ -8,8 +8,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-
-	"github.com/hashicorp/go-multierror"
 )
 
 // Chain is the iptables chain paxtest owns. Only one iptables run at a time
@@ -92,32 +90,32 @@ func (t *IPTables) Block(links [][2]int) error {
 func (t *IPTables) Close() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var errs *multierror.Error
+	var errs []error
 	if err := Cleanup(); err != nil {
-		errs = multierror.Append(errs, err)
+		errs = append(errs, err)
 	}
 	if !t.hadFilter && nftTableExists() && nftTableEmpty() {
 		if out, err := exec.Command("nft", "delete", "table", "ip", "filter").CombinedOutput(); err != nil {
-			errs = multierror.Append(errs, fmt.Errorf("nft delete table ip filter: %v: %s", err, strings.TrimSpace(string(out))))
+			errs = append(errs, fmt.Errorf("nft delete table ip filter: %v: %s", err, strings.TrimSpace(string(out))))
 		}
 	}
-	return errs.ErrorOrNil()
+	return errors.Join(errs...)
 }
 
 // Cleanup removes paxtest's chain and every jump to it, if present.
 func Cleanup() error {
-	var errs *multierror.Error
+	var errs []error
 	for ipt("-D", "OUTPUT", "-j", Chain) == nil {
 	}
 	if chainExists() {
 		if err := ipt("-F", Chain); err != nil {
-			errs = multierror.Append(errs, err)
+			errs = append(errs, err)
 		}
 		if err := ipt("-X", Chain); err != nil {
-			errs = multierror.Append(errs, err)
+			errs = append(errs, err)
 		}
 	}
-	return errs.ErrorOrNil()
+	return errors.Join(errs...)
 }
 
 func chainExists() bool { return exec.Command("iptables", "-w", "-S", Chain).Run() == nil }

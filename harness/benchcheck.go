@@ -1,4 +1,4 @@
-package runner
+package harness
 
 import (
 	"bufio"
@@ -19,7 +19,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/paxtest/paxtest/checker"
-	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/checker/history"
 	"github.com/paxtest/paxtest/reports"
 )
 

@@ -1,4 +1,4 @@
-package runner
+package harness
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/paxtest/paxtest/harness"
+	"github.com/paxtest/paxtest/harness/layout"
 	"github.com/paxtest/paxtest/reports"
 )
 
@@ -135,7 +135,7 @@ func trim(runs []reports.SoakRun, budget int64) {
 		}
 		before := dirSize(r.Dir)
 		os.RemoveAll(filepath.Join(r.Dir, "nodes"))
-		os.Remove(harness.Layout{Dir: r.Dir}.Logs())
+		os.Remove(layout.Layout{Dir: r.Dir}.Logs())
 		r.Trimmed = true
 		total -= before - dirSize(r.Dir)
 	}

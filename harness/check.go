@@ -1,4 +1,4 @@
-package runner
+package harness
 
 import (
 	"encoding/json"
@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/paxtest/paxtest/checker"
-	"github.com/paxtest/paxtest/harness"
-	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/checker/history"
+	"github.com/paxtest/paxtest/harness/layout"
 	"github.com/paxtest/paxtest/reports"
 )
 
@@ -44,9 +44,9 @@ type CheckOptions struct {
 // read. A run recorded as interrupted stays marked so.
 func Check(o CheckOptions) (reports.Results, error) {
 	var prev reports.Results
-	if old, err := os.ReadFile(harness.Layout{Dir: o.Dir}.Results()); err == nil {
+	if old, err := os.ReadFile(layout.Layout{Dir: o.Dir}.Results()); err == nil {
 		if err := json.Unmarshal(old, &prev); err != nil {
-			return prev, UsageError{fmt.Errorf("%s is damaged: %w (move it away to check again)", harness.Layout{Dir: o.Dir}.Results(), err)}
+			return prev, UsageError{fmt.Errorf("%s is damaged: %w (move it away to check again)", layout.Layout{Dir: o.Dir}.Results(), err)}
 		}
 	}
 	return check(o, prev.Interrupted)
@@ -81,19 +81,19 @@ func wanted(names []string, workload string) ([]string, error) {
 }
 
 func check(o CheckOptions, interrupted bool) (reports.Results, error) {
-	layout := harness.Layout{Dir: o.Dir}
+	lay := layout.Layout{Dir: o.Dir}
 	res := reports.Results{Dir: o.Dir, Interrupted: interrupted}
-	cfgBytes, err := os.ReadFile(layout.Config())
+	cfgBytes, err := os.ReadFile(lay.Config())
 	if err != nil {
-		return res, UsageError{fmt.Errorf("%s: %w (is %s a paxtest run directory?)", layout.Config(), err, o.Dir)}
+		return res, UsageError{fmt.Errorf("%s: %w (is %s a paxtest run directory?)", lay.Config(), err, o.Dir)}
 	}
 	var run Options
 	if err := json.Unmarshal(cfgBytes, &run); err != nil {
-		return res, UsageError{fmt.Errorf("%s is damaged: %w", layout.Config(), err)}
+		return res, UsageError{fmt.Errorf("%s is damaged: %w", lay.Config(), err)}
 	}
 	res.Config = cfgBytes
 	if run.Workload == "" {
-		return res, UsageError{fmt.Errorf("%s names no workload (register or append)", layout.Config())}
+		return res, UsageError{fmt.Errorf("%s names no workload (register or append)", lay.Config())}
 	}
 	asked := o.Checkers
 	if len(asked) == 0 && run.Format != "" {
@@ -103,7 +103,7 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	if err != nil {
 		return res, UsageError{err}
 	}
-	h, err := checker.LoadHistory(layout.History(), run.Workload)
+	h, err := checker.LoadHistory(lay.History(), run.Workload)
 	if err != nil {
 		if pe := new(history.ParseError); errors.As(err, &pe) {
 			return res, UsageError{err}
@@ -113,9 +113,9 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	res.Torn = h.Torn
 	var logs []checker.LogSample
 	haveLogs := true
-	if _, err := os.Stat(layout.Logs()); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(lay.Logs()); errors.Is(err, os.ErrNotExist) {
 		haveLogs = false
-	} else if logs, err = checker.ReadLogs(layout.Logs()); err != nil {
+	} else if logs, err = checker.ReadLogs(lay.Logs()); err != nil {
 		return res, UsageError{err}
 	}
 	timeout := o.Timeout
@@ -134,7 +134,7 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 		case CheckLinearizable:
 			lin := checker.CheckLinearizable(h, timeout)
 			res.Checkers[n] = lin.Result
-			if err := writeVisualization(layout, lin, h); err != nil {
+			if err := writeVisualization(lay, lin, h); err != nil {
 				return res, err
 			}
 		case CheckAppend:
@@ -178,10 +178,10 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	if b, err := os.ReadFile(filepath.Join(o.Dir, "replay.json")); err == nil {
 		res.Replay = b
 	}
-	if err := reports.WriteJSON(layout.Results(), res); err != nil {
+	if err := reports.WriteJSON(lay.Results(), res); err != nil {
 		return res, err
 	}
-	return res, render(layout, res, h, logs)
+	return res, render(lay, res, h, logs)
 }
 
 // historyCheckers are the checkers that need the history alone.
@@ -194,21 +194,21 @@ func historyCheckers(workload string) string {
 
 // writeVisualization writes linearizability.html (an index) and a page
 // per shown key under linearizability/.
-func writeVisualization(layout harness.Layout, lin checker.Linearizability, h *checker.History) error {
+func writeVisualization(lay layout.Layout, lin checker.Linearizability, h *checker.History) error {
 	var shades []checker.Shade
 	for _, iv := range reports.FaultIntervals(h) {
 		shades = append(shades, checker.Shade{Start: iv.Start, End: iv.End, Label: iv.Kind, Detail: iv.Detail})
 	}
-	f, err := os.Create(layout.Linearizability())
+	f, err := os.Create(lay.Linearizability())
 	if err != nil {
-		return fmt.Errorf("write %s: %w", layout.Linearizability(), err)
+		return fmt.Errorf("write %s: %w", lay.Linearizability(), err)
 	}
-	verr := lin.Visualize(f, strings.TrimSuffix(layout.Linearizability(), ".html"), shades)
+	verr := lin.Visualize(f, strings.TrimSuffix(lay.Linearizability(), ".html"), shades)
 	if cerr := f.Close(); verr == nil {
 		verr = cerr
 	}
 	if verr != nil {
-		return fmt.Errorf("write %s: %w", layout.Linearizability(), verr)
+		return fmt.Errorf("write %s: %w", lay.Linearizability(), verr)
 	}
 	return nil
 }
@@ -245,15 +245,15 @@ func Import(o ImportOptions) (string, error) {
 		return "", UsageError{err}
 	}
 	name := "jepsen-" + strings.TrimSuffix(filepath.Base(o.File), filepath.Ext(o.File))
-	layout, err := harness.NewRun(o.Store, name, time.Now())
+	lay, err := layout.NewRun(o.Store, name, time.Now())
 	if err != nil {
 		return "", err
 	}
 	cfg := Options{Workload: "register", CheckTimeout: DefaultOptions().CheckTimeout, Source: o.File, Format: o.Format}
-	if err := reports.WriteJSON(layout.Config(), cfg); err != nil {
+	if err := reports.WriteJSON(lay.Config(), cfg); err != nil {
 		return "", err
 	}
-	w, err := history.Create(layout.History())
+	w, err := history.Create(lay.History())
 	if err != nil {
 		return "", err
 	}
@@ -262,5 +262,5 @@ func Import(o ImportOptions) (string, error) {
 			return "", errors.Join(err, w.Close())
 		}
 	}
-	return layout.Dir, w.Close()
+	return lay.Dir, w.Close()
 }

@@ -1,43 +1,13 @@
-// Package nemesis owns faults: the network fault layer (a TCP proxy per
-// directed peer link, or iptables rules on per-node loopback addresses),
-// partition shapes, process faults (kill -9 and restart, pause and resume,
-// leader kill), and the schedule that injects and heals them. Every fault
-// and heal is reported as an event for the history.
-//
-// It acts on the cluster only through the harness's Cluster methods and on
-// traffic only through a FaultLayer; it must not generate client operations
-// or judge results.
-package nemesis
+package network
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/go-multierror"
 )
-
-// FaultLayer is the network fault mechanism: it is the harness's Network,
-// and it can block directed links.
-type FaultLayer interface {
-	Host(id int) string
-	Setup(peers map[int]string) error
-	Dial(from, to int) string
-	// Block cuts exactly the given directed links (from, to); every other
-	// link is open. Block(nil) heals everything.
-	Block(links [][2]int) error
-	Close() error
-}
-
-// Delayer is a fault layer that can also slow directed links down.
-type Delayer interface {
-	// Delay holds every byte sent over the given directed links for d before
-	// passing it on; every other link carries no delay. Blocking a link drops
-	// what it was holding.
-	Delay(links [][2]int, d time.Duration) error
-}
 
 // Proxy is the default fault layer, needing no privileges: every directed
 // peer link from→to passes through a TCP proxy owned by the harness. A
@@ -118,14 +88,14 @@ func (p *Proxy) Delay(links [][2]int, d time.Duration) error {
 func (p *Proxy) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var errs *multierror.Error
+	var errs []error
 	for _, l := range p.links {
 		if err := l.close(); err != nil {
-			errs = multierror.Append(errs, err)
+			errs = append(errs, err)
 		}
 	}
 	p.links = map[[2]int]*link{}
-	return errs.ErrorOrNil()
+	return errors.Join(errs...)
 }
 
 type link struct {

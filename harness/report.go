@@ -1,4 +1,4 @@
-package runner
+package harness
 
 import (
 	"bufio"
@@ -11,40 +11,40 @@ import (
 	"time"
 
 	"github.com/paxtest/paxtest/checker"
-	"github.com/paxtest/paxtest/harness"
+	"github.com/paxtest/paxtest/harness/layout"
 	"github.com/paxtest/paxtest/reports"
 )
 
 // Report re-renders a run directory's index.html from its files.
 func Report(dir string) error {
-	layout := harness.Layout{Dir: dir}
-	b, err := os.ReadFile(layout.Results())
+	lay := layout.Layout{Dir: dir}
+	b, err := os.ReadFile(lay.Results())
 	if err != nil {
-		return UsageError{fmt.Errorf("%s: %w (run `paxtest check %s` first)", layout.Results(), err, dir)}
+		return UsageError{fmt.Errorf("%s: %w (run `paxtest check %s` first)", lay.Results(), err, dir)}
 	}
 	var res reports.Results
 	if err := json.Unmarshal(b, &res); err != nil {
-		return UsageError{fmt.Errorf("%s is damaged: %w", layout.Results(), err)}
+		return UsageError{fmt.Errorf("%s is damaged: %w", lay.Results(), err)}
 	}
 	var o Options
 	if err := json.Unmarshal(res.Config, &o); err != nil {
-		return UsageError{fmt.Errorf("%s: its config is damaged: %w", layout.Results(), err)}
+		return UsageError{fmt.Errorf("%s: its config is damaged: %w", lay.Results(), err)}
 	}
-	h, err := checker.LoadHistory(layout.History(), o.Workload)
+	h, err := checker.LoadHistory(lay.History(), o.Workload)
 	if err != nil {
 		return UsageError{err}
 	}
-	logs, err := checker.ReadLogs(layout.Logs())
+	logs, err := checker.ReadLogs(lay.Logs())
 	if err != nil {
 		return UsageError{err}
 	}
-	return render(layout, res, h, logs)
+	return render(lay, res, h, logs)
 }
 
-func render(layout harness.Layout, res reports.Results, h *checker.History, logs []checker.LogSample) error {
+func render(lay layout.Layout, res reports.Results, h *checker.History, logs []checker.LogSample) error {
 	var o Options
 	if err := json.Unmarshal(res.Config, &o); err != nil {
-		return fmt.Errorf("render %s: the run's config is damaged: %w", layout.Index(), err)
+		return fmt.Errorf("render %s: the run's config is damaged: %w", lay.Index(), err)
 	}
 	at := int64(-1)
 	if len(res.Anomalies) > 0 {
@@ -53,11 +53,11 @@ func render(layout harness.Layout, res reports.Results, h *checker.History, logs
 			at = min(at, a.Time)
 		}
 	}
-	page := reports.Page{Results: res, History: h, Logs: logs, NodeLogs: nodeLogs(layout.Dir, o.StartedAt, at)}
-	tmp := layout.Index() + ".tmp"
+	page := reports.Page{Results: res, History: h, Logs: logs, NodeLogs: nodeLogs(lay.Dir, o.StartedAt, at)}
+	tmp := lay.Index() + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", layout.Index(), err)
+		return fmt.Errorf("write %s: %w", lay.Index(), err)
 	}
 	err = reports.RenderIndex(f, page)
 	if cerr := f.Close(); err == nil {
@@ -65,9 +65,9 @@ func render(layout harness.Layout, res reports.Results, h *checker.History, logs
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", layout.Index(), err)
+		return fmt.Errorf("write %s: %w", lay.Index(), err)
 	}
-	return os.Rename(tmp, layout.Index())
+	return os.Rename(tmp, lay.Index())
 }
 
 // nodeLogs lists the nodes' log files with the lines logged within a second

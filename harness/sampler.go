@@ -1,4 +1,4 @@
-package runner
+package harness
 
 import (
 	"bufio"
@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/paxtest/paxtest/checker"
-	"github.com/paxtest/paxtest/harness"
+	"github.com/paxtest/paxtest/harness/cluster"
 	"github.com/paxtest/paxtest/target/api"
 )
 
@@ -24,7 +24,7 @@ import (
 // entry that carries its digest; later entries with that digest leave it
 // out (the checker restores it), which keeps the file small.
 type sampler struct {
-	cluster *harness.Cluster
+	cluster *cluster.Cluster
 	now     func() int64
 	http    *http.Client
 
@@ -42,7 +42,7 @@ type sampler struct {
 	closedDiv bool
 }
 
-func newSampler(path string, c *harness.Cluster, now func() int64) (*sampler, error) {
+func newSampler(path string, c *cluster.Cluster, now func() int64) (*sampler, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create log samples %s: %w", path, err)
@@ -99,7 +99,7 @@ func (s *sampler) final(ctx context.Context) error {
 // violations records the invariant violations a node reports of itself,
 // when their count changed since its last report (a node that does not
 // answer is tried again next time).
-func (s *sampler) violations(ctx context.Context, n *harness.Node) error {
+func (s *sampler) violations(ctx context.Context, n *cluster.Node) error {
 	st, err := (&api.Client{Addr: n.ClientAddr, HTTP: s.http}).Status(ctx)
 	if err != nil || st.ViolationCount == 0 {
 		return nil
@@ -113,7 +113,7 @@ func (s *sampler) violations(ctx context.Context, n *harness.Node) error {
 	return s.writeLocked(checker.LogSample{Time: s.now(), Node: n.Name(), Entries: []api.LogEntry{}, Violations: st.Violations, ViolationCount: st.ViolationCount})
 }
 
-func (s *sampler) sample(ctx context.Context, n *harness.Node, final bool) error {
+func (s *sampler) sample(ctx context.Context, n *cluster.Node, final bool) error {
 	cl := api.Client{Addr: n.ClientAddr, HTTP: s.http}
 	s.mu.Lock()
 	known := s.known[n.ID]

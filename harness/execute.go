@@ -1,4 +1,4 @@
-package runner
+package harness
 
 import (
 	"context"
@@ -12,10 +12,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/paxtest/paxtest/harness"
-	"github.com/paxtest/paxtest/harness/history"
+	"github.com/paxtest/paxtest/harness/cluster"
+	"github.com/paxtest/paxtest/harness/layout"
+
+	"github.com/paxtest/paxtest/checker/history"
 	"github.com/paxtest/paxtest/nemesis"
 	"github.com/paxtest/paxtest/nemesis/fault"
+	"github.com/paxtest/paxtest/nemesis/network"
 	"github.com/paxtest/paxtest/reports"
 	"github.com/paxtest/paxtest/target/bugs"
 	"github.com/paxtest/paxtest/workloads"
@@ -27,14 +30,15 @@ import (
 // the files it leaves (check). Teardown always runs and collects every
 // error.
 type run struct {
-	o      Options
-	layout harness.Layout
-	nems   []nemesis.Nemesis
-	wl     workloads.Workload
+	o    Options
+	lay  layout.Layout
+	nems []nemesis.Nemesis
+	wl   workloads.Workload
 
-	net     nemesis.FaultLayer
-	cluster *harness.Cluster
-	clock   harness.Clock
+	net     network.FaultLayer
+	delays  network.Delayer // nil when the layer only cuts links
+	cluster *cluster.Cluster
+	clock   Clock
 	hist    *history.Writer
 	samp    *sampler
 	x       *nemesis.Exec
@@ -48,6 +52,12 @@ type run struct {
 	nemErrs []error
 }
 
+// The cluster is what the nemesis acts on: checked here, at compile time.
+var (
+	_ nemesis.Control       = (*cluster.Cluster)(nil)
+	_ nemesis.MemberControl = (*cluster.Cluster)(nil)
+)
+
 // errInterrupted ends a run whose context was cancelled (Ctrl-C): what it
 // recorded is kept and checked as a prefix.
 var errInterrupted = errors.New("interrupted")
@@ -56,8 +66,8 @@ var errInterrupted = errors.New("interrupted")
 // run was interrupted. The run's files are closed before it returns, its
 // errors collected; stopping the cluster is left to stop, which the
 // caller must call (it may check the files meanwhile).
-func execute(ctx context.Context, o Options, layout harness.Layout, nems []nemesis.Nemesis, wl workloads.Workload) (interrupted bool, stop func() error, err error) {
-	r := &run{o: o, layout: layout, nems: nems, wl: wl}
+func execute(ctx context.Context, o Options, lay layout.Layout, nems []nemesis.Nemesis, wl workloads.Workload) (interrupted bool, stop func() error, err error) {
+	r := &run{o: o, lay: lay, nems: nems, wl: wl}
 	stop = func() error { return nil }
 	defer func() {
 		err = errors.Join(err, r.teardown())
@@ -99,20 +109,21 @@ func (r *run) start(ctx context.Context) error {
 	o := r.o
 	switch o.Net {
 	case "iptables":
-		ipt, err := nemesis.NewIPTables()
+		ipt, err := network.NewIPTables()
 		if err != nil {
 			return UsageError{fmt.Errorf("--net iptables: %w", err)}
 		}
 		r.net = ipt
 	default:
-		r.net = nemesis.NewProxy()
+		p := network.NewProxy()
+		r.net, r.delays = p, p
 	}
 	b, err := bugs.Parse(o.Bugs)
 	if err != nil {
 		return UsageError{fmt.Errorf("--bug: %w", err)}
 	}
-	r.cluster, err = harness.NewCluster(harness.ClusterConfig{
-		Nodes: o.Nodes, Spares: o.Spares, Window: o.Window, Binary: o.Binary, Env: o.Env, Dir: r.layout.Dir, Bugs: strings.Join(b.Enabled(), ","),
+	r.cluster, err = cluster.New(cluster.Config{
+		Nodes: o.Nodes, Spares: o.Spares, Window: o.Window, Binary: o.Binary, Env: o.Env, Dir: r.lay.Dir, Bugs: strings.Join(b.Enabled(), ","),
 		Seed: o.Seed, Net: r.net, RequestTimeout: time.Second,
 	})
 	if err != nil {
@@ -124,20 +135,21 @@ func (r *run) start(ctx context.Context) error {
 		}
 		return err
 	}
-	r.clock = harness.NewClock()
+	r.clock = NewClock()
 	r.o.StartedAt = r.clock.Start()
-	if err := reports.WriteJSON(r.layout.Config(), r.o); err != nil {
+	if err := reports.WriteJSON(r.lay.Config(), r.o); err != nil {
 		return err
 	}
-	if r.hist, err = history.Create(r.layout.History()); err != nil {
+	if r.hist, err = history.Create(r.lay.History()); err != nil {
 		return err
 	}
 	r.onClose(r.hist.Close)
-	if r.samp, err = newSampler(r.layout.Logs(), r.cluster, r.clock.Now); err != nil {
+	if r.samp, err = newSampler(r.lay.Logs(), r.cluster, r.clock.Now); err != nil {
 		return err
 	}
 	r.onClose(r.samp.close)
-	r.x, err = nemesis.NewExec(r.cluster, r.net, rand.New(rand.NewSource(o.Seed)), r.clock.Now, filepath.Join(r.layout.Dir, nemesis.ScheduleFile))
+	r.x, err = nemesis.NewExec(nemesis.ExecConfig{Cluster: r.cluster, Members: r.cluster, Net: r.net, Delays: r.delays,
+		Rand: rand.New(rand.NewSource(o.Seed)), Now: r.clock.Now, Schedule: filepath.Join(r.lay.Dir, nemesis.ScheduleFile)})
 	if err != nil {
 		return err
 	}
@@ -230,7 +242,7 @@ func (r *run) load(ctx context.Context) error {
 		return fmt.Errorf("workload: %w", wlErr)
 	}
 	if r.replay != nil {
-		if err := reports.WriteJSON(filepath.Join(r.layout.Dir, "replay.json"), r.replay.Report()); err != nil {
+		if err := reports.WriteJSON(filepath.Join(r.lay.Dir, "replay.json"), r.replay.Report()); err != nil {
 			return err
 		}
 	}
@@ -336,7 +348,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func progress(ctx context.Context, o Options, clock harness.Clock, counts *workloads.Counts, sched *nemesis.Schedule, done chan struct{}) {
+func progress(ctx context.Context, o Options, clock Clock, counts *workloads.Counts, sched *nemesis.Schedule, done chan struct{}) {
 	defer close(done)
 	every := time.Second
 	if !o.IsTTY {

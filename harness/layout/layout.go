@@ -1,4 +1,7 @@
-package harness
+// Package layout names the files of a run directory and makes a new one
+// under the store (DESIGN §6). It is a leaf: it creates directories and
+// links, and knows nothing of what goes in the files.
+package layout
 
 import (
 	"fmt"
@@ -54,16 +57,3 @@ func NewRun(store, name string, now time.Time) (Layout, error) {
 	}
 	return Layout{Dir: dir}, nil
 }
-
-// Clock is the run's shared clock: nanoseconds since the run started, for
-// clients, nemesis and log samples alike.
-type Clock struct{ start time.Time }
-
-// NewClock starts a clock now.
-func NewClock() Clock { return Clock{start: time.Now()} }
-
-// Now returns nanoseconds since the start.
-func (c Clock) Now() int64 { return int64(time.Since(c.start)) }
-
-// Start is the wall-clock time the run began.
-func (c Clock) Start() time.Time { return c.start }
