@@ -1,3 +1,14 @@
+// Package harness is the top of the program: the orchestration of a test
+// (`paxtest run`: lay out a run, start the cluster, drive the workload and
+// the nemesis against one clock, heal, read every key, sample the nodes'
+// logs, tear everything down, check the history from disk) and of
+// everything made of runs: check, report, replay, shrink, soak and the
+// benches. What it drives stands below it: the cluster and its launcher
+// (harness/cluster), the run directory (harness/layout), the mutants
+// (harness/mutate).
+//
+// It wires the other packages together; protocol, fault, workload and
+// checking logic live in them.
 package harness
 
 import (
