@@ -27,19 +27,18 @@ type DetectOptions struct {
 	Progress io.Writer
 }
 
-// BestNemeses names, per switch, the nemeses expected to expose it; the
-// correct build is run under the harshest of them all.
-func BestNemeses() map[string][]string {
-	return map[string][]string{
-		"reconfirm-old-ballot":    {"figure8"},
-		"commit-stale-acks":       {"figure8", "leader-kill"},
-		"no-fsync":                {"crash-quorum", "kill"},
-		"volatile-promise":        {"bridge-restart", "partition,kill"},
-		"prepare-omits-committed": {"elect-lagging", "partition,leader-kill"},
-		"stale-read":              {"zombie-leader", "leader-pause"},
-		"config-immediate":        {"membership-split", "membership"},
-		"none":                    {"all", "figure8", "crash-quorum", "elect-lagging", "zombie-leader", "bridge-restart", "membership-split", "membership,partition,kill"},
+// correctBuildNemeses are what bench detect runs the correct build under:
+// the harshest of the switches' nemeses, and the default mix.
+var correctBuildNemeses = []string{"all", "figure8", "crash-quorum", "elect-lagging", "zombie-leader", "bridge-restart", "membership-split", "membership+partition+kill"}
+
+// nemesesFor is what bench detect runs a switch (or "none") under, and on
+// how many nodes: the switch's own table in target/bugs.
+func nemesesFor(bug string) ([]string, int) {
+	if bug == "none" {
+		return correctBuildNemeses, 5
 	}
+	sw, _ := bugs.Lookup(bug)
+	return sw.Nemeses, sw.Nodes
 }
 
 // DetectCell is one switch × nemesis of the matrix.
@@ -88,68 +87,68 @@ func Detect(ctx context.Context, o DetectOptions) ([]DetectCell, error) {
 	}
 	var cells []DetectCell
 	for _, b := range o.Bugs {
-		nems := o.Nemeses
+		nems, nodes := nemesesFor(b)
+		if len(o.Nemeses) > 0 {
+			nems = o.Nemeses
+		}
 		if len(nems) == 0 {
-			nems = BestNemeses()[b]
-			if len(nems) == 0 {
-				// no live nemesis for it yet: say so in the table, run nothing
-				cells = append(cells, DetectCell{Bug: b})
-				continue
-			}
-			if o.Best {
-				nems = nems[:1]
-			}
+			// no live nemesis for it yet: say so in the table, run nothing
+			cells = append(cells, DetectCell{Bug: b})
+			continue
+		}
+		if o.Best {
+			nems = nems[:1]
 		}
 		for _, n := range nems {
 			n = strings.ReplaceAll(n, "+", ",") // a combined nemesis on the command line: membership+partition
-			nodes := 5
-			if b == "no-fsync" || b == "config-immediate" || n == "membership-split" {
-				nodes = 3 // a quorum of two; membership-split splits a three-member configuration
+			cellNodes := nodes
+			if n == "membership-split" {
+				cellNodes = 3 // it splits a three-member configuration
 			}
-			c := DetectCell{Bug: b, Nemesis: n, Nodes: nodes}
-			kinds := map[string]bool{}
-			for i := 0; i < o.Runs && ctx.Err() == nil; i++ {
-				seed := o.Seed + int64(i)
-				ro := Options{Nodes: nodes, Nemesis: n, Partition: "random", NemesisInterval: 3 * time.Second, Workload: "register",
-					TimeLimit: o.TimeLimit, Concurrency: 10, Seed: seed, Net: "proxy", Store: o.Store, CheckTimeout: 2 * time.Minute,
-					StopOnDivergence: true}
-				if b != "none" {
-					ro.Bugs = b
-				}
-				if b == "stale-read" && n == "leader-pause" {
-					// a deposed leader is only read from by clients bound to it
-					ro.BoundClients = true
-				}
-				fmt.Fprintf(o.Progress, "detect: %s × %s seed %d\n", b, n, seed)
-				res, err := Run(ctx, ro)
-				c.Runs++
-				c.Seeds = append(c.Seeds, seed)
-				c.Dirs = append(c.Dirs, res.Dir)
-				switch {
-				case err != nil:
-					c.Crashed++
-					fmt.Fprintf(o.Progress, "detect: harness failed: %v\n", err)
-				case res.Verdict == "invalid":
-					c.Detected++
-					first := res.Anomalies[0].Time
-					for _, a := range res.Anomalies {
-						first = min(first, a.Time)
-						kinds[a.Kind] = true
-					}
-					c.Seconds = append(c.Seconds, float64(first)/1e9)
-				case res.Verdict == "unknown":
-					c.Unknown++
-				}
-			}
-			for k := range kinds {
-				c.Kinds = append(c.Kinds, k)
-			}
-			sort.Strings(c.Kinds)
-			c.Median = median(c.Seconds)
-			cells = append(cells, c)
+			cells = append(cells, detectCell(ctx, o, b, n, cellNodes))
 		}
 	}
 	return cells, ctx.Err()
+}
+
+// detectCell runs one switch × nemesis Runs times with distinct seeds.
+func detectCell(ctx context.Context, o DetectOptions, b, n string, nodes int) DetectCell {
+	c := DetectCell{Bug: b, Nemesis: n, Nodes: nodes}
+	kinds := map[string]bool{}
+	for i := 0; i < o.Runs && ctx.Err() == nil; i++ {
+		seed := o.Seed + int64(i)
+		ro := DefaultOptions()
+		ro.Nodes, ro.Nemesis, ro.NemesisInterval, ro.TimeLimit, ro.Seed, ro.Store, ro.StopOnDivergence = nodes, n, 3*time.Second, o.TimeLimit, seed, o.Store, true
+		if b != "none" {
+			ro.Bugs = b
+		}
+		fmt.Fprintf(o.Progress, "detect: %s × %s seed %d\n", b, n, seed)
+		res, err := Run(ctx, ro)
+		c.Runs++
+		c.Seeds = append(c.Seeds, seed)
+		c.Dirs = append(c.Dirs, res.Dir)
+		switch {
+		case err != nil:
+			c.Crashed++
+			fmt.Fprintf(o.Progress, "detect: harness failed: %v\n", err)
+		case res.Verdict == "invalid":
+			c.Detected++
+			first := res.Anomalies[0].Time
+			for _, a := range res.Anomalies {
+				first = min(first, a.Time)
+				kinds[a.Kind] = true
+			}
+			c.Seconds = append(c.Seconds, float64(first)/1e9)
+		case res.Verdict == "unknown":
+			c.Unknown++
+		}
+	}
+	for k := range kinds {
+		c.Kinds = append(c.Kinds, k)
+	}
+	sort.Strings(c.Kinds)
+	c.Median = median(c.Seconds)
+	return c
 }
 
 func median(xs []float64) float64 {

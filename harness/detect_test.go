@@ -1,9 +1,12 @@
 package harness
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/paxtest/paxtest/nemesis"
+	"github.com/paxtest/paxtest/target/bugs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -40,4 +43,17 @@ func TestASwitchWithNoLiveNemesisIsListedNotRunAndDoesNotFailTheGate(t *testing.
 	cells := []DetectCell{{Bug: "future-switch"}, {Bug: "none", Nemesis: "all", Nodes: 5, Runs: 1, Seeds: []int64{1}}}
 	require.Empty(t, DetectGate(cells))
 	require.Contains(t, DetectTable(cells, 1, time.Second), "| future-switch | — | | not run: no live nemesis exposes it yet")
+}
+
+func TestEveryNemesisTheSwitchTableNamesIsOne(t *testing.T) {
+	for _, sw := range bugs.All() {
+		for _, n := range sw.Nemeses {
+			_, err := nemesis.Parse(strings.ReplaceAll(n, "+", ","), nemesis.ShapeRandom)
+			require.NoError(t, err, "%s: %s", sw.Name, n)
+		}
+	}
+	for _, n := range correctBuildNemeses {
+		_, err := nemesis.Parse(strings.ReplaceAll(n, "+", ","), nemesis.ShapeRandom)
+		require.NoError(t, err, n)
+	}
 }

@@ -7,10 +7,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/paxtest/paxtest/harness/layout"
 	"github.com/paxtest/paxtest/reports"
+	"github.com/paxtest/paxtest/target/bugs"
 )
 
 // SoakOptions are the flags of `paxtest soak`.
@@ -30,13 +32,6 @@ type SoakOptions struct {
 	// bulkiest files of the oldest valid runs are removed.
 	KeepBytes int64
 	Progress  io.Writer
-}
-
-// selfChecks pairs bug switches with the nemesis that catches them.
-func selfChecks() [][2]string {
-	return [][2]string{{"reconfirm-old-ballot", "figure8"}, {"no-fsync", "crash-quorum"}, {"prepare-omits-committed", "elect-lagging"},
-		{"commit-stale-acks", "figure8"}, {"volatile-promise", "bridge-restart"}, {"stale-read", "zombie-leader"},
-		{"config-immediate", "membership-split"}}
 }
 
 // Soak runs tests back to back until the duration is spent: a run starts
@@ -84,15 +79,10 @@ func Soak(ctx context.Context, o SoakOptions) ([]reports.SoakRun, error) {
 			Net: "proxy", Store: o.Store, CheckTimeout: 2 * time.Minute}
 		bug := ""
 		if o.SelfCheck > 0 && i%o.SelfCheck == o.SelfCheck-1 {
-			checks := selfChecks()
-			sc := checks[(i/o.SelfCheck)%len(checks)]
-			bug, ro.Bugs, ro.Nemesis = sc[0], sc[0], sc[1]
-			switch sc[1] {
-			case "figure8", "bridge-restart", "zombie-leader":
-				ro.Nodes = 5
-			case "crash-quorum", "membership-split":
-				ro.Nodes = 3
-			}
+			// each switch in turn, under its best nemesis (target/bugs)
+			all := bugs.All()
+			sw := all[(i/o.SelfCheck)%len(all)]
+			bug, ro.Bugs, ro.Nemesis, ro.Nodes = sw.Name, sw.Name, strings.ReplaceAll(sw.Nemeses[0], "+", ","), sw.Nodes
 		}
 		t0 := time.Now()
 		fmt.Fprintf(o.Progress, "soak run %d: %s seed %d\n", i+1, ro.Name(), ro.Seed)

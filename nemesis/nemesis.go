@@ -42,12 +42,13 @@ type Pacer interface {
 
 // Kinds lists the accepted --nemesis values.
 func Kinds() []string {
-	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "zombie-leader", "bridge-restart", "fresh-leader-kill", "membership", "membership-split", "all"}
+	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "figure8-regain", "zombie-leader", "bridge-restart", "fresh-leader-kill", "membership", "membership-split", "all"}
 }
 
 // scripted names the nemeses written as built-in schedules (nemesis/scripts).
 var scripted = map[string][]string{
 	"figure8":           {"figure8", "figure8-regain"},
+	"figure8-regain":    {"figure8-regain"},
 	"zombie-leader":     {"zombie-leader"},
 	"bridge-restart":    {"bridge-restart"},
 	"fresh-leader-kill": {"fresh-leader-kill"},
@@ -114,9 +115,6 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 func build(name, shape string) (Nemesis, error) {
 	if names, ok := scripted[name]; ok {
 		return FromScripts(name, names...)
-	}
-	if name == "figure8-regain" {
-		return FromScripts(name, name) // a scenario of the rotation of all
 	}
 	switch name {
 	case "partition":
