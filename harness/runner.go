@@ -49,7 +49,7 @@ type Options struct {
 	// Spares are nodes outside the initial configuration that a membership
 	// nemesis may add (set by Run when --nemesis has membership).
 	Spares int `json:"spares,omitempty"`
-	// Window is α for every node (0: the node's default, 64).
+	// Window is α for every node (0: the node's default, paxos.DefaultWindow).
 	Window int `json:"window,omitempty"`
 	// StopOnDivergence ends the run two seconds after the log samples first
 	// show two chosen values for one index (the verdict is invalid anyway),

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/paxtest/paxtest/nemesis"
 	"github.com/paxtest/paxtest/reports"
 	"github.com/paxtest/paxtest/target/bugs"
+	"github.com/paxtest/paxtest/target/paxos"
 	"github.com/paxtest/paxtest/workloads"
 )
 
@@ -62,7 +64,7 @@ Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 the harness fa
 	f.StringVar(&o.Store, "store", o.Store, "directory that keeps the runs")
 	f.DurationVar(&o.CheckTimeout, "check-timeout", o.CheckTimeout, "linearizability check budget; past it the verdict is unknown")
 	f.BoolVar(&o.BoundClients, "bound-clients", false, "start every operation at the worker's own node, as Jepsen binds clients to nodes (default: stay on the leader)")
-	f.IntVar(&o.Window, "window", 0, "α for every node: most slots in flight beyond the commit point, and how far after its slot a configuration change takes effect (0: the node's default, 64)")
+	f.IntVar(&o.Window, "window", 0, "α for every node: most slots in flight beyond the commit point, and how far after its slot a configuration change takes effect (0: the node's default, "+strconv.Itoa(paxos.DefaultWindow)+")")
 	f.BoolVar(&o.StopOnDivergence, "stop-on-divergence", false, "end the run 2 s after the log samples first show two chosen values for one index")
 	f.StringVar(&o.Schedule, "nemesis-schedule", "", "run this schedule file as a nemesis too (see nemesis/scripts/*.pax for the language and examples)")
 	f.StringVar(&o.Replay, "replay", "", "re-execute the fault schedule recorded in this run directory, with its configuration")

@@ -38,6 +38,15 @@ type Config struct {
 	Logger Logger
 }
 
+// Defaults of a node's timing and window, the one place they are written:
+// the core fills them in for a zero Config, and `paxtest node` shows them
+// as its flags' defaults.
+const (
+	DefaultElectionTicks  = 30 // with a 10 ms tick: elections time out after 300-600 ms
+	DefaultHeartbeatTicks = 5
+	DefaultWindow         = 64 // α
+)
+
 // ErrNotLeader is returned by Propose on a node that does not lead; the
 // caller finds the leader hint in Status.
 var ErrNotLeader = errors.New("paxos: not the leader")
@@ -60,16 +69,16 @@ func (c *Config) validate() error {
 		return fmt.Errorf("paxos: the initial configuration is empty")
 	}
 	if c.ElectionTicks <= 0 {
-		c.ElectionTicks = 10
+		c.ElectionTicks = DefaultElectionTicks
 	}
 	if c.HeartbeatTicks <= 0 {
-		c.HeartbeatTicks = 1
+		c.HeartbeatTicks = DefaultHeartbeatTicks
 	}
 	if c.HeartbeatTicks >= c.ElectionTicks {
 		return fmt.Errorf("paxos: heartbeat ticks %d must be below election ticks %d", c.HeartbeatTicks, c.ElectionTicks)
 	}
 	if c.Window <= 0 {
-		c.Window = 64
+		c.Window = DefaultWindow
 	}
 	if c.MaxQueue <= 0 {
 		c.MaxQueue = 4096

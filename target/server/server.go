@@ -83,6 +83,10 @@ type proposal struct {
 	err  chan error
 }
 
+// DefaultTick is the length of one protocol tick (paxos.DefaultElectionTicks
+// of them make an election timeout).
+const DefaultTick = 10 * time.Millisecond
+
 // Start opens the WAL, replays it, and starts the transport, the loop and
 // the client port.
 func Start(cfg Config) (*Server, error) {
@@ -90,7 +94,7 @@ func Start(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Tick <= 0 {
-		cfg.Tick = 10 * time.Millisecond
+		cfg.Tick = DefaultTick
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
