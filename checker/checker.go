@@ -14,11 +14,14 @@ import (
 	"encoding/json"
 )
 
-// Verdicts.
+// Verdict is a check's (and a run's) outcome.
+type Verdict string
+
+// Verdicts, as Jepsen's: a check that cannot decide says Unknown, never Valid.
 const (
-	Valid   = "valid"
-	Invalid = "invalid"
-	Unknown = "unknown"
+	Valid   Verdict = "valid"
+	Invalid Verdict = "invalid"
+	Unknown Verdict = "unknown"
 )
 
 // Anomaly kinds.
@@ -44,7 +47,7 @@ type Anomaly struct {
 
 // Result is one checker's outcome.
 type Result struct {
-	Verdict     string    `json:"verdict"`
+	Verdict     Verdict   `json:"verdict"`
 	Detail      string    `json:"detail"`
 	Anomalies   []Anomaly `json:"anomalies,omitempty"`
 	FailingKeys []string  `json:"failing_keys,omitempty"`
@@ -54,7 +57,7 @@ type Result struct {
 
 // Combine is the aggregate verdict: any invalid makes it invalid, else any
 // unknown makes it unknown.
-func Combine(verdicts ...string) string {
+func Combine(verdicts ...Verdict) Verdict {
 	out := Valid
 	for _, v := range verdicts {
 		switch {

@@ -52,7 +52,7 @@ func TestRegisterHistoriesAreJudged(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		h    *hb
-		want string
+		want Verdict
 	}{
 		{"sequential put then get", new(hb).
 			add(1, 0, "invoke", "put", "k", "1").add(2, 0, "ok", "put", "k", "1").

@@ -388,7 +388,7 @@ func timeCheck(ctx context.Context, bin, dir string) (time.Duration, int64, stri
 	if err != nil {
 		return 0, 0, "", err
 	}
-	return elapsed, rss, res.Verdict, nil
+	return elapsed, rss, string(res.Verdict), nil
 }
 
 // BenchCheckTable renders the rows as markdown.

@@ -165,7 +165,7 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 		}
 	}
 	res.Anomalies = []checker.Anomaly{}
-	var verdicts []string
+	var verdicts []checker.Verdict
 	for _, n := range append(Checkers(), "history") {
 		if c, ok := res.Checkers[n]; ok {
 			verdicts = append(verdicts, c.Verdict)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/reports"
 	"github.com/paxtest/paxtest/target/bugs"
 )
@@ -131,7 +132,7 @@ func detectCell(ctx context.Context, o DetectOptions, b, n string, nodes int) De
 		case err != nil:
 			c.Crashed++
 			fmt.Fprintf(o.Progress, "detect: harness failed: %v\n", err)
-		case res.Verdict == "invalid":
+		case res.Verdict == checker.Invalid:
 			c.Detected++
 			first := res.Anomalies[0].Time
 			for _, a := range res.Anomalies {
@@ -139,7 +140,7 @@ func detectCell(ctx context.Context, o DetectOptions, b, n string, nodes int) De
 				kinds[a.Kind] = true
 			}
 			c.Seconds = append(c.Seconds, float64(first)/1e9)
-		case res.Verdict == "unknown":
+		case res.Verdict == checker.Unknown:
 			c.Unknown++
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/harness/mutate"
 )
 
@@ -425,8 +426,8 @@ func liveMutant(ctx context.Context, src, work string, r *MutantResult, o Mutant
 			r.Verdicts = append(r.Verdicts, "harness-error: "+err.Error())
 			continue
 		}
-		r.Verdicts = append(r.Verdicts, res.Verdict)
-		if res.Verdict == "invalid" && len(res.Anomalies) > 0 {
+		r.Verdicts = append(r.Verdicts, string(res.Verdict))
+		if res.Verdict == checker.Invalid && len(res.Anomalies) > 0 {
 			r.Caught = true
 			first := res.Anomalies[0].Time
 			kinds := map[string]bool{}

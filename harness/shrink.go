@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/nemesis"
 	"github.com/paxtest/paxtest/nemesis/fault"
 	"github.com/paxtest/paxtest/reports"
@@ -67,7 +68,7 @@ func Shrink(ctx context.Context, o ShrinkOptions) (ShrinkResult, error) {
 	if err != nil {
 		return ShrinkResult{}, err
 	}
-	if res.Verdict != "invalid" || len(res.Anomalies) == 0 {
+	if res.Verdict != checker.Invalid || len(res.Anomalies) == 0 {
 		return ShrinkResult{}, UsageError{fmt.Errorf("shrink %s: its verdict is %s: %w (shrink takes a run that failed)", o.Dir, res.Verdict, errNotInvalid)}
 	}
 	steps, err := fault.Read(filepath.Join(o.Dir, nemesis.ScheduleFile))
@@ -214,7 +215,7 @@ func (s *shrinker) replay(ctx context.Context, file string, steps []fault.Op) bo
 		fmt.Fprintf(s.o.Progress, "shrink: replay failed to run: %v\n", err)
 		return false
 	}
-	return res.Verdict == "invalid"
+	return res.Verdict == checker.Invalid
 }
 
 func (s *shrinker) write(file string, steps []fault.Op) error {

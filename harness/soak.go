@@ -88,7 +88,7 @@ func Soak(ctx context.Context, o SoakOptions) ([]reports.SoakRun, error) {
 		fmt.Fprintf(o.Progress, "soak run %d: %s seed %d\n", i+1, ro.Name(), ro.Seed)
 		res, err := Run(ctx, ro)
 		run := reports.SoakRun{Name: ro.Name(), Dir: res.Dir, Seed: ro.Seed, Nemesis: ro.Nemesis, Workload: ro.Workload, Bug: bug,
-			Verdict: res.Verdict, Seconds: time.Since(t0).Seconds()}
+			Verdict: string(res.Verdict), Seconds: time.Since(t0).Seconds()}
 		if err != nil {
 			run.Verdict, run.Error = "crashed", err.Error()
 		}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/paxtest/paxtest/checker"
 )
 
 // WindowOptions are the flags of `paxtest bench window`.
@@ -26,7 +28,7 @@ type WindowRow struct {
 	OpsPerSec float64   `json:"acked_ops_per_sec"` // median over the rounds
 	Runs      []float64 `json:"acked_ops_per_sec_per_round"`
 	Ratio     float64   `json:"ratio_to_baseline"`
-	Verdict   string    `json:"verdict"` // valid only if every round was
+	Verdict   checker.Verdict `json:"verdict"` // valid only if every round was
 	Dirs      []string  `json:"dirs"`
 }
 
@@ -63,7 +65,7 @@ func BenchWindow(ctx context.Context, o WindowOptions) ([]WindowRow, error) {
 			r.Window = w
 			r.Runs = append(r.Runs, res.OpsPerSec)
 			r.Dirs = append(r.Dirs, res.Dir)
-			if r.Verdict == "" || r.Verdict == "valid" {
+			if r.Verdict == "" || r.Verdict == checker.Valid {
 				r.Verdict = res.Verdict
 			}
 		}

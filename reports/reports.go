@@ -42,7 +42,7 @@ type NemesisEvent struct {
 
 // Results is results.json.
 type Results struct {
-	Verdict     string                    `json:"verdict"`
+	Verdict     checker.Verdict           `json:"verdict"`
 	Dir         string                    `json:"dir"`
 	Interrupted bool                      `json:"interrupted,omitempty"`
 	Config      json.RawMessage           `json:"config,omitempty"`

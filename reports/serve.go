@@ -52,7 +52,7 @@ func ListRuns(store string) ([]RunEntry, error) {
 		if b, err := os.ReadFile(filepath.Join(p, "results.json")); err == nil {
 			var r Results
 			if json.Unmarshal(b, &r) == nil {
-				e.Verdict, e.OK, e.Anomalies = r.Verdict, r.Ops.OK, len(r.Anomalies)
+				e.Verdict, e.OK, e.Anomalies = string(r.Verdict), r.Ops.OK, len(r.Anomalies)
 			}
 		}
 		out = append(out, e)

@@ -20,21 +20,17 @@ const (
 	exitFailure = 255
 )
 
-// usageError marks bad flags, arguments or input files.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-// usagef builds a usageError.
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+// usagef builds a usage error (exit 254): the one type, harness.UsageError.
+func usagef(format string, args ...any) error {
+	return harness.UsageError{Err: fmt.Errorf(format, args...)}
+}
 
 // verdictErr carries a non-valid verdict to the exit code.
-type verdictErr struct{ verdict string }
+type verdictErr struct{ verdict checker.Verdict }
 
-func (e verdictErr) Error() string { return "verdict " + e.verdict }
+func (e verdictErr) Error() string { return "verdict " + string(e.verdict) }
 
-func verdictError(v string) error {
+func verdictError(v checker.Verdict) error {
 	if v == checker.Valid {
 		return nil
 	}
@@ -63,9 +59,8 @@ func exitCode(err error, stderr io.Writer) int {
 		}
 		return exitUnknown
 	}
-	var ue usageError
-	var re harness.UsageError
-	if errors.As(err, &ue) || errors.As(err, &re) || isCobraUsage(err) {
+	var ue harness.UsageError
+	if errors.As(err, &ue) || isCobraUsage(err) {
 		fmt.Fprintf(stderr, "paxtest: %v\n", err)
 		return exitUsage
 	}

@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/paxtest/paxtest/harness"
 	"github.com/spf13/cobra"
 )
 
@@ -20,7 +21,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return harness.UsageError{Err: err} })
 	root.AddCommand(newCmdRun(stdout, stderr), newCmdCheck(stdout, stderr), newCmdReport(stdout, stderr), newCmdSoak(stdout, stderr), newCmdServe(stdout, stderr), newCmdBench(stdout, stderr), newCmdShrink(stdout, stderr), newCmdNode(stdout, stderr))
 	return root
 }
