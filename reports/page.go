@@ -337,7 +337,7 @@ type anomalyView struct {
 // network.
 func RenderIndex(w io.Writer, p Page) error {
 	t, err := template.New("index").Funcs(template.FuncMap{
-		"upper": strings.ToUpper,
+		"upper": func(v checker.Verdict) string { return strings.ToUpper(string(v)) },
 		"secs":  func(ns int64) string { return fmt.Sprintf("%.3fs", float64(ns)/1e9) },
 	}).Parse(indexTmpl)
 	if err != nil {
