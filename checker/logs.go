@@ -13,9 +13,6 @@ import (
 	"github.com/paxtest/paxtest/target/api"
 )
 
-// LogsFile is the name of the chosen-log samples inside a run directory.
-const LogsFile = "logs.jsonl"
-
 // LogSample is what one node reported of its chosen log at one moment:
 // the entries that are new or changed since that node's previous sample.
 // A Final sample is taken after the cluster healed, from the node's whole
@@ -92,136 +89,161 @@ type sighting struct {
 // acknowledged write is in the final logs.
 func CheckLogAgreement(h *History, samples []LogSample) Result {
 	start := nowMillis()
-	res := Result{Verdict: Valid}
-	seen := map[uint64]map[string]*sighting{}
-	finalNodes := map[string]bool{}
-	var unreadable []string                         // nodes whose final log could not be read
-	current := map[string]map[uint64]api.LogEntry{} // per node: its log as sampled so far
-	first := map[uint64]api.LogEntry{}              // per index: the entry first reported
+	a := newLogAudit()
 	for _, s := range samples {
-		cur := current[s.Node]
-		if cur == nil {
-			cur = map[uint64]api.LogEntry{}
-			current[s.Node] = cur
-		}
-		if s.Final && s.Unreadable != "" {
-			unreadable = append(unreadable, s.Node+" ("+s.Unreadable+")")
-			continue
-		}
-		if s.Final {
-			finalNodes[s.Node] = true
-			for _, i := range s.Missing {
-				delete(cur, i)
-			}
-		}
-		entries := s.Entries
-		for _, r := range s.Same {
-			for i := r[0]; i <= r[1] && r[1]-r[0] < 1<<24; i++ {
-				if e, ok := first[i]; ok {
-					entries = append(entries, e)
-				}
-			}
-		}
-		for _, e := range entries {
-			if _, ok := first[e.Index]; !ok {
-				first[e.Index] = e
-			}
-			cur[e.Index] = e
-			byDigest := seen[e.Index]
-			if byDigest == nil {
-				byDigest = map[string]*sighting{}
-				seen[e.Index] = byDigest
-			}
-			sg := byDigest[e.Digest]
-			if sg == nil {
-				sg = &sighting{Value: e.Value, Digest: e.Digest, Ballot: e.Ballot, First: s.Time}
-				byDigest[e.Digest] = sg
-			}
-			if !contains(sg.Nodes, s.Node) {
-				sg.Nodes = append(sg.Nodes, s.Node)
-			}
-		}
+		a.add(s)
 	}
-	finalCmds := map[string]bool{}
-	for node := range finalNodes {
-		for _, e := range current[node] {
-			if e.Kind != "command" {
-				continue
-			}
-			var req api.Request
-			if json.Unmarshal([]byte(e.Value), &req) == nil {
-				finalCmds[cmdKey(req.Client, req.Seq)] = true
-			}
-		}
-	}
-	res.Checked = len(seen)
-	indices := make([]uint64, 0, len(seen))
-	for i := range seen {
-		indices = append(indices, i)
-	}
-	sort.Slice(indices, func(a, b int) bool { return indices[a] < indices[b] })
-	for _, i := range indices {
-		if len(seen[i]) < 2 {
-			continue
-		}
-		var sgs []sighting
-		for _, sg := range seen[i] {
-			sort.Strings(sg.Nodes)
-			sgs = append(sgs, *sg)
-		}
-		sort.Slice(sgs, func(a, b int) bool { return sgs[a].First < sgs[b].First })
-		var parts []string
-		for _, sg := range sgs {
-			parts = append(parts, fmt.Sprintf("%s at ballot %s on %s (first seen %.3fs)", short(sg.Value), sg.Ballot, strings.Join(sg.Nodes, ","), float64(sg.First)/1e9))
-		}
-		res.Anomalies = append(res.Anomalies, Anomaly{
-			// detectable from the moment a second value was seen
-			Kind: KindCommittedThenOverwritten, Index: i, Time: sgs[1].First,
-			Detail:   fmt.Sprintf("log index %d was chosen with %d different values: %s", i, len(sgs), strings.Join(parts, "; ")),
-			Evidence: mustJSON(sgs),
-		})
-	}
-	if len(finalNodes) == 0 {
-		res.Detail = fmt.Sprintf("%d indices agree in the samples, but no final logs were read: acknowledged writes cannot be checked", len(seen))
+	res := Result{Verdict: Valid, Checked: len(a.seen)}
+	res.Anomalies = a.overwritten()
+	if len(a.finalNodes) == 0 {
+		res.Detail = fmt.Sprintf("%d indices agree in the samples, but no final logs were read: acknowledged writes cannot be checked", len(a.seen))
 		if len(res.Anomalies) == 0 {
 			res.Verdict = Unknown
 		}
 	} else {
-		var lost []Anomaly
-		var ops []Op
-		if h != nil {
-			ops = h.Ops
-		}
-		for i := range ops {
-			p := &ops[i]
-			if p.Type != history.OK || !isWrite(p.F) {
-				continue
-			}
-			if !finalCmds[cmdKey(p.Client, p.Seq)] {
-				lost = append(lost, Anomaly{
-					Kind: KindAckWriteLost, Key: p.Key, Time: p.Return,
-					Detail: fmt.Sprintf("%s %s by %s (seq %d) was acknowledged at %.3fs by %s but is in no node's final log",
-						p.F, p.Key, p.Client, p.Seq, float64(p.Return)/1e9, p.Node),
-					Evidence: mustJSON(p),
-				})
-			}
-		}
-		if len(unreadable) > 0 && len(lost) > 0 {
+		lost := a.lostWrites(h)
+		if len(a.unreadable) > 0 && len(lost) > 0 {
 			// the writes may be in the logs that could not be read
 			res.Verdict = Unknown
-			res.Detail = fmt.Sprintf("%d acknowledged writes are in none of the final logs read, but the final logs of %s could not be read", len(lost), strings.Join(unreadable, ", "))
+			res.Detail = fmt.Sprintf("%d acknowledged writes are in none of the final logs read, but the final logs of %s could not be read", len(lost), strings.Join(a.unreadable, ", "))
 			lost = nil
 		}
 		res.Anomalies = append(res.Anomalies, lost...)
 	}
 	if len(res.Anomalies) > 0 {
 		res.Verdict = Invalid
-		res.Detail = fmt.Sprintf("%d anomalies over %d log indices", len(res.Anomalies), len(seen))
+		res.Detail = fmt.Sprintf("%d anomalies over %d log indices", len(res.Anomalies), len(a.seen))
 	} else if res.Verdict == Valid {
-		res.Detail = fmt.Sprintf("%d log indices agree on every node; every acknowledged write is in the final logs of %d nodes", len(seen), len(finalNodes))
+		res.Detail = fmt.Sprintf("%d log indices agree on every node; every acknowledged write is in the final logs of %d nodes", len(a.seen), len(a.finalNodes))
 	}
 	res.Millis = nowMillis() - start
 	return res
+}
+
+// logAudit gathers what the samples showed: every value each index held
+// on each node, and each node's log as last sampled.
+type logAudit struct {
+	seen       map[uint64]map[string]*sighting // per index, per value digest
+	finalNodes map[string]bool
+	unreadable []string                           // nodes whose final log could not be read
+	current    map[string]map[uint64]api.LogEntry // per node: its log as sampled so far
+	first      map[uint64]api.LogEntry            // per index: the entry first reported
+}
+
+func newLogAudit() *logAudit {
+	return &logAudit{seen: map[uint64]map[string]*sighting{}, finalNodes: map[string]bool{},
+		current: map[string]map[uint64]api.LogEntry{}, first: map[uint64]api.LogEntry{}}
+}
+
+// add takes one sample in.
+func (a *logAudit) add(s LogSample) {
+	cur := a.current[s.Node]
+	if cur == nil {
+		cur = map[uint64]api.LogEntry{}
+		a.current[s.Node] = cur
+	}
+	if s.Final && s.Unreadable != "" {
+		a.unreadable = append(a.unreadable, s.Node+" ("+s.Unreadable+")")
+		return
+	}
+	if s.Final {
+		a.finalNodes[s.Node] = true
+		for _, i := range s.Missing {
+			delete(cur, i)
+		}
+	}
+	entries := s.Entries
+	for _, r := range s.Same {
+		for i := r[0]; i <= r[1] && r[1]-r[0] < 1<<24; i++ {
+			if e, ok := a.first[i]; ok {
+				entries = append(entries, e)
+			}
+		}
+	}
+	for _, e := range entries {
+		if _, ok := a.first[e.Index]; !ok {
+			a.first[e.Index] = e
+		}
+		cur[e.Index] = e
+		byDigest := a.seen[e.Index]
+		if byDigest == nil {
+			byDigest = map[string]*sighting{}
+			a.seen[e.Index] = byDigest
+		}
+		sg := byDigest[e.Digest]
+		if sg == nil {
+			sg = &sighting{Value: e.Value, Digest: e.Digest, Ballot: e.Ballot, First: s.Time}
+			byDigest[e.Digest] = sg
+		}
+		if !contains(sg.Nodes, s.Node) {
+			sg.Nodes = append(sg.Nodes, s.Node)
+		}
+	}
+}
+
+// overwritten reports every index seen with two values, in index order.
+func (a *logAudit) overwritten() []Anomaly {
+	indices := make([]uint64, 0, len(a.seen))
+	for i := range a.seen {
+		indices = append(indices, i)
+	}
+	sort.Slice(indices, func(x, y int) bool { return indices[x] < indices[y] })
+	var out []Anomaly
+	for _, i := range indices {
+		if len(a.seen[i]) < 2 {
+			continue
+		}
+		var sgs []sighting
+		for _, sg := range a.seen[i] {
+			sort.Strings(sg.Nodes)
+			sgs = append(sgs, *sg)
+		}
+		sort.Slice(sgs, func(x, y int) bool { return sgs[x].First < sgs[y].First })
+		var parts []string
+		for _, sg := range sgs {
+			parts = append(parts, fmt.Sprintf("%s at ballot %s on %s (first seen %.3fs)", short(sg.Value), sg.Ballot, strings.Join(sg.Nodes, ","), float64(sg.First)/1e9))
+		}
+		out = append(out, Anomaly{
+			// detectable from the moment a second value was seen
+			Kind: KindCommittedThenOverwritten, Index: i, Time: sgs[1].First,
+			Detail:   fmt.Sprintf("log index %d was chosen with %d different values: %s", i, len(sgs), strings.Join(parts, "; ")),
+			Evidence: mustJSON(sgs),
+		})
+	}
+	return out
+}
+
+// lostWrites reports every acknowledged write in no final log.
+func (a *logAudit) lostWrites(h *History) []Anomaly {
+	final := map[string]bool{}
+	for node := range a.finalNodes {
+		for _, e := range a.current[node] {
+			if e.Kind != "command" {
+				continue
+			}
+			var req api.Request
+			if json.Unmarshal([]byte(e.Value), &req) == nil {
+				final[cmdKey(req.Client, req.Seq)] = true
+			}
+		}
+	}
+	var lost []Anomaly
+	if h == nil {
+		return nil
+	}
+	for i := range h.Ops {
+		p := &h.Ops[i]
+		if p.Type != history.OK || !isWrite(p.F) || final[cmdKey(p.Client, p.Seq)] {
+			continue
+		}
+		lost = append(lost, Anomaly{
+			Kind: KindAckWriteLost, Key: p.Key, Time: p.Return,
+			Detail: fmt.Sprintf("%s %s by %s (seq %d) was acknowledged at %.3fs by %s but is in no node's final log",
+				p.F, p.Key, p.Client, p.Seq, float64(p.Return)/1e9, p.Node),
+			Evidence: mustJSON(p),
+		})
+	}
+	return lost
 }
 
 func isWrite(f string) bool { return f == api.OpPut || f == api.OpCAS || f == api.OpAppend }

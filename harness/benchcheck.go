@@ -20,6 +20,7 @@ import (
 
 	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/checker/history"
+	"github.com/paxtest/paxtest/harness/layout"
 	"github.com/paxtest/paxtest/reports"
 )
 
@@ -74,7 +75,7 @@ func BenchCheck(ctx context.Context, o BenchCheckOptions) ([]BenchCheckRow, erro
 		if run.Workload != "register" {
 			return nil, UsageError{fmt.Errorf("--from %s: a register run is needed, not %s", o.From, run.Workload)}
 		}
-		h, err := checker.LoadHistory(filepath.Join(o.From, history.FileName), "register")
+		h, err := checker.LoadHistory(layout.Layout{Dir: o.From}.History(), "register")
 		if err != nil {
 			return nil, UsageError{err}
 		}
@@ -226,7 +227,7 @@ func writeHistory(dir string, ops []checker.Op) (int64, error) {
 	}
 	cfg := DefaultOptions()
 	cfg.Nemesis, cfg.Source = "none", "bench check"
-	if err := reports.WriteJSON(filepath.Join(dir, "config.json"), cfg); err != nil {
+	if err := reports.WriteJSON(layout.Layout{Dir: dir}.Config(), cfg); err != nil {
 		return 0, err
 	}
 	type ev struct {
@@ -247,7 +248,7 @@ func writeHistory(dir string, ops []checker.Op) (int64, error) {
 		}
 		return !evs[a].end && evs[b].end
 	})
-	f, err := os.OpenFile(filepath.Join(dir, history.FileName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(layout.Layout{Dir: dir}.History(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return 0, err
 	}

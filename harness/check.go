@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -83,18 +84,11 @@ func wanted(names []string, workload string) ([]string, error) {
 func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	lay := layout.Layout{Dir: o.Dir}
 	res := reports.Results{Dir: o.Dir, Interrupted: interrupted}
-	cfgBytes, err := os.ReadFile(lay.Config())
+	run, cfgBytes, err := readRunConfig(lay, o.Dir)
 	if err != nil {
-		return res, UsageError{fmt.Errorf("%s: %w (is %s a paxtest run directory?)", lay.Config(), err, o.Dir)}
-	}
-	var run Options
-	if err := json.Unmarshal(cfgBytes, &run); err != nil {
-		return res, UsageError{fmt.Errorf("%s is damaged: %w", lay.Config(), err)}
+		return res, err
 	}
 	res.Config = cfgBytes
-	if run.Workload == "" {
-		return res, UsageError{fmt.Errorf("%s names no workload (register or append)", lay.Config())}
-	}
 	asked := o.Checkers
 	if len(asked) == 0 && run.Format != "" {
 		asked = strings.Split(historyCheckers(run.Workload), ",")[:1] // an import has no nodes' logs: the history's own checker
@@ -111,58 +105,26 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 		return res, err
 	}
 	res.Torn = h.Torn
-	var logs []checker.LogSample
-	haveLogs := true
-	if _, err := os.Stat(lay.Logs()); errors.Is(err, os.ErrNotExist) {
-		haveLogs = false
-	} else if logs, err = checker.ReadLogs(lay.Logs()); err != nil {
-		return res, UsageError{err}
+	logs, haveLogs, err := readLogs(lay)
+	if err != nil {
+		return res, err
 	}
 	timeout := o.Timeout
 	if timeout <= 0 {
 		timeout = run.CheckTimeout
 	}
-	res.Checkers = map[string]checker.Result{}
+	j := judge{lay: lay, workload: run.Workload, h: h, logs: logs, haveLogs: haveLogs, timeout: timeout}
+	if res.Checkers, err = j.run(names); err != nil {
+		return res, err
+	}
 	res.NotRun = map[string]string{}
 	for _, n := range Checkers() {
 		if !slices.Contains(names, n) {
 			res.NotRun[n] = "not asked for (--checkers)"
 		}
 	}
-	for _, n := range names {
-		switch n {
-		case CheckLinearizable:
-			lin := checker.CheckLinearizable(h, timeout)
-			res.Checkers[n] = lin.Result
-			if err := writeVisualization(lay, lin, h); err != nil {
-				return res, err
-			}
-		case CheckAppend:
-			res.Checkers[n] = checker.CheckAppend(h)
-		case CheckLogAgreement, CheckNodeInvariant:
-			switch {
-			case !haveLogs:
-				res.Checkers[n] = checker.Result{Verdict: checker.Unknown,
-					Detail: "no logs.jsonl in the run directory: the nodes' logs cannot be checked (to judge the history alone: --checkers " + historyCheckers(run.Workload) + ")"}
-			case n == CheckLogAgreement:
-				res.Checkers[n] = checker.CheckLogAgreement(h, logs)
-			default:
-				res.Checkers[n] = checker.CheckNodeInvariants(logs)
-			}
-		case CheckStats:
-			res.Checkers[n] = checker.CheckStats(h)
-		}
-	}
-	if len(h.Ops) == 0 {
-		res.Checkers["history"] = checker.Result{Verdict: checker.Unknown, Detail: "the history holds no client operation: nothing was checked"}
-	}
-	if h.Torn != nil {
-		res.Checkers["history"] = checker.Result{Verdict: res.Checkers["history"].Verdict,
-			Detail: fmt.Sprintf("the last line (%d, %d bytes at offset %d) was torn: the run was killed while writing it; the rest was checked", h.Torn.Line, h.Torn.Bytes, h.Torn.Offset)}
-		if r := res.Checkers["history"]; r.Verdict == "" {
-			r.Verdict = checker.Valid
-			res.Checkers["history"] = r
-		}
+	if r, ok := historyResult(h); ok {
+		res.Checkers["history"] = r
 	}
 	res.Anomalies = []checker.Anomaly{}
 	var verdicts []checker.Verdict
@@ -175,13 +137,98 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	res.Verdict = checker.Combine(verdicts...)
 	res.Ops, res.FinalReads, res.OpsPerSec, res.Seconds, res.Nemesis = reports.Summarize(h)
 	res.LongestGap = reports.LongestGap(h)
-	if b, err := os.ReadFile(filepath.Join(o.Dir, "replay.json")); err == nil {
+	if b, err := os.ReadFile(lay.Replay()); err == nil {
 		res.Replay = b
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return res, fmt.Errorf("read %s: %w", lay.Replay(), err)
 	}
 	if err := reports.WriteJSON(lay.Results(), res); err != nil {
 		return res, err
 	}
 	return res, render(lay, res, h, logs)
+}
+
+// readRunConfig reads the run's config.json.
+func readRunConfig(lay layout.Layout, dir string) (Options, []byte, error) {
+	var run Options
+	b, err := os.ReadFile(lay.Config())
+	if err != nil {
+		return run, nil, UsageError{fmt.Errorf("%s: %w (is %s a paxtest run directory?)", lay.Config(), err, dir)}
+	}
+	if err := json.Unmarshal(b, &run); err != nil {
+		return run, nil, UsageError{fmt.Errorf("%s is damaged: %w", lay.Config(), err)}
+	}
+	if run.Workload == "" {
+		return run, nil, UsageError{fmt.Errorf("%s names no workload (register or append)", lay.Config())}
+	}
+	return run, b, nil
+}
+
+// readLogs reads the nodes' log samples, if the run has them.
+func readLogs(lay layout.Layout) ([]checker.LogSample, bool, error) {
+	if _, err := os.Stat(lay.Logs()); errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	logs, err := checker.ReadLogs(lay.Logs())
+	if err != nil {
+		return nil, false, UsageError{err}
+	}
+	return logs, true, nil
+}
+
+// judge runs the checkers on one run's inputs.
+type judge struct {
+	lay      layout.Layout
+	workload string
+	h        *checker.History
+	logs     []checker.LogSample
+	haveLogs bool
+	timeout  time.Duration
+}
+
+func (j judge) run(names []string) (map[string]checker.Result, error) {
+	out := map[string]checker.Result{}
+	for _, n := range names {
+		switch n {
+		case CheckLinearizable:
+			lin := checker.CheckLinearizable(j.h, j.timeout)
+			out[n] = lin.Result
+			if err := writeVisualization(j.lay, lin, j.h); err != nil {
+				return out, err
+			}
+		case CheckAppend:
+			out[n] = checker.CheckAppend(j.h)
+		case CheckLogAgreement, CheckNodeInvariant:
+			switch {
+			case !j.haveLogs:
+				out[n] = checker.Result{Verdict: checker.Unknown,
+					Detail: "no logs.jsonl in the run directory: the nodes' logs cannot be checked (to judge the history alone: --checkers " + historyCheckers(j.workload) + ")"}
+			case n == CheckLogAgreement:
+				out[n] = checker.CheckLogAgreement(j.h, j.logs)
+			default:
+				out[n] = checker.CheckNodeInvariants(j.logs)
+			}
+		case CheckStats:
+			out[n] = checker.CheckStats(j.h)
+		}
+	}
+	return out, nil
+}
+
+// historyResult says what the history itself tells: nothing to check, or
+// a torn last line.
+func historyResult(h *checker.History) (checker.Result, bool) {
+	var r checker.Result
+	if len(h.Ops) == 0 {
+		r = checker.Result{Verdict: checker.Unknown, Detail: "the history holds no client operation: nothing was checked"}
+	}
+	if h.Torn != nil {
+		if r.Verdict == "" {
+			r.Verdict = checker.Valid
+		}
+		r.Detail = fmt.Sprintf("the last line (%d, %d bytes at offset %d) was torn: the run was killed while writing it; the rest was checked", h.Torn.Line, h.Torn.Bytes, h.Torn.Offset)
+	}
+	return r, r.Verdict != ""
 }
 
 // historyCheckers are the checkers that need the history alone.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -149,7 +148,7 @@ func (r *run) start(ctx context.Context) error {
 	}
 	r.onClose(r.samp.close)
 	r.x, err = nemesis.NewExec(nemesis.ExecConfig{Cluster: r.cluster, Members: r.cluster, Net: r.net, Delays: r.delays,
-		Rand: rand.New(rand.NewSource(o.Seed)), Now: r.clock.Now, Schedule: filepath.Join(r.lay.Dir, nemesis.ScheduleFile)})
+		Rand: rand.New(rand.NewSource(o.Seed)), Now: r.clock.Now, Schedule: r.lay.Schedule()})
 	if err != nil {
 		return err
 	}
@@ -242,7 +241,7 @@ func (r *run) load(ctx context.Context) error {
 		return fmt.Errorf("workload: %w", wlErr)
 	}
 	if r.replay != nil {
-		if err := reports.WriteJSON(filepath.Join(r.lay.Dir, "replay.json"), r.replay.Report()); err != nil {
+		if err := reports.WriteJSON(r.lay.Replay(), r.replay.Report()); err != nil {
 			return err
 		}
 	}
@@ -336,7 +335,7 @@ func replaySchedule(path string) string {
 	if st, err := os.Stat(path); err == nil && !st.IsDir() {
 		return path
 	}
-	return filepath.Join(path, nemesis.ScheduleFile)
+	return layout.Layout{Dir: path}.Schedule()
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -104,15 +104,9 @@ func Mutants(ctx context.Context, o MutantsOptions) (MutantsReport, error) {
 	if o.Jobs < 1 {
 		o.Jobs = runtime.NumCPU()
 	}
-	src, err := filepath.Abs(o.Src)
+	src, err := mutantSource(o.Src)
 	if err != nil {
 		return MutantsReport{}, err
-	}
-	if b, err := os.ReadFile(filepath.Join(src, "go.mod")); err != nil || !strings.Contains(string(b), "module github.com/paxtest/paxtest") {
-		return MutantsReport{}, UsageError{fmt.Errorf("--src %s is not paxtest's source tree (no go.mod of github.com/paxtest/paxtest): mutants are built from source", o.Src)}
-	}
-	if _, err := exec.LookPath("go"); err != nil {
-		return MutantsReport{}, UsageError{fmt.Errorf("bench mutants builds every mutant and needs the go command on PATH: %w", err)}
 	}
 	ms, err := generateMutants(src)
 	if err != nil {
@@ -140,7 +134,50 @@ func Mutants(ctx context.Context, o MutantsOptions) (MutantsReport, error) {
 		}
 		ms = nil // nothing left to simulate
 	}
-	fmt.Fprintf(o.Progress, "mutants: %d generated; simulating %d with %d schedules per profile, %d at a time\n", rep.Generated, len(ms), o.Budget, o.Jobs)
+	if err := simulateAll(ctx, src, work, ms, rep.Mutants, o); err != nil {
+		return rep, err
+	}
+	for _, r := range rep.Mutants {
+		rep.Classes[r.Class]++
+	}
+	rep.Unsafe = rep.Classes[ClassUnsafe]
+	if o.Live {
+		if err := liveAll(ctx, src, work, &rep, o); err != nil {
+			return rep, err
+		}
+	}
+	var secs []float64
+	for _, r := range rep.Mutants {
+		if r.Caught {
+			secs = append(secs, r.Detection)
+		}
+	}
+	rep.Median = median(secs)
+	if rep.LiveTried > 0 {
+		rep.Score = float64(rep.Caught) / float64(rep.LiveTried)
+	}
+	return rep, ctx.Err()
+}
+
+// mutantSource checks that dir is paxtest's source tree and that go can
+// build it.
+func mutantSource(dir string) (string, error) {
+	src, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if b, err := os.ReadFile(filepath.Join(src, "go.mod")); err != nil || !strings.Contains(string(b), "module github.com/paxtest/paxtest") {
+		return "", UsageError{fmt.Errorf("--src %s is not paxtest's source tree (no go.mod of github.com/paxtest/paxtest): mutants are built from source", dir)}
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		return "", UsageError{fmt.Errorf("bench mutants builds every mutant and needs the go command on PATH: %w", err)}
+	}
+	return src, nil
+}
+
+// simulateAll classifies every mutant of ms into out, o.Jobs at a time.
+func simulateAll(ctx context.Context, src, work string, ms []mutate.Mutant, out []MutantResult, o MutantsOptions) error {
+	fmt.Fprintf(o.Progress, "mutants: %d generated; simulating %d with %d schedules per profile, %d at a time\n", len(out), len(ms), o.Budget, o.Jobs)
 	var wg sync.WaitGroup
 	next := make(chan int)
 	var mu sync.Mutex
@@ -156,7 +193,7 @@ func Mutants(ctx context.Context, o MutantsOptions) (MutantsReport, error) {
 				if err != nil && simErr == nil {
 					simErr = err
 				}
-				rep.Mutants[i] = r
+				out[i] = r
 				done++
 				fmt.Fprintf(o.Progress, "mutants: sim %d/%d %s: %s %s\n", done, len(ms), r.ID, r.Class, r.Invariant)
 				mu.Unlock()
@@ -172,42 +209,28 @@ func Mutants(ctx context.Context, o MutantsOptions) (MutantsReport, error) {
 	close(next)
 	wg.Wait()
 	if simErr != nil {
-		return rep, simErr
+		return simErr
 	}
-	if ctx.Err() != nil {
-		return rep, ctx.Err()
-	}
-	for _, r := range rep.Mutants {
-		rep.Classes[r.Class]++
-	}
-	rep.Unsafe = rep.Classes[ClassUnsafe]
-	if o.Live {
-		for i := range rep.Mutants {
-			r := &rep.Mutants[i]
-			if r.Class != ClassUnsafe || ctx.Err() != nil {
-				continue
-			}
-			if err := liveMutant(ctx, src, work, r, o); err != nil {
-				return rep, err
-			}
-			rep.LiveTried++
-			if r.Caught {
-				rep.Caught++
-			}
-			fmt.Fprintf(o.Progress, "mutants: live %s: caught=%v after %d runs (%v)\n", r.ID, r.Caught, r.LiveRuns, r.Verdicts)
+	return ctx.Err()
+}
+
+// liveAll runs the live harness on every unsafe mutant.
+func liveAll(ctx context.Context, src, work string, rep *MutantsReport, o MutantsOptions) error {
+	for i := range rep.Mutants {
+		r := &rep.Mutants[i]
+		if r.Class != ClassUnsafe || ctx.Err() != nil {
+			continue
 		}
-	}
-	var secs []float64
-	for _, r := range rep.Mutants {
+		if err := liveMutant(ctx, src, work, r, o); err != nil {
+			return err
+		}
+		rep.LiveTried++
 		if r.Caught {
-			secs = append(secs, r.Detection)
+			rep.Caught++
 		}
+		fmt.Fprintf(o.Progress, "mutants: live %s: caught=%v after %d runs (%v)\n", r.ID, r.Caught, r.LiveRuns, r.Verdicts)
 	}
-	rep.Median = median(secs)
-	if rep.LiveTried > 0 {
-		rep.Score = float64(rep.Caught) / float64(rep.LiveTried)
-	}
-	return rep, ctx.Err()
+	return nil
 }
 
 // reuseClasses fills out with the simulation classes of an earlier bench;

@@ -3,6 +3,7 @@ package harness
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,8 +65,7 @@ func render(lay layout.Layout, res reports.Results, h *checker.History, logs []c
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", lay.Index(), err)
+		return errors.Join(fmt.Errorf("write %s: %w", lay.Index(), err), os.Remove(tmp))
 	}
 	return os.Rename(tmp, lay.Index())
 }

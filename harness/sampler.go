@@ -130,39 +130,20 @@ func (s *sampler) sample(ctx context.Context, n *cluster.Node, final bool) error
 	}
 	s.mu.Unlock()
 	t := s.now()
-	var entries []api.LogEntry
-	for {
-		page, err := cl.Log(ctx, from, 0)
-		if err != nil {
-			if final {
-				return errUnreadable{fmt.Errorf("read the final log of %s: %w", n.Name(), err)}
-			}
-			return nil // a paused or partitioned node: try again later
+	entries, err := readLog(ctx, cl, from, final)
+	if err != nil {
+		if final {
+			return errUnreadable{fmt.Errorf("read the final log of %s: %w", n.Name(), err)}
 		}
-		entries = append(entries, page...)
-		if len(page) == 0 || !final {
-			break
-		}
-		from = page[len(page)-1].Index + 1
+		return nil // a paused or partitioned node: try again later
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []api.LogEntry
 	var missing []uint64
 	if final {
-		// what this node reported before and no longer has: lost entries
-		present := make(map[uint64]bool, len(entries))
-		for _, e := range entries {
-			present[e.Index] = true
-		}
-		for i := range known {
-			if !present[i] {
-				missing = append(missing, i)
-				delete(known, i)
-			}
-		}
-		sort.Slice(missing, func(a, b int) bool { return missing[a] < missing[b] })
+		missing = forget(known, entries)
 	}
+	var out []api.LogEntry
 	var same [][2]uint64
 	for _, e := range entries {
 		if known[e.Index] == e.Digest {
@@ -198,6 +179,41 @@ func (s *sampler) sample(ctx context.Context, n *cluster.Node, final bool) error
 		out = []api.LogEntry{}
 	}
 	return s.writeLocked(checker.LogSample{Time: t, Node: n.Name(), Final: final, Entries: out, Same: same, Missing: missing})
+}
+
+// readLog reads a node's log from index from: one page, or every page
+// for a final read.
+func readLog(ctx context.Context, cl api.Client, from uint64, final bool) ([]api.LogEntry, error) {
+	var entries []api.LogEntry
+	for {
+		page, err := cl.Log(ctx, from, 0)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, page...)
+		if len(page) == 0 || !final {
+			return entries, nil
+		}
+		from = page[len(page)-1].Index + 1
+	}
+}
+
+// forget removes from known, and returns in order, the indices a node
+// reported before and no longer has: lost entries.
+func forget(known map[uint64]string, entries []api.LogEntry) []uint64 {
+	present := make(map[uint64]bool, len(entries))
+	for _, e := range entries {
+		present[e.Index] = true
+	}
+	var missing []uint64
+	for i := range known {
+		if !present[i] {
+			missing = append(missing, i)
+			delete(known, i)
+		}
+	}
+	sort.Slice(missing, func(a, b int) bool { return missing[a] < missing[b] })
+	return missing
 }
 
 // errUnreadable: a node's final log could not be read.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/paxtest/paxtest/checker"
-	"github.com/paxtest/paxtest/nemesis"
+	"github.com/paxtest/paxtest/harness/layout"
 	"github.com/paxtest/paxtest/nemesis/fault"
 	"github.com/paxtest/paxtest/reports"
 )
@@ -71,7 +71,7 @@ func Shrink(ctx context.Context, o ShrinkOptions) (ShrinkResult, error) {
 	if res.Verdict != checker.Invalid || len(res.Anomalies) == 0 {
 		return ShrinkResult{}, UsageError{fmt.Errorf("shrink %s: its verdict is %s: %w (shrink takes a run that failed)", o.Dir, res.Verdict, errNotInvalid)}
 	}
-	steps, err := fault.Read(filepath.Join(o.Dir, nemesis.ScheduleFile))
+	steps, err := fault.Read(layout.Layout{Dir: o.Dir}.Schedule())
 	if err != nil {
 		return ShrinkResult{}, UsageError{err}
 	}
@@ -98,20 +98,44 @@ func Shrink(ctx context.Context, o ShrinkOptions) (ShrinkResult, error) {
 		cur = steps
 	}
 
-	// ddmin by complements over the fault steps: remove chunks of them
-	// while the rest still fails. Waits on the cluster stay: they are what
-	// keeps a replay in step with the cluster, not faults.
+	cur = s.timings(ctx, s.ddmin(ctx, cur))
+	out.Steps, out.Kept = cur, faults(cur)
+	out.Tests = s.tests
+	if err := s.write(layout.Layout{Dir: dir}.Schedule(), cur); err != nil {
+		return out, err
+	}
+	final := s.options(cur, layout.Layout{Dir: dir}.Schedule())
+	final.Replay = ""
+	if err := reports.WriteJSON(layout.Layout{Dir: dir}.Config(), final); err != nil {
+		return out, err
+	}
+	for i := 0; i < o.Verify && ctx.Err() == nil; i++ {
+		if s.replay(ctx, layout.Layout{Dir: dir}.Schedule(), cur) {
+			out.Failed++
+		}
+		fmt.Fprintf(o.Progress, "shrink: verify %d/%d: %d failed\n", i+1, o.Verify, out.Failed)
+	}
+	out.Replays = s.replays
+	out.Seconds = time.Since(started).Seconds()
+	if err := reports.WriteJSON(filepath.Join(dir, "shrink.json"), out); err != nil {
+		return out, err
+	}
+	return out, ctx.Err()
+}
+
+// ddmin removes chunks of the fault steps, by complements, while the rest
+// still fails. Waits on the cluster stay: they are what keeps a replay in
+// step with the cluster, not faults.
+func (s *shrinker) ddmin(ctx context.Context, cur []fault.Op) []fault.Op {
 	n := 2
-	for faults(cur) >= 2 && s.tests < o.MaxTests && ctx.Err() == nil {
+	for faults(cur) >= 2 && s.tests < s.o.MaxTests && ctx.Err() == nil {
 		idx := faultIndices(cur)
-		chunks := split(len(idx), n)
 		removed := false
-		for _, c := range chunks {
-			cand := withoutIndices(cur, idx[c[0]:c[1]])
-			if s.tests >= o.MaxTests || ctx.Err() != nil {
+		for _, c := range split(len(idx), n) {
+			if s.tests >= s.o.MaxTests || ctx.Err() != nil {
 				break
 			}
-			if s.fails(ctx, cand) {
+			if cand := withoutIndices(cur, idx[c[0]:c[1]]); s.fails(ctx, cand) {
 				cur, removed = cand, true
 				n = max(n-1, 2)
 				break
@@ -124,39 +148,23 @@ func Shrink(ctx context.Context, o ShrinkOptions) (ShrinkResult, error) {
 			n = min(2*n, len(idx))
 		}
 	}
-	// timings: start sooner, then halve the long gaps, while it still fails
-	if cand := shiftStart(cur, time.Second); s.tests < o.MaxTests && ctx.Err() == nil && cand[0].Time < cur[0].Time && s.fails(ctx, cand) {
+	return cur
+}
+
+// timings starts the schedule sooner, then halves its long gaps, while it
+// still fails.
+func (s *shrinker) timings(ctx context.Context, cur []fault.Op) []fault.Op {
+	if cand := shiftStart(cur, time.Second); s.tests < s.o.MaxTests && ctx.Err() == nil && cand[0].Time < cur[0].Time && s.fails(ctx, cand) {
 		cur = cand
 	}
-	for i := 0; i < 3 && s.tests < o.MaxTests && ctx.Err() == nil; i++ {
+	for i := 0; i < 3 && s.tests < s.o.MaxTests && ctx.Err() == nil; i++ {
 		cand := halveGaps(cur, 500*time.Millisecond)
 		if cand == nil || !s.fails(ctx, cand) {
 			break
 		}
 		cur = cand
 	}
-	out.Steps, out.Kept = cur, faults(cur)
-	out.Tests = s.tests
-	if err := s.write(filepath.Join(dir, nemesis.ScheduleFile), cur); err != nil {
-		return out, err
-	}
-	final := s.options(cur, filepath.Join(dir, nemesis.ScheduleFile))
-	final.Replay = ""
-	if err := reports.WriteJSON(filepath.Join(dir, "config.json"), final); err != nil {
-		return out, err
-	}
-	for i := 0; i < o.Verify && ctx.Err() == nil; i++ {
-		if s.replay(ctx, filepath.Join(dir, nemesis.ScheduleFile), cur) {
-			out.Failed++
-		}
-		fmt.Fprintf(o.Progress, "shrink: verify %d/%d: %d failed\n", i+1, o.Verify, out.Failed)
-	}
-	out.Replays = s.replays
-	out.Seconds = time.Since(started).Seconds()
-	if err := reports.WriteJSON(filepath.Join(dir, "shrink.json"), out); err != nil {
-		return out, err
-	}
-	return out, ctx.Err()
+	return cur
 }
 
 type shrinker struct {
@@ -379,7 +387,7 @@ func describeStep(op fault.Op) string {
 // ReadRunOptions reads the options a run directory was made with
 // (config.json); a missing or damaged file is a UsageError naming it.
 func ReadRunOptions(dir string) (Options, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	b, err := os.ReadFile(layout.Layout{Dir: dir}.Config())
 	if err != nil {
 		return Options{}, UsageError{fmt.Errorf("%s: %w (is it a run directory?)", dir, err)}
 	}
@@ -391,7 +399,7 @@ func ReadRunOptions(dir string) (Options, error) {
 }
 
 func readResults(dir string) (reports.Results, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	b, err := os.ReadFile(layout.Layout{Dir: dir}.Results())
 	if err != nil {
 		return reports.Results{}, UsageError{fmt.Errorf("%s: %w (check the run first: paxtest check %s)", dir, err, dir)}
 	}

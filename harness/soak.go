@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -100,51 +101,76 @@ func Soak(ctx context.Context, o SoakOptions) ([]reports.SoakRun, error) {
 		}
 		fmt.Fprintf(o.Progress, "soak run %d: %s (%s)\n", i+1, run.Verdict, run.Dir)
 		runs = append(runs, run)
-		trim(runs, o.KeepBytes)
+		if err := trim(runs, o.KeepBytes); err != nil {
+			return runs, err
+		}
 	}
 	return runs, nil
 }
 
 // trim removes the bulky files (write-ahead logs, log samples) of the
 // oldest valid runs until this soak's runs fit the budget.
-func trim(runs []reports.SoakRun, budget int64) {
+func trim(runs []reports.SoakRun, budget int64) error {
 	if budget <= 0 {
-		return
+		return nil
 	}
 	var total int64
 	for _, r := range runs {
-		total += dirSize(r.Dir)
+		n, err := dirSize(r.Dir)
+		if err != nil {
+			return err
+		}
+		total += n
 	}
 	for i := range runs {
 		if total <= budget {
-			return
+			return nil
 		}
 		r := &runs[i]
 		if r.Verdict != "valid" || r.Bug != "" || r.Trimmed || r.Dir == "" {
 			continue
 		}
-		before := dirSize(r.Dir)
-		os.RemoveAll(filepath.Join(r.Dir, "nodes"))
-		os.Remove(layout.Layout{Dir: r.Dir}.Logs())
+		before, err := dirSize(r.Dir)
+		if err != nil {
+			return err
+		}
+		if err := os.RemoveAll(filepath.Join(r.Dir, "nodes")); err != nil {
+			return fmt.Errorf("trim %s: %w", r.Dir, err)
+		}
+		if err := os.Remove(layout.Layout{Dir: r.Dir}.Logs()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("trim %s: %w", r.Dir, err)
+		}
 		r.Trimmed = true
-		total -= before - dirSize(r.Dir)
+		after, err := dirSize(r.Dir)
+		if err != nil {
+			return err
+		}
+		total -= before - after
 	}
+	return nil
 }
 
-func dirSize(dir string) int64 {
+// dirSize is the bytes of the files under dir.
+func dirSize(dir string) (int64, error) {
 	var n int64
 	if dir == "" {
-		return 0
+		return 0, nil
 	}
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if info, err := d.Info(); err == nil {
-				n += info.Size()
-			}
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
 		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		n += info.Size()
 		return nil
 	})
-	return n
+	if err != nil {
+		return 0, fmt.Errorf("measure %s: %w", dir, err)
+	}
+	return n, nil
 }
 
 // SoakExit is Jepsen's test-all order: 255 if any run crashed, else 2 if
@@ -183,6 +209,12 @@ func WriteSoakSummary(store string, started time.Time, runs []reports.SoakRun) (
 	if err != nil {
 		return "", fmt.Errorf("write soak summary: %w", err)
 	}
-	defer f.Close()
-	return dir, reports.RenderSoak(f, dir, runs)
+	err = reports.RenderSoak(f, dir, runs)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("write soak summary %s: %w", f.Name(), err)
+	}
+	return dir, nil
 }

@@ -24,12 +24,12 @@ type WindowOptions struct {
 
 // WindowRow is one α's measurement.
 type WindowRow struct {
-	Window    int       `json:"window"`
-	OpsPerSec float64   `json:"acked_ops_per_sec"` // median over the rounds
-	Runs      []float64 `json:"acked_ops_per_sec_per_round"`
-	Ratio     float64   `json:"ratio_to_baseline"`
+	Window    int             `json:"window"`
+	OpsPerSec float64         `json:"acked_ops_per_sec"` // median over the rounds
+	Runs      []float64       `json:"acked_ops_per_sec_per_round"`
+	Ratio     float64         `json:"ratio_to_baseline"`
 	Verdict   checker.Verdict `json:"verdict"` // valid only if every round was
-	Dirs      []string  `json:"dirs"`
+	Dirs      []string        `json:"dirs"`
 }
 
 // BenchWindow measures acknowledged ops/s for each α under the same

@@ -39,9 +39,6 @@ type MemberControl interface {
 	ChangeMembers(ctx context.Context, req api.MembersRequest) (api.MembersResponse, error)
 }
 
-// ScheduleFile is the executed schedule inside a run directory.
-const ScheduleFile = "schedule.jsonl"
-
 // ErrAbandon marks an attempt whose roles did not line up (no leader in
 // time, nothing to wait for): it is healed and the next one starts.
 var ErrAbandon = errors.New("attempt abandoned")
@@ -233,7 +230,6 @@ func (x *Exec) do(ctx context.Context, op fault.Op) (fault.Op, int, error) {
 }
 
 func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
-	c := x.Cluster
 	switch op.F {
 	case fault.Partition:
 		if err := x.Net.Block(op.Links); err != nil {
@@ -255,35 +251,8 @@ func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
 		}
 		x.delayed = len(op.Links) > 0
 		return x.Delays.Delay(op.Links, time.Duration(op.Ms)*time.Millisecond)
-	case fault.Kill:
-		for _, id := range op.Nodes {
-			if err := c.Kill(id); err != nil {
-				return err
-			}
-			delete(x.paused, id)
-		}
-	case fault.Restart:
-		for _, id := range op.Nodes {
-			if c.IsDown(id) {
-				if err := c.Restart(ctx, id); err != nil {
-					return err
-				}
-			}
-		}
-	case fault.Pause:
-		for _, id := range op.Nodes {
-			if err := c.Pause(id); err != nil {
-				return err
-			}
-			x.paused[id] = true
-		}
-	case fault.Resume:
-		for _, id := range op.Nodes {
-			if err := c.Resume(id); err != nil {
-				return err
-			}
-			delete(x.paused, id)
-		}
+	case fault.Kill, fault.Restart, fault.Pause, fault.Resume:
+		return x.performOnNodes(ctx, op)
 	case fault.Join, fault.Retire:
 		if x.Members == nil {
 			return fmt.Errorf("%s: this cluster has no spare nodes", op.F)
@@ -292,6 +261,48 @@ func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
 			return x.Members.Join(ctx, op.Node)
 		}
 		return x.Members.Retire(op.Node)
+	case fault.AwaitLeader, fault.AwaitAccepted, fault.AwaitCommit, fault.Observe:
+		return x.await(ctx, op)
+	case fault.Note:
+	default:
+		return fmt.Errorf("op %q cannot be performed as it stands (resolve it first)", op.F)
+	}
+	return nil
+}
+
+// performOnNodes kills, restarts, pauses or resumes op's nodes.
+func (x *Exec) performOnNodes(ctx context.Context, op *fault.Op) error {
+	c := x.Cluster
+	for _, id := range op.Nodes {
+		var err error
+		switch op.F {
+		case fault.Kill:
+			err = c.Kill(id)
+			delete(x.paused, id)
+		case fault.Restart:
+			if c.IsDown(id) {
+				err = c.Restart(ctx, id)
+			}
+		case fault.Pause:
+			if err = c.Pause(id); err == nil {
+				x.paused[id] = true
+			}
+		case fault.Resume:
+			err = c.Resume(id)
+			delete(x.paused, id)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// await waits for what a scenario step needs: a leader, an accepted but
+// unchosen slot, a slot chosen; or observes the commit point.
+func (x *Exec) await(ctx context.Context, op *fault.Op) error {
+	c := x.Cluster
+	switch op.F {
 	case fault.AwaitLeader:
 		op.Node = waitLeaderAmong(ctx, c, op.Nodes, x.within(op, 5*time.Second), 2*time.Millisecond)
 		if op.Node == 0 {
@@ -316,12 +327,11 @@ func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
 			return abandon("n%d did not choose slot %d in time", op.Node, target)
 		}
 	case fault.Observe:
-		if st, err := c.Status(ctx, op.Node); err == nil {
-			op.Slot = st.CommitPoint
+		st, err := c.Status(ctx, op.Node)
+		if err != nil {
+			return abandon("n%d's status is unreadable: %v", op.Node, err)
 		}
-	case fault.Note:
-	default:
-		return fmt.Errorf("op %q cannot be performed as it stands (resolve it first)", op.F)
+		op.Slot = st.CommitPoint
 	}
 	return nil
 }

@@ -83,35 +83,7 @@ func (m *Membership) change(ctx context.Context, x *Exec) error {
 		return skip(fmt.Sprintf("the change to %v is not in effect yet", st.Pending))
 	}
 	members := toInts(st.Members)
-	live := func(ids []int) int {
-		k := 0
-		for _, id := range ids {
-			if !x.Cluster.IsDown(id) {
-				k++
-			}
-		}
-		return k
-	}
-	// a change is allowed when the new configuration keeps a live majority
-	allowed := func(next []int) bool {
-		return len(next) >= 3 && quorum.Reached(live(next), len(next))
-	}
-	var choices []fault.Change
-	for _, s := range mc.Spares() {
-		if allowed(append(append([]int(nil), members...), s)) {
-			choices = append(choices, fault.Change{Op: api.ChangeAdd, Node: s})
-		}
-		for _, id := range members {
-			if allowed(append(without(members, id), s)) {
-				choices = append(choices, fault.Change{Op: api.ChangeReplace, Node: id, With: s})
-			}
-		}
-	}
-	for _, id := range members {
-		if allowed(without(members, id)) {
-			choices = append(choices, fault.Change{Op: api.ChangeRemove, Node: id})
-		}
-	}
+	choices := changesKeepingAMajority(x, members, mc.Spares())
 	if len(choices) == 0 {
 		return skip(fmt.Sprintf("no change to %v keeps a live majority of at least three", members))
 	}
@@ -148,6 +120,40 @@ func (m *Membership) change(ctx context.Context, x *Exec) error {
 		return err
 	}
 	return nil
+}
+
+// changesKeepingAMajority lists every add, replace and remove whose new
+// configuration has at least three members and a live majority.
+func changesKeepingAMajority(x *Exec, members, spares []int) []fault.Change {
+	live := func(ids []int) int {
+		k := 0
+		for _, id := range ids {
+			if !x.Cluster.IsDown(id) {
+				k++
+			}
+		}
+		return k
+	}
+	allowed := func(next []int) bool {
+		return len(next) >= 3 && quorum.Reached(live(next), len(next))
+	}
+	var choices []fault.Change
+	for _, s := range spares {
+		if allowed(append(append([]int(nil), members...), s)) {
+			choices = append(choices, fault.Change{Op: api.ChangeAdd, Node: s})
+		}
+		for _, id := range members {
+			if allowed(append(without(members, id), s)) {
+				choices = append(choices, fault.Change{Op: api.ChangeReplace, Node: id, With: s})
+			}
+		}
+	}
+	for _, id := range members {
+		if allowed(without(members, id)) {
+			choices = append(choices, fault.Change{Op: api.ChangeRemove, Node: id})
+		}
+	}
+	return choices
 }
 
 // inEffect waits until the leader's commit point reaches the slot before

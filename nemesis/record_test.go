@@ -13,7 +13,7 @@ import (
 
 func TestTheExecutorRecordsWhatItPerformsAndReplayReadsItBack(t *testing.T) {
 	f := newFake(3, 2)
-	path := filepath.Join(t.TempDir(), ScheduleFile)
+	path := filepath.Join(t.TempDir(), "schedule.jsonl")
 	x, err := NewExec(ExecConfig{Cluster: f, Net: f, Delays: f, Now: func() int64 { return 7 }, Schedule: path})
 	require.NoError(t, err)
 	_, err = x.Perform(context.Background(), fault.Op{F: fault.Kill, Nodes: []int{2}, Source: "kill"})
@@ -38,7 +38,7 @@ func TestTheExecutorRecordsWhatItPerformsAndReplayReadsItBack(t *testing.T) {
 }
 
 func TestReadScheduleNamesTheBadLineAndField(t *testing.T) {
-	path := filepath.Join(t.TempDir(), ScheduleFile)
+	path := filepath.Join(t.TempDir(), "schedule.jsonl")
 	require.NoError(t, os.WriteFile(path, []byte(`{"time":1,"f":"kill","nodes":[2],"leader":2}`+"\n"+`{"time":2,"f":"explode"}`+"\n"), 0o644))
 	_, err := fault.Read(path)
 	require.ErrorContains(t, err, "line 2: field f")

@@ -75,70 +75,10 @@ func (x *Exec) Do(ctx context.Context, op fault.Op, b *Bindings) (fault.Op, erro
 		sel = &fault.Sel{}
 	}
 	switch op.F {
-	case fault.Partition:
-		links, err := r.cut(sel)
-		if err != nil {
-			return op, err
-		}
-		op.Links = links
-	case fault.Delay:
-		from, err := r.set(sel.Set, nil)
-		if err != nil {
-			return op, err
-		}
-		to, err := r.set(sel.To, nil)
-		if err != nil {
-			return op, err
-		}
-		for _, f := range from {
-			for _, t := range to {
-				if f != t {
-					op.Links = append(op.Links, [2]int{f, t})
-				}
-			}
-		}
-		if !x.CanDelay() {
-			// iptables only cuts links: go on without the delay, and say so
-			x.Note(op.Source, op.Attempt, fmt.Sprintf("delay skipped (%s): this fault layer cannot delay links; use --net proxy", sel.Text))
-			return op, nil
-		}
-	case fault.Kill, fault.Restart, fault.Pause, fault.Resume:
-		if len(sel.Set) > 0 {
-			ids, err := r.set(sel.Set, nil)
-			if err != nil {
-				return op, err
-			}
-			op.Nodes = ids
-		}
-		if len(op.Nodes) == 0 {
-			x.Note(op.Source, op.Attempt, fmt.Sprintf("%s: nobody to %s (%s)", op.F, op.F, strings.Join(sel.Set, " ")))
-			return op, nil
-		}
 	case fault.AwaitLeader:
 		return r.awaitLeader(op, sel)
 	case fault.AwaitAccepted:
-		ids, err := r.set(sel.Set, nil)
-		if err != nil {
-			return op, err
-		}
-		op.Node = ids[0]
-		op, index, err := x.do(ctx, op)
-		if err != nil {
-			return op, err
-		}
-		b.Slots[sel.Bind[0]] = op.Slot + 1
-		b.observed[sel.Bind[0]] = index
-		return op, nil
-	case fault.AwaitCommit:
-		ids, err := r.set(sel.Set, nil)
-		if err != nil {
-			return op, err
-		}
-		slot, ok := b.Slots[sel.Slot]
-		if !ok {
-			return op, fmt.Errorf("slot %s is not bound yet (bind it with await-accepted)", sel.Slot)
-		}
-		op.Node, op.Slot, op.Ref = ids[0], slot, b.observed[sel.Slot]
+		return r.awaitAccepted(op, sel)
 	case fault.Pick:
 		return op, r.pick(sel)
 	case fault.Sleep:
@@ -149,57 +89,155 @@ func (x *Exec) Do(ctx context.Context, op fault.Op, b *Bindings) (fault.Op, erro
 		x.finish(op, nil)
 		return op, nil
 	case fault.RequireMembers:
-		st, err := r.config()
+		return op, r.requireMembers(sel)
+	case fault.Members:
+		return r.members(op, sel)
+	}
+	op, perform, err := r.resolve(op, sel)
+	if err != nil || !perform {
+		return op, err
+	}
+	return x.Perform(ctx, op)
+}
+
+// resolve fills in the nodes, links or slot an op acts on. perform is
+// false when there is nothing to do (said in a note).
+func (r resolver) resolve(op fault.Op, sel *fault.Sel) (_ fault.Op, perform bool, err error) {
+	x := r.x
+	switch op.F {
+	case fault.Partition:
+		op.Links, err = r.cut(sel)
+	case fault.Delay:
+		if op.Links, err = r.pairs(sel); err == nil && !x.CanDelay() {
+			// iptables only cuts links: go on without the delay, and say so
+			x.Note(op.Source, op.Attempt, fmt.Sprintf("delay skipped (%s): this fault layer cannot delay links; use --net proxy", sel.Text))
+			return op, false, nil
+		}
+	case fault.Kill, fault.Restart, fault.Pause, fault.Resume:
+		if len(sel.Set) > 0 {
+			if op.Nodes, err = r.set(sel.Set, nil); err != nil {
+				return op, false, err
+			}
+		}
+		if len(op.Nodes) == 0 {
+			x.Note(op.Source, op.Attempt, fmt.Sprintf("%s: nobody to %s (%s)", op.F, op.F, strings.Join(sel.Set, " ")))
+			return op, false, nil
+		}
+	case fault.AwaitCommit:
+		ids, err := r.set(sel.Set, nil)
 		if err != nil {
-			return op, err
+			return op, false, err
 		}
-		if len(st.Members) != sel.Count || len(st.Pending) > 0 {
-			return op, abandon("the configuration is %v (pending %v); this schedule needs %d members and no change in progress", st.Members, st.Pending, sel.Count)
+		slot, ok := r.b.Slots[sel.Slot]
+		if !ok {
+			return op, false, fmt.Errorf("slot %s is not bound yet (bind it with await-accepted)", sel.Slot)
 		}
-		return op, nil
+		op.Node, op.Slot, op.Ref = ids[0], slot, r.b.observed[sel.Slot]
 	case fault.Join:
 		if len(sel.Bind) > 0 {
 			id, err := r.spare()
 			if err != nil {
-				return op, err
+				return op, false, err
 			}
-			b.Roles[sel.Bind[0]] = id
+			r.b.Roles[sel.Bind[0]] = id
 			op.Node = id
 		}
-	case fault.Members:
-		if sel.Change != nil {
-			ch, err := r.change(sel.Change)
-			if err != nil {
-				return op, err
-			}
-			op.Change = ch
-		}
-		cctx, cancel := context.WithTimeout(ctx, x.within(&op, 5*time.Second))
-		defer cancel()
-		op, err := x.Perform(cctx, op)
-		if err != nil {
-			return op, abandon("%s: %v", fault.DescribeChange(op.Change.Op, op.Change.Node, op.Change.With), err)
-		}
-		if !op.Change.OK {
-			return op, abandon("%s", op.Describe())
-		}
-		return op, nil
 	case fault.Retire:
 		if len(sel.Set) > 0 {
-			ids, err := r.set(sel.Set, nil)
-			if err != nil {
-				return op, err
-			}
-			op.Node = ids[0]
-			if !pollUntil(ctx, x.within(&op, 5*time.Second), 20*time.Millisecond, func() bool {
-				st, err := r.config()
-				return err == nil && !contains(toInts(st.Members), op.Node) && !contains(toInts(st.Pending), op.Node)
-			}) {
-				return op, abandon("n%d is still in a configuration in effect or pending", op.Node)
+			op.Node, err = r.retired(&op, sel)
+		}
+	}
+	return op, err == nil, err
+}
+
+// pairs are the links from every node of sel.Set to every node of sel.To.
+func (r resolver) pairs(sel *fault.Sel) ([][2]int, error) {
+	from, err := r.set(sel.Set, nil)
+	if err != nil {
+		return nil, err
+	}
+	to, err := r.set(sel.To, nil)
+	if err != nil {
+		return nil, err
+	}
+	var links [][2]int
+	for _, f := range from {
+		for _, t := range to {
+			if f != t {
+				links = append(links, [2]int{f, t})
 			}
 		}
 	}
-	return x.Perform(ctx, op)
+	return links, nil
+}
+
+// awaitAccepted waits until a node accepted a new entry, and binds the
+// slot after it.
+func (r resolver) awaitAccepted(op fault.Op, sel *fault.Sel) (fault.Op, error) {
+	ids, err := r.set(sel.Set, nil)
+	if err != nil {
+		return op, err
+	}
+	op.Node = ids[0]
+	op, index, err := r.x.do(r.ctx, op)
+	if err != nil {
+		return op, err
+	}
+	r.b.Slots[sel.Bind[0]] = op.Slot + 1
+	r.b.observed[sel.Bind[0]] = index
+	return op, nil
+}
+
+// requireMembers abandons the schedule unless the configuration has the
+// size it needs and no change is in progress.
+func (r resolver) requireMembers(sel *fault.Sel) error {
+	st, err := r.config()
+	if err != nil {
+		return err
+	}
+	if len(st.Members) != sel.Count || len(st.Pending) > 0 {
+		return abandon("the configuration is %v (pending %v); this schedule needs %d members and no change in progress", st.Members, st.Pending, sel.Count)
+	}
+	return nil
+}
+
+// members performs a membership change; one that is refused or fails
+// abandons the schedule.
+func (r resolver) members(op fault.Op, sel *fault.Sel) (fault.Op, error) {
+	if sel.Change != nil {
+		ch, err := r.change(sel.Change)
+		if err != nil {
+			return op, err
+		}
+		op.Change = ch
+	}
+	cctx, cancel := context.WithTimeout(r.ctx, r.x.within(&op, 5*time.Second))
+	defer cancel()
+	op, err := r.x.Perform(cctx, op)
+	if err != nil {
+		return op, abandon("%s: %v", fault.DescribeChange(op.Change.Op, op.Change.Node, op.Change.With), err)
+	}
+	if !op.Change.OK {
+		return op, abandon("%s", op.Describe())
+	}
+	return op, nil
+}
+
+// retired is the node a retire acts on, once no configuration in effect
+// or pending holds it.
+func (r resolver) retired(op *fault.Op, sel *fault.Sel) (int, error) {
+	ids, err := r.set(sel.Set, nil)
+	if err != nil {
+		return 0, err
+	}
+	id := ids[0]
+	if !pollUntil(r.ctx, r.x.within(op, 5*time.Second), 20*time.Millisecond, func() bool {
+		st, err := r.config()
+		return err == nil && !contains(toInts(st.Members), id) && !contains(toInts(st.Pending), id)
+	}) {
+		return 0, abandon("n%d is still in a configuration in effect or pending", id)
+	}
+	return id, nil
 }
 
 type resolver struct {
@@ -352,8 +390,8 @@ func (r resolver) set(a []string, rest []int) ([]int, error) {
 		case t == "one" || t == "minority" || t == "majority":
 			ids = r.random(t)
 		case isNodeName(t):
-			id, _ := strconv.Atoi(t[1:])
-			if !contains(c.IDs(), id) {
+			id, err := strconv.Atoi(t[1:])
+			if err != nil || !contains(c.IDs(), id) {
 				return nil, fmt.Errorf("no node %s in this cluster", t)
 			}
 			ids = []int{id}

@@ -149,118 +149,160 @@ func parseStep(verb string, a []string) (fault.Op, error) {
 	if err != nil {
 		return fault.Op{}, err
 	}
-	sel := &fault.Sel{WithinMs: within.Milliseconds()}
-	op := fault.Op{Sel: sel}
-	switch verb {
-	case "leader":
-		if len(rest) != 1 {
-			return op, fmt.Errorf("want: leader ROLE [within DURATION]")
-		}
-		op.F, sel.Set, sel.Bind = fault.AwaitLeader, []string{"all"}, rest
-		return op, roles(rest)
-	case "pick":
-		i := index(rest, "from")
-		if i == 0 || len(rest) == 0 || i == len(rest)-1 {
-			return op, fmt.Errorf("want: pick ROLE... [from SET]")
-		}
-		op.F, sel.Bind = fault.Pick, rest
-		if i > 0 {
-			sel.Bind, sel.Set = rest[:i], rest[i+1:]
-		}
-		return op, roles(sel.Bind)
-	case "partition", "cut":
-		groups := splitGroups(rest)
-		if len(groups) < 2 {
-			return op, fmt.Errorf("want: %s SET | SET ...", verb)
-		}
-		for _, g := range groups {
-			if len(g) == 0 {
-				return op, fmt.Errorf("an empty group")
-			}
-		}
-		op.F, sel.Groups, sel.Add = fault.Partition, groups, verb == "cut"
-	case "delay":
-		i := index(rest, "->")
-		if i < 1 || i > len(rest)-3 {
-			return op, fmt.Errorf("want: delay SET -> SET DURATION")
-		}
-		d, err := time.ParseDuration(rest[len(rest)-1])
-		if err != nil {
-			return op, err
-		}
-		op.F, sel.Set, sel.To, op.Ms = fault.Delay, rest[:i], rest[i+1:len(rest)-1], d.Milliseconds()
-	case "heal":
-		if len(rest) != 0 {
-			return op, fmt.Errorf("heal takes no arguments")
-		}
-		op.F = fault.Heal
-	case "kill", "restart", "pause", "resume":
-		if len(rest) == 0 {
-			return op, fmt.Errorf("want: %s SET", verb)
-		}
-		op.F, sel.Set = fault.F(verb), rest
-	case "await-leader":
-		if len(rest) < 3 || rest[1] != "among" {
-			return op, fmt.Errorf("want: await-leader ROLE among SET [within DURATION]")
-		}
-		op.F, sel.Bind, sel.Set = fault.AwaitLeader, rest[:1], rest[2:]
-		return op, roles(rest[:1])
-	case "await-accepted":
-		if len(rest) != 3 || rest[1] != "as" {
-			return op, fmt.Errorf("want: await-accepted ROLE as SLOT [within DURATION]")
-		}
-		op.F, sel.Set, sel.Bind = fault.AwaitAccepted, rest[:1], rest[2:]
-		return op, roles(rest[2:])
-	case "await-commit":
-		if len(rest) != 2 {
-			return op, fmt.Errorf("want: await-commit ROLE SLOT [within DURATION]")
-		}
-		op.F, sel.Set, sel.Slot = fault.AwaitCommit, rest[:1], rest[1]
-	case "sleep":
-		if len(a) != 1 {
-			return op, fmt.Errorf("want: sleep DURATION")
-		}
-		d, err := time.ParseDuration(a[0])
-		if err != nil {
-			return op, err
-		}
-		op.F, op.Ms = fault.Sleep, d.Milliseconds()
-	case "note":
-		if len(a) == 0 {
-			return op, fmt.Errorf("want: note TEXT")
-		}
-		op.F, op.Note = fault.Note, strings.Join(a, " ")
-	case "require-members":
-		k, err := strconv.Atoi(strings.Join(a, " "))
-		if err != nil || k < 1 {
-			return op, fmt.Errorf("want: require-members COUNT (a positive number)")
-		}
-		op.F, sel.Count = fault.RequireMembers, k
-	case "spare":
-		if len(a) != 1 {
-			return op, fmt.Errorf("want: spare ROLE")
-		}
-		op.F, sel.Bind = fault.Join, a
-		return op, roles(a)
-	case "members":
-		switch {
-		case len(rest) == 2 && (rest[0] == api.ChangeAdd || rest[0] == api.ChangeRemove):
-			sel.Change = &fault.SelChange{Op: rest[0], Node: rest[1]}
-		case len(rest) == 4 && rest[0] == api.ChangeReplace && rest[2] == "with":
-			sel.Change = &fault.SelChange{Op: rest[0], Node: rest[1], With: rest[3]}
-		default:
-			return op, fmt.Errorf("want: members add ROLE | members remove ROLE | members replace ROLE with ROLE [within DURATION]")
-		}
-		op.F = fault.Members
-	case "retire":
-		if len(rest) != 1 {
-			return op, fmt.Errorf("want: retire ROLE [within DURATION]")
-		}
-		op.F, sel.Set = fault.Retire, rest
-	default:
+	op := fault.Op{Sel: &fault.Sel{WithinMs: within.Milliseconds()}}
+	parse, ok := stepParsers[verb]
+	if !ok {
 		return op, fmt.Errorf("unknown step %q (accepted: leader, pick, partition, cut, delay, heal, kill, restart, pause, resume, await-leader, await-accepted, await-commit, sleep, note, option, require-members, spare, members, retire)", verb)
 	}
-	return op, nil
+	return op, parse(&op, verb, rest, a)
+}
+
+// A stepParser fills op from a line's words: rest without a trailing
+// "within D", all with it.
+type stepParser func(op *fault.Op, verb string, rest, all []string) error
+
+var stepParsers = map[string]stepParser{
+	"leader": func(op *fault.Op, _ string, rest, _ []string) error {
+		if len(rest) != 1 {
+			return fmt.Errorf("want: leader ROLE [within DURATION]")
+		}
+		op.F, op.Sel.Set, op.Sel.Bind = fault.AwaitLeader, []string{"all"}, rest
+		return roles(rest)
+	},
+	"pick":      parsePick,
+	"partition": parsePartition,
+	"cut":       parsePartition,
+	"delay":     parseDelay,
+	"heal": func(op *fault.Op, _ string, rest, _ []string) error {
+		if len(rest) != 0 {
+			return fmt.Errorf("heal takes no arguments")
+		}
+		op.F = fault.Heal
+		return nil
+	},
+	"kill":    parseNodeFault,
+	"restart": parseNodeFault,
+	"pause":   parseNodeFault,
+	"resume":  parseNodeFault,
+	"await-leader": func(op *fault.Op, _ string, rest, _ []string) error {
+		if len(rest) < 3 || rest[1] != "among" {
+			return fmt.Errorf("want: await-leader ROLE among SET [within DURATION]")
+		}
+		op.F, op.Sel.Bind, op.Sel.Set = fault.AwaitLeader, rest[:1], rest[2:]
+		return roles(rest[:1])
+	},
+	"await-accepted": func(op *fault.Op, _ string, rest, _ []string) error {
+		if len(rest) != 3 || rest[1] != "as" {
+			return fmt.Errorf("want: await-accepted ROLE as SLOT [within DURATION]")
+		}
+		op.F, op.Sel.Set, op.Sel.Bind = fault.AwaitAccepted, rest[:1], rest[2:]
+		return roles(rest[2:])
+	},
+	"await-commit": func(op *fault.Op, _ string, rest, _ []string) error {
+		if len(rest) != 2 {
+			return fmt.Errorf("want: await-commit ROLE SLOT [within DURATION]")
+		}
+		op.F, op.Sel.Set, op.Sel.Slot = fault.AwaitCommit, rest[:1], rest[1]
+		return nil
+	},
+	"sleep": func(op *fault.Op, _ string, _, all []string) error {
+		if len(all) != 1 {
+			return fmt.Errorf("want: sleep DURATION")
+		}
+		d, err := time.ParseDuration(all[0])
+		op.F, op.Ms = fault.Sleep, d.Milliseconds()
+		return err
+	},
+	"note": func(op *fault.Op, _ string, _, all []string) error {
+		if len(all) == 0 {
+			return fmt.Errorf("want: note TEXT")
+		}
+		op.F, op.Note = fault.Note, strings.Join(all, " ")
+		return nil
+	},
+	"require-members": func(op *fault.Op, _ string, _, all []string) error {
+		k, err := strconv.Atoi(strings.Join(all, " "))
+		if err != nil || k < 1 {
+			return fmt.Errorf("want: require-members COUNT (a positive number)")
+		}
+		op.F, op.Sel.Count = fault.RequireMembers, k
+		return nil
+	},
+	"spare": func(op *fault.Op, _ string, _, all []string) error {
+		if len(all) != 1 {
+			return fmt.Errorf("want: spare ROLE")
+		}
+		op.F, op.Sel.Bind = fault.Join, all
+		return roles(all)
+	},
+	"members": parseMembers,
+	"retire": func(op *fault.Op, _ string, rest, _ []string) error {
+		if len(rest) != 1 {
+			return fmt.Errorf("want: retire ROLE [within DURATION]")
+		}
+		op.F, op.Sel.Set = fault.Retire, rest
+		return nil
+	},
+}
+
+func parsePick(op *fault.Op, _ string, rest, _ []string) error {
+	i := index(rest, "from")
+	if i == 0 || len(rest) == 0 || i == len(rest)-1 {
+		return fmt.Errorf("want: pick ROLE... [from SET]")
+	}
+	op.F, op.Sel.Bind = fault.Pick, rest
+	if i > 0 {
+		op.Sel.Bind, op.Sel.Set = rest[:i], rest[i+1:]
+	}
+	return roles(op.Sel.Bind)
+}
+
+func parsePartition(op *fault.Op, verb string, rest, _ []string) error {
+	groups := splitGroups(rest)
+	if len(groups) < 2 {
+		return fmt.Errorf("want: %s SET | SET [| SET]", verb)
+	}
+	for _, g := range groups {
+		if len(g) == 0 {
+			return fmt.Errorf("an empty group")
+		}
+	}
+	op.F, op.Sel.Groups, op.Sel.Add = fault.Partition, groups, verb == "cut"
+	return nil
+}
+
+func parseDelay(op *fault.Op, _ string, rest, _ []string) error {
+	i := index(rest, "->")
+	if i < 1 || i > len(rest)-3 {
+		return fmt.Errorf("want: delay SET -> SET DURATION")
+	}
+	d, err := time.ParseDuration(rest[len(rest)-1])
+	if err != nil {
+		return err
+	}
+	op.F, op.Sel.Set, op.Sel.To, op.Ms = fault.Delay, rest[:i], rest[i+1:len(rest)-1], d.Milliseconds()
+	return nil
+}
+
+func parseNodeFault(op *fault.Op, verb string, rest, _ []string) error {
+	if len(rest) == 0 {
+		return fmt.Errorf("want: %s SET", verb)
+	}
+	op.F, op.Sel.Set = fault.F(verb), rest
+	return nil
+}
+
+func parseMembers(op *fault.Op, _ string, rest, _ []string) error {
+	switch {
+	case len(rest) == 2 && (rest[0] == api.ChangeAdd || rest[0] == api.ChangeRemove):
+		op.Sel.Change = &fault.SelChange{Op: rest[0], Node: rest[1]}
+	case len(rest) == 4 && rest[0] == api.ChangeReplace && rest[2] == "with":
+		op.Sel.Change = &fault.SelChange{Op: rest[0], Node: rest[1], With: rest[3]}
+	default:
+		return fmt.Errorf("want: members add ROLE | members remove ROLE | members replace ROLE with ROLE [within DURATION]")
+	}
+	op.F = fault.Members
+	return nil
 }
 
 // splitWithin separates a trailing "within D".

@@ -344,57 +344,10 @@ func RenderIndex(w io.Writer, p Page) error {
 		return fmt.Errorf("parse report template: %w", err)
 	}
 	data := charts(p.History)
-	var views []anomalyView
-	seenKey := map[string]bool{}
-	for i, a := range p.Results.Anomalies {
-		if i >= 50 {
-			break
-		}
-		v := anomalyView{Anomaly: a, Explain: Explain(a.Kind), Seconds: fmt.Sprintf("%.3fs", float64(a.Time)/1e9)}
-		if a.Key != "" && !seenKey[a.Key] && len(seenKey) < 5 {
-			seenKey[a.Key] = true
-			v.Ops = keyOps(p.History, a.Key, a.Time)
-		}
-		if a.Kind == checker.KindCommittedThenOverwritten && len(data.Matrix) < 3 {
-			data.Matrix = append(data.Matrix, evidenceMatrix(a.Index, p.Logs))
-		}
-		views = append(views, v)
-	}
-	type kindView struct {
-		Kind    string
-		Count   int
-		Explain string
-		First   anomalyView
-	}
-	var kinds []*kindView
-	byKind := map[string]*kindView{}
-	for _, v := range views {
-		k := byKind[v.Kind]
-		if k == nil {
-			k = &kindView{Kind: v.Kind, Explain: v.Explain, First: v}
-			byKind[v.Kind] = k
-			kinds = append(kinds, k)
-		}
-	}
-	for _, a := range p.Results.Anomalies {
-		if k := byKind[a.Kind]; k != nil {
-			k.Count++
-		}
-	}
-	var cfg map[string]any
-	json.Unmarshal(p.Results.Config, &cfg)
-	cfgKeys := make([]string, 0, len(cfg))
-	for k := range cfg {
-		cfgKeys = append(cfgKeys, k)
-	}
-	sort.Strings(cfgKeys)
-	var cfgRows [][2]string
-	for _, k := range cfgKeys {
-		v := fmt.Sprint(cfg[k])
-		if ns, ok := cfg[k].(float64); ok && (strings.HasSuffix(k, "limit") || strings.HasSuffix(k, "interval") || strings.HasSuffix(k, "timeout")) {
-			v = time.Duration(ns).String() // Go durations are nanoseconds in config.json
-		}
-		cfgRows = append(cfgRows, [2]string{k, v})
+	views := anomalyViews(p, &data)
+	cfgRows, err := configRows(p.Results.Config)
+	if err != nil {
+		return err
 	}
 	checkers := make([]string, 0, len(p.Results.Checkers))
 	for k := range p.Results.Checkers {
@@ -411,7 +364,7 @@ func RenderIndex(w io.Writer, p Page) error {
 		"Config":    cfgRows,
 		"Checkers":  checkers,
 		"Anomalies": views,
-		"Kinds":     kinds,
+		"Kinds":     kindViews(views, p.Results.Anomalies),
 		"HasMatrix": len(data.Matrix) > 0,
 		"More":      len(p.Results.Anomalies) - len(views),
 		"NodeLogs":  p.NodeLogs,
@@ -427,4 +380,78 @@ func RenderIndex(w io.Writer, p Page) error {
 	}
 	_, err = w.Write(buf.Bytes())
 	return err
+}
+
+// anomalyViews are the first 50 anomalies with their explanations, the
+// operations on the first five keys, and up to three evidence matrices
+// (added to data).
+func anomalyViews(p Page, data *chartData) []anomalyView {
+	var views []anomalyView
+	seenKey := map[string]bool{}
+	for i, a := range p.Results.Anomalies {
+		if i >= 50 {
+			break
+		}
+		v := anomalyView{Anomaly: a, Explain: Explain(a.Kind), Seconds: fmt.Sprintf("%.3fs", float64(a.Time)/1e9)}
+		if a.Key != "" && !seenKey[a.Key] && len(seenKey) < 5 {
+			seenKey[a.Key] = true
+			v.Ops = keyOps(p.History, a.Key, a.Time)
+		}
+		if a.Kind == checker.KindCommittedThenOverwritten && len(data.Matrix) < 3 {
+			data.Matrix = append(data.Matrix, evidenceMatrix(a.Index, p.Logs))
+		}
+		views = append(views, v)
+	}
+	return views
+}
+
+// kindView is one kind of anomaly: how many, and the first shown.
+type kindView struct {
+	Kind    string
+	Count   int
+	Explain string
+	First   anomalyView
+}
+
+func kindViews(views []anomalyView, all []checker.Anomaly) []*kindView {
+	var kinds []*kindView
+	byKind := map[string]*kindView{}
+	for _, v := range views {
+		if byKind[v.Kind] == nil {
+			k := &kindView{Kind: v.Kind, Explain: v.Explain, First: v}
+			byKind[v.Kind] = k
+			kinds = append(kinds, k)
+		}
+	}
+	for _, a := range all {
+		if k := byKind[a.Kind]; k != nil {
+			k.Count++
+		}
+	}
+	return kinds
+}
+
+// configRows are the run's config as sorted name/value rows, durations
+// readable.
+func configRows(raw json.RawMessage) ([][2]string, error) {
+	var cfg map[string]any
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			return nil, fmt.Errorf("read the run's config in results.json: %w", err)
+		}
+	}
+	keys := make([]string, 0, len(cfg))
+	for k := range cfg {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var rows [][2]string
+	for _, k := range keys {
+		v := fmt.Sprint(cfg[k])
+		if ns, ok := cfg[k].(float64); ok && (strings.HasSuffix(k, "limit") || strings.HasSuffix(k, "interval") || strings.HasSuffix(k, "timeout")) {
+			v = time.Duration(ns).String() // Go durations are nanoseconds in config.json
+		}
+		rows = append(rows, [2]string{k, v})
+	}
+	return rows, nil
 }

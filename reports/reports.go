@@ -202,9 +202,12 @@ func Summary(w io.Writer, r Results) {
 			MaxLateMs                         float64 `json:"max_late_ms"`
 			MedianLate                        float64 `json:"median_late_ms"`
 		}
-		json.Unmarshal(r.Replay, &rp)
-		fmt.Fprintf(w, "replay: %d of %d recorded steps executed, %d remapped onto the current leader, %d errors; lateness median %.1f ms, max %.1f ms\n",
-			rp.Executed, rp.Steps, rp.Remapped, rp.Errors, rp.MedianLate, rp.MaxLateMs)
+		if err := json.Unmarshal(r.Replay, &rp); err != nil {
+			fmt.Fprintf(w, "replay: unreadable in results.json: %v\n", err)
+		} else {
+			fmt.Fprintf(w, "replay: %d of %d recorded steps executed, %d remapped onto the current leader, %d errors; lateness median %.1f ms, max %.1f ms\n",
+				rp.Executed, rp.Steps, rp.Remapped, rp.Errors, rp.MedianLate, rp.MaxLateMs)
+		}
 	}
 	if r.Interrupted {
 		fmt.Fprintln(w, "the run was interrupted: the history is a prefix and the final logs may be missing")

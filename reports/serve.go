@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/paxtest/paxtest/harness/layout"
 )
 
 // RunEntry is one run directory as the store index lists it.
@@ -41,15 +43,15 @@ func ListRuns(store string) ([]RunEntry, error) {
 		if !d.IsDir() || p == store {
 			return nil
 		}
-		if _, err := os.Stat(filepath.Join(p, "config.json")); err != nil {
+		if _, err := os.Stat(layout.Layout{Dir: p}.Config()); err != nil {
 			return nil
 		}
 		rel, _ := filepath.Rel(store, p)
 		e := RunEntry{Path: filepath.ToSlash(rel), Name: filepath.ToSlash(filepath.Dir(rel)), Verdict: "incomplete"}
-		if st, err := os.Stat(filepath.Join(p, "config.json")); err == nil {
+		if st, err := os.Stat(layout.Layout{Dir: p}.Config()); err == nil {
 			e.When = st.ModTime()
 		}
-		if b, err := os.ReadFile(filepath.Join(p, "results.json")); err == nil {
+		if b, err := os.ReadFile(layout.Layout{Dir: p}.Results()); err == nil {
 			var r Results
 			if json.Unmarshal(b, &r) == nil {
 				e.Verdict, e.OK, e.Anomalies = string(r.Verdict), r.Ops.OK, len(r.Anomalies)

@@ -12,12 +12,14 @@ package workloads
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/paxtest/paxtest/checker/history"
@@ -289,10 +291,14 @@ func (c *client) send(ctx context.Context, req api.Request) (string, api.Respons
 		actx, cancel := context.WithTimeout(context.Background(), c.cfg.HTTPTimeout)
 		res, err := (&api.Client{Addr: addr, HTTP: c.http}).Do(actx, req)
 		cancel()
-		if err != nil {
-			return history.Info, api.Response{}, name, err.Error()
-		}
 		switch {
+		case err != nil:
+			if MaybeSent(err) {
+				maybeSent = true
+			}
+			lastWhy = name + ": " + err.Error()
+			c.node = c.rand.Intn(len(c.cfg.Nodes))
+			c.pause(ctx, 20*time.Millisecond)
 		case res.OK:
 			return history.OK, res, name, ""
 		case res.Error == api.ErrCASMismatch:
@@ -310,11 +316,9 @@ func (c *client) send(ctx context.Context, req api.Request) (string, api.Respons
 		case res.Error == api.ErrBusy:
 			lastWhy = name + " is busy"
 			c.pause(ctx, 10*time.Millisecond)
-		default: // unknown: timed out, connection lost, or never sent
-			if !notSent(res.Detail) {
-				maybeSent = true
-			}
-			lastWhy = name + ": " + res.Detail
+		default: // the node said unknown (proposed, not chosen in time), or an answer it should not give
+			maybeSent = true
+			lastWhy = name + ": " + res.Error + " " + res.Detail
 			c.node = c.rand.Intn(len(c.cfg.Nodes))
 			c.pause(ctx, 20*time.Millisecond)
 		}
@@ -325,9 +329,17 @@ func (c *client) send(ctx context.Context, req api.Request) (string, api.Respons
 // (not leader, busy) until its budget ran out, never proposed.
 const ErrUnavailable = "unavailable"
 
-// notSent recognises transport errors that prove the request never left.
-func notSent(detail string) bool {
-	return strings.Contains(detail, "connection refused") || strings.Contains(detail, "no route to host")
+// MaybeSent decides, from a transport error, whether the request may have
+// reached the node: only a refused connection or an unreachable host
+// prove it never left. A timeout, a reset or a closed connection may come
+// after the node took the command, whose outcome is then unknown.
+func MaybeSent(err error) bool {
+	for _, never := range []error{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH} {
+		if errors.Is(err, never) {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *client) pause(ctx context.Context, d time.Duration) {

@@ -18,9 +18,6 @@ import (
 	"sync"
 )
 
-// FileName is the history's name inside a run directory.
-const FileName = "history.jsonl"
-
 // Event types.
 const (
 	Invoke = "invoke"

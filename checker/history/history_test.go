@@ -12,7 +12,7 @@ import (
 )
 
 func TestWrittenEventsParseBack(t *testing.T) {
-	path := filepath.Join(t.TempDir(), FileName)
+	path := filepath.Join(t.TempDir(), "history.jsonl")
 	w, err := Create(path)
 	require.NoError(t, err)
 	in := []Event{
@@ -39,7 +39,7 @@ func TestWrittenEventsParseBack(t *testing.T) {
 }
 
 func TestCreateNeverOverwritesAHistory(t *testing.T) {
-	path := filepath.Join(t.TempDir(), FileName)
+	path := filepath.Join(t.TempDir(), "history.jsonl")
 	require.NoError(t, os.WriteFile(path, []byte("keep\n"), 0o644))
 	_, err := Create(path)
 	require.Error(t, err)

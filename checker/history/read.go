@@ -79,96 +79,26 @@ func (d *decoder) decode(line []byte, e *Event) (field string, err error) {
 		return "", fmt.Errorf("not a JSON object but %s", v.Type())
 	}
 	*e = Event{Index: -1}
-	var have struct{ time, typ, f, process bool }
+	var have seen
 	o.Visit(func(k []byte, v *fastjson.Value) {
 		if err != nil {
 			return
 		}
-		key := string(k)
-		field = key // kept only if this field is refused
-		str := func() string {
-			b, serr := v.StringBytes()
-			if serr != nil {
-				err = fmt.Errorf("want a string, not %s", v.Type())
-			}
-			return d.str(b)
-		}
-		switch key {
-		case "index":
-			n, ierr := v.Int()
-			if ierr != nil || n < 0 {
-				err = fmt.Errorf("want a non-negative integer, not %s", v)
-			}
-			e.Index = n
-		case "time":
-			have.time = true
-			if v.Type() != fastjson.TypeNumber {
-				err = fmt.Errorf("%s is not a non-negative integer of nanoseconds", v)
-				return
-			}
-			t, terr := strconv.ParseInt(string(v.MarshalTo(nil)), 10, 64)
-			if terr != nil || t < 0 {
-				err = fmt.Errorf("%s is not a non-negative integer of nanoseconds", v)
-			}
-			e.Time = t
-		case "process":
-			have.process = true
-			err = e.Process.UnmarshalJSON(v.MarshalTo(nil))
-		case "type":
-			have.typ = true
-			e.Type = str()
-		case "f":
-			have.f = true
-			e.F = str()
-		case "key":
-			e.Key = str()
-		case "value":
-			e.Value = v.MarshalTo(nil)
-		case "client":
-			e.Client = str()
-		case "seq":
-			n, serr := v.Uint64()
-			if serr != nil {
-				err = fmt.Errorf("want a non-negative integer, not %s", v)
-			}
-			e.Seq = n
-		case "node":
-			e.Node = str()
-		case "error":
-			e.Error = str()
-		case "detail":
-			b, serr := v.StringBytes()
-			if serr != nil {
-				err = fmt.Errorf("want a string, not %s", v.Type())
-			}
-			e.Detail = string(b) // rarely repeated
-		case "final":
-			b, berr := v.Bool()
-			if berr != nil {
-				err = fmt.Errorf("want true or false, not %s", v)
-			}
-			e.Final = b
-		case "targets":
-			items, aerr := v.Array()
-			if aerr != nil {
-				err = fmt.Errorf("want a list of node ids, not %s", v)
-				return
-			}
-			for _, it := range items {
-				id, ierr := it.Int()
-				if ierr != nil {
-					err = fmt.Errorf("want a list of node ids, not %s", v)
-					return
-				}
-				e.Targets = append(e.Targets, id)
-			}
-		default:
-			err = errors.New("unknown field (accepted: index, time, process, type, f, key, value, client, seq, node, error, final, targets, detail)")
-		}
+		field = string(k) // kept only if this field is refused
+		err = d.field(field, v, e, &have)
 	})
-	switch {
-	case err != nil:
+	if err != nil {
 		return field, err
+	}
+	return have.complete(e)
+}
+
+// seen records which required fields a line had.
+type seen struct{ time, typ, f, process bool }
+
+// complete names the first required field a line lacks or got wrong.
+func (have seen) complete(e *Event) (string, error) {
+	switch {
 	case !have.time:
 		return "time", errors.New("missing: every event needs its time (nanoseconds since the run's start)")
 	case !have.typ:
@@ -181,6 +111,98 @@ func (d *decoder) decode(line []byte, e *Event) (field string, err error) {
 		return "process", errors.New("missing: a client number or \"nemesis\"")
 	}
 	return "", nil
+}
+
+// field decodes one field of an event into e.
+func (d *decoder) field(key string, v *fastjson.Value, e *Event, have *seen) error {
+	var err error
+	str := func() string {
+		b, serr := v.StringBytes()
+		if serr != nil {
+			err = fmt.Errorf("want a string, not %s", v.Type())
+		}
+		return d.str(b)
+	}
+	switch key {
+	case "index":
+		n, ierr := v.Int()
+		if ierr != nil || n < 0 {
+			return fmt.Errorf("want a non-negative integer, not %s", v)
+		}
+		e.Index = n
+	case "time":
+		have.time = true
+		e.Time, err = nanoseconds(v)
+	case "process":
+		have.process = true
+		err = e.Process.UnmarshalJSON(v.MarshalTo(nil))
+	case "type":
+		have.typ = true
+		e.Type = str()
+	case "f":
+		have.f = true
+		e.F = str()
+	case "key":
+		e.Key = str()
+	case "value":
+		e.Value = v.MarshalTo(nil)
+	case "client":
+		e.Client = str()
+	case "seq":
+		e.Seq, err = v.Uint64()
+		if err != nil {
+			err = fmt.Errorf("want a non-negative integer, not %s", v)
+		}
+	case "node":
+		e.Node = str()
+	case "error":
+		e.Error = str()
+	case "detail":
+		b, serr := v.StringBytes()
+		if serr != nil {
+			return fmt.Errorf("want a string, not %s", v.Type())
+		}
+		e.Detail = string(b) // rarely repeated
+	case "final":
+		e.Final, err = v.Bool()
+		if err != nil {
+			err = fmt.Errorf("want true or false, not %s", v)
+		}
+	case "targets":
+		e.Targets, err = nodeIDs(v)
+	default:
+		err = errors.New("unknown field (accepted: index, time, process, type, f, key, value, client, seq, node, error, final, targets, detail)")
+	}
+	return err
+}
+
+// nanoseconds reads a time: a non-negative integer.
+func nanoseconds(v *fastjson.Value) (int64, error) {
+	if v.Type() != fastjson.TypeNumber {
+		return 0, fmt.Errorf("%s is not a non-negative integer of nanoseconds", v)
+	}
+	t, err := strconv.ParseInt(string(v.MarshalTo(nil)), 10, 64)
+	if err != nil || t < 0 {
+		return 0, fmt.Errorf("%s is not a non-negative integer of nanoseconds", v)
+	}
+	return t, nil
+}
+
+// nodeIDs reads a list of node ids.
+func nodeIDs(v *fastjson.Value) ([]int, error) {
+	items, err := v.Array()
+	if err != nil {
+		return nil, fmt.Errorf("want a list of node ids, not %s", v)
+	}
+	var ids []int
+	for _, it := range items {
+		id, err := it.Int()
+		if err != nil {
+			return nil, fmt.Errorf("want a list of node ids, not %s", v)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }
 
 // chunkSize is how much of the file one decoding worker takes at a time.
@@ -205,48 +227,8 @@ func Stream(r io.Reader, name string, each func(*Event) error) (*Torn, error) {
 	workers := runtime.NumCPU()
 	jobs := make(chan *chunk, workers)
 	order := make(chan *chunk, 2*workers)
-	var torn *Torn
-	var readErr error
-	go func() {
-		defer close(order)
-		defer close(jobs)
-		var carry []byte // the start of a line the last read cut
-		line, off := 1, int64(0)
-		for {
-			// each chunk owns its buffer: what was carried over, then a read
-			buf := make([]byte, len(carry), len(carry)+chunkSize)
-			copy(buf, carry)
-			n, err := io.ReadFull(r, buf[len(carry):cap(buf)])
-			buf = buf[:len(carry)+n]
-			end := bytes.LastIndexByte(buf, '\n') + 1
-			last := err == io.EOF || err == io.ErrUnexpectedEOF
-			if last && end < len(buf) {
-				// a last line without its newline: whole, or torn?
-				var e Event
-				if _, derr := newDecoder().decode(buf[end:], &e); derr == nil {
-					buf = append(buf, '\n')
-					end = len(buf)
-				} else {
-					torn = &Torn{Line: line + bytes.Count(buf[:end], []byte{'\n'}), Offset: off + int64(end), Bytes: len(buf) - end}
-				}
-			}
-			carry = append([]byte(nil), buf[end:]...)
-			if end > 0 {
-				c := &chunk{data: buf[:end], line: line, done: make(chan struct{})}
-				line += bytes.Count(c.data, []byte{'\n'})
-				off += int64(end)
-				order <- c
-				jobs <- c
-			}
-			if last {
-				return
-			}
-			if err != nil {
-				readErr = fmt.Errorf("read history %s: %w", name, err)
-				return
-			}
-		}
-	}()
+	sp := &splitter{r: r, name: name, line: 1}
+	go sp.run(jobs, order)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -260,40 +242,22 @@ func Stream(r io.Reader, name string, each func(*Event) error) (*Torn, error) {
 		}()
 	}
 	defer wg.Wait()
-	next := 0
-	sawIndex, lastIndex := false, -1
+	ix := indexer{name: name, last: -1}
 	var firstErr error
 	for c := range order {
 		<-c.done
 		if firstErr != nil {
 			continue // drain: the reader and workers must finish
 		}
-		if c.err != nil {
-			firstErr = c.err
+		if firstErr = c.err; firstErr != nil {
 			continue
 		}
 		for i := range c.events {
 			e := &c.events[i]
-			lineNo := e.Line
-			switch {
-			case e.Index >= 0 && next > 0 && !sawIndex:
-				firstErr = &ParseError{Path: name, Line: lineNo, Field: "index", Err: errors.New("this event has an index and the ones before it had none")}
-			case e.Index < 0 && sawIndex:
-				firstErr = &ParseError{Path: name, Line: lineNo, Field: "index", Err: errors.New("missing, though the events before it had one")}
-			case e.Index >= 0 && e.Index <= lastIndex:
-				firstErr = &ParseError{Path: name, Line: lineNo, Field: "index", Err: fmt.Errorf("%d does not increase (the line before had %d): duplicated or out of order", e.Index, lastIndex)}
-			}
-			if firstErr != nil {
+			if firstErr = ix.number(e); firstErr != nil {
 				break
 			}
-			if e.Index >= 0 {
-				sawIndex, lastIndex = true, e.Index
-			} else {
-				e.Index = next
-			}
-			next++
-			if err := each(e); err != nil {
-				firstErr = err
+			if firstErr = each(e); firstErr != nil {
 				break
 			}
 		}
@@ -302,7 +266,91 @@ func Stream(r io.Reader, name string, each func(*Event) error) (*Torn, error) {
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	return torn, readErr
+	return sp.torn, sp.err
+}
+
+// splitter cuts the input into chunks of whole lines, in order. Its torn
+// and err are read once the order channel is closed.
+type splitter struct {
+	r     io.Reader
+	name  string
+	line  int   // the next chunk's first line
+	off   int64 // the next chunk's byte offset
+	carry []byte
+	torn  *Torn
+	err   error
+}
+
+func (sp *splitter) run(jobs, order chan<- *chunk) {
+	defer close(order)
+	defer close(jobs)
+	for {
+		// each chunk owns its buffer: what was carried over, then a read
+		buf := make([]byte, len(sp.carry), len(sp.carry)+chunkSize)
+		copy(buf, sp.carry)
+		n, err := io.ReadFull(sp.r, buf[len(sp.carry):cap(buf)])
+		buf = buf[:len(sp.carry)+n]
+		end := bytes.LastIndexByte(buf, '\n') + 1
+		last := err == io.EOF || err == io.ErrUnexpectedEOF
+		if last && end < len(buf) {
+			buf, end = sp.lastLine(buf, end)
+		}
+		sp.carry = append([]byte(nil), buf[end:]...)
+		if end > 0 {
+			c := &chunk{data: buf[:end], line: sp.line, done: make(chan struct{})}
+			sp.line += bytes.Count(c.data, []byte{'\n'})
+			sp.off += int64(end)
+			order <- c
+			jobs <- c
+		}
+		if last {
+			return
+		}
+		if err != nil {
+			sp.err = fmt.Errorf("read history %s: %w", sp.name, err)
+			return
+		}
+	}
+}
+
+// lastLine decides whether a last line without its newline is whole (then
+// it is read) or torn (then it is reported and left out).
+func (sp *splitter) lastLine(buf []byte, end int) ([]byte, int) {
+	var e Event
+	if _, err := newDecoder().decode(buf[end:], &e); err == nil {
+		buf = append(buf, '\n')
+		return buf, len(buf)
+	}
+	sp.torn = &Torn{Line: sp.line + bytes.Count(buf[:end], []byte{'\n'}), Offset: sp.off + int64(end), Bytes: len(buf) - end}
+	return buf, end
+}
+
+// indexer checks that indices, where the file has them, increase, and
+// numbers the events where it has none.
+type indexer struct {
+	name     string
+	next     int
+	sawIndex bool
+	last     int
+}
+
+func (ix *indexer) number(e *Event) error {
+	refuse := func(err error) error { return &ParseError{Path: ix.name, Line: e.Line, Field: "index", Err: err} }
+	switch {
+	case e.Index >= 0 && ix.next > 0 && !ix.sawIndex:
+		return refuse(errors.New("this event has an index and the ones before it had none"))
+	case e.Index < 0 && ix.sawIndex:
+		return refuse(errors.New("missing, though the events before it had one"))
+	case e.Index >= 0 && e.Index <= ix.last:
+		return refuse(fmt.Errorf("%d does not increase (the line before had %d): duplicated or out of order", e.Index, ix.last))
+	}
+	if e.Index >= 0 {
+		ix.sawIndex, ix.last = true, e.Index
+	} else {
+		e.Index = ix.next
+	}
+	ix.next++
+	return nil
 }
 
 // chunk decodes every line of a chunk.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,9 +209,10 @@ func TestInterruptLeavesNothingRunningAndACheckableHistory(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
-	case <-done:
+	case err := <-done:
+		requireVerdictExit(t, err, errb.String())
 	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
+		require.NoError(t, cmd.Process.Kill())
 		t.Fatalf("run did not stop within 30s of SIGINT: %s", errb.String())
 	}
 	dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
@@ -264,7 +266,7 @@ func TestIptablesRunsLeaveNoRulesBehind(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
-	cmd.Wait()
+	requireVerdictExit(t, cmd.Wait(), "")
 	noRules()
 }
 
@@ -331,16 +333,32 @@ func TestFigure8CatchesReconfirmOldBallotAndClearsTheCorrectBuild(t *testing.T) 
 
 // stepOps lists the ops of a run's recorded schedule, in order.
 func stepOps(t *testing.T, dir string) []string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "schedule.jsonl"))
-	require.NoError(t, err)
 	var ops []string
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var s struct{ F string }
-		require.NoError(t, json.Unmarshal([]byte(line), &s))
+	for _, s := range steps(t, dir) {
 		ops = append(ops, s.F)
 	}
 	return ops
+}
+
+func stepSources(t *testing.T, dir string) []string {
+	var srcs []string
+	for _, s := range steps(t, dir) {
+		srcs = append(srcs, s.Source)
+	}
+	return srcs
+}
+
+func steps(t *testing.T, dir string) []struct{ F, Source string } {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "schedule.jsonl"))
+	require.NoError(t, err)
+	var out []struct{ F, Source string }
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var s struct{ F, Source string }
+		require.NoError(t, json.Unmarshal([]byte(line), &s))
+		out = append(out, s)
+	}
+	return out
 }
 
 func TestABadScheduleFileExits254NamingTheFileAndLine(t *testing.T) {
@@ -459,6 +477,25 @@ func TestARunOfTheDefaultMixIsValidAndReplaysOpForOp(t *testing.T) {
 	require.Equal(t, len(ops), rr.Replay.Steps)
 	require.Equal(t, rr.Replay.Steps, rr.Replay.Executed, "every recorded op was replayed")
 	require.Zero(t, rr.Replay.Errors)
-	require.Equal(t, ops, stepOps(t, replayDir), "the replay performed the recorded ops in order")
+	replayed := stepOps(t, replayDir)
+	require.GreaterOrEqual(t, len(replayed), len(ops))
+	require.Equal(t, ops, replayed[:len(ops)], "the replay performed the recorded ops in order")
+	// then its own end of run: what is still in force (a node the replay's
+	// leader kill, remapped, left down) is healed
+	for _, src := range stepSources(t, replayDir)[len(ops):] {
+		require.Equal(t, "heal-all", src, "after the recorded ops only the end-of-run heal: %v", replayed[len(ops):])
+	}
 	noProcessesUnder(t, replayDir)
+}
+
+// requireVerdictExit: an interrupted run ends with a verdict (valid,
+// invalid or unknown: exit 0, 1 or 2), not as a crash or a harness failure.
+func requireVerdictExit(t *testing.T, err error, stderr string) {
+	t.Helper()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		require.Contains(t, []int{1, 2}, ee.ExitCode(), "exit code after SIGINT: %s", stderr)
+		return
+	}
+	require.NoError(t, err)
 }

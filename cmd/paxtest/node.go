@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -183,7 +184,10 @@ func runNode(o *nodeOptions, stderr io.Writer) error {
 		}
 		return nil
 	case err := <-srv.Fatal():
-		srv.Stop()
-		return fmt.Errorf("node %d: %w", cfg.ID, err)
+		err = fmt.Errorf("node %d: %w", cfg.ID, err)
+		if serr := srv.Stop(); serr != nil {
+			return errors.Join(err, fmt.Errorf("stop node %d: %w", cfg.ID, serr))
+		}
+		return err
 	}
 }

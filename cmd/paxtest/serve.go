@@ -51,14 +51,18 @@ func runServe(ctx context.Context, o serveOptions, stdout io.Writer) error {
 	defer stop()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(stdout, "serving %s on http://%s/\n", o.Store, ln.Addr())
+	shut := make(chan error, 1)
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		srv.Shutdown(sctx)
+		shut <- srv.Shutdown(sctx)
 	}()
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
+	}
+	if err := <-shut; err != nil {
+		return fmt.Errorf("shut down the server: %w", err)
 	}
 	return nil
 }

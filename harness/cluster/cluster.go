@@ -240,7 +240,8 @@ func (c *Cluster) ChangeMembers(ctx context.Context, req api.MembersRequest) (ap
 		cl := api.Client{Addr: addr, HTTP: &http.Client{Timeout: 5 * time.Second}}
 		var err error
 		if res, err = cl.ChangeMembers(ctx, req); err != nil {
-			return res, err
+			// the change may have reached the leader: its outcome is unknown
+			return api.MembersResponse{Error: api.ErrUnknown, Detail: err.Error()}, nil
 		}
 		if res.Error != api.ErrNotLeader || res.Leader == "" {
 			return res, nil
@@ -376,11 +377,12 @@ func (c *Cluster) Status(ctx context.Context, id int) (api.Status, error) {
 }
 
 // Leader returns the id of a node that says it leads with the highest
-// ballot among the reachable nodes' answers, or 0.
+// ballot among the reachable nodes' answers, or 0. A node whose status
+// cannot be fetched or read counts as no leader, as an unreachable one.
 func (c *Cluster) Leader(ctx context.Context) int {
 	type vote struct {
 		id     int
-		ballot string
+		ballot api.Ballot
 	}
 	var mu sync.Mutex
 	var leaders []vote
@@ -393,33 +395,24 @@ func (c *Cluster) Leader(ctx context.Context) int {
 		go func(id int) {
 			defer wg.Done()
 			st, err := c.Status(ctx, id)
-			if err == nil && st.Role == "leader" {
-				mu.Lock()
-				leaders = append(leaders, vote{id, st.Promised})
-				mu.Unlock()
+			if err != nil || st.Role != "leader" {
+				return
 			}
+			b, err := api.ParseBallot(st.Promised)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			leaders = append(leaders, vote{id, b})
+			mu.Unlock()
 		}(n.ID)
 	}
 	wg.Wait()
 	if len(leaders) == 0 {
 		return 0
 	}
-	sort.Slice(leaders, func(i, j int) bool { return ballotLess(leaders[j].ballot, leaders[i].ballot) })
+	sort.Slice(leaders, func(i, j int) bool { return leaders[j].ballot.Less(leaders[i].ballot) })
 	return leaders[0].id
-}
-
-// ballotLess compares "round.node" strings.
-func ballotLess(a, b string) bool {
-	ar, an, _ := strings.Cut(a, ".")
-	br, bn, _ := strings.Cut(b, ".")
-	x, _ := strconv.ParseUint(ar, 10, 64)
-	y, _ := strconv.ParseUint(br, 10, 64)
-	if x != y {
-		return x < y
-	}
-	p, _ := strconv.ParseUint(an, 10, 64)
-	q, _ := strconv.ParseUint(bn, 10, 64)
-	return p < q
 }
 
 // WaitLeader polls until some node leads.

@@ -1,10 +1,13 @@
-// Package layout names the files of a run directory and makes a new one
-// under the store (DESIGN §6). It is a leaf: it creates directories and
-// links, and knows nothing of what goes in the files.
+// Package layout owns the names of a run directory's files and makes a new
+// run directory under the store (DESIGN §6). It is a leaf any package may
+// import: it creates directories and links, and knows nothing of what goes
+// in the files.
 package layout
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -13,10 +16,22 @@ import (
 // Layout names the files of one run directory (DESIGN §6).
 type Layout struct{ Dir string }
 
-func (l Layout) Config() string             { return filepath.Join(l.Dir, "config.json") }
-func (l Layout) History() string            { return filepath.Join(l.Dir, "history.jsonl") }
-func (l Layout) Results() string            { return filepath.Join(l.Dir, "results.json") }
-func (l Layout) Logs() string               { return filepath.Join(l.Dir, "logs.jsonl") }
+// The files of a run directory.
+const (
+	ConfigFile   = "config.json"
+	HistoryFile  = "history.jsonl"
+	ResultsFile  = "results.json"
+	LogsFile     = "logs.jsonl"
+	ScheduleFile = "schedule.jsonl"
+	ReplayFile   = "replay.json"
+)
+
+func (l Layout) Config() string             { return filepath.Join(l.Dir, ConfigFile) }
+func (l Layout) History() string            { return filepath.Join(l.Dir, HistoryFile) }
+func (l Layout) Results() string            { return filepath.Join(l.Dir, ResultsFile) }
+func (l Layout) Logs() string               { return filepath.Join(l.Dir, LogsFile) }
+func (l Layout) Schedule() string           { return filepath.Join(l.Dir, ScheduleFile) }
+func (l Layout) Replay() string             { return filepath.Join(l.Dir, ReplayFile) }
 func (l Layout) Linearizability() string    { return filepath.Join(l.Dir, "linearizability.html") }
 func (l Layout) Index() string              { return filepath.Join(l.Dir, "index.html") }
 func (l Layout) NodeLog(name string) string { return filepath.Join(l.Dir, "nodes", name+".log") }
@@ -48,7 +63,9 @@ func NewRun(store, name string, now time.Time) (Layout, error) {
 	}
 	latest := filepath.Join(store, "latest")
 	tmp := latest + ".tmp"
-	os.Remove(tmp)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Layout{}, fmt.Errorf("remove a stale %s: %w", tmp, err)
+	}
 	if err := os.Symlink(rel, tmp); err != nil {
 		return Layout{}, fmt.Errorf("link %s: %w", latest, err)
 	}

@@ -171,8 +171,6 @@ type collector struct {
 
 func (c *collector) off(p token.Pos) int { return c.fset.Position(p).Offset }
 
-func (c *collector) text(n ast.Node) string { return string(c.src[c.off(n.Pos()):c.off(n.End())]) }
-
 func (c *collector) add(pos token.Pos, op Operator, edits ...edit) {
 	c.sites = append(c.sites, site{pos: pos, op: op, fn: c.fn, edit: edits})
 }

@@ -33,8 +33,7 @@ func (p *Proxy) Setup(peers map[int]string) error {
 			}
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
-				p.Close()
-				return fmt.Errorf("start proxy n%d->n%d: %w", from, to, err)
+				return errors.Join(fmt.Errorf("start proxy n%d->n%d: %w", from, to, err), p.Close())
 			}
 			l := &link{from: from, to: to, target: addr, ln: ln, conns: map[net.Conn]bool{}}
 			p.links[[2]int{from, to}] = l
@@ -150,7 +149,7 @@ func (l *link) drop(cs ...net.Conn) {
 
 // discard swallows what a sender writes over a blocked link.
 func (l *link) discard(c net.Conn) {
-	io.Copy(io.Discard, c)
+	_, _ = io.Copy(io.Discard, c) // ends when the link heals or the sender gives up
 	l.drop(c)
 }
 
@@ -171,7 +170,10 @@ func (l *link) forward(c net.Conn) {
 	l.mu.Unlock()
 	done := make(chan struct{}, 2)
 	go func() { l.copyDelayed(up, c); done <- struct{}{} }()
-	go func() { io.Copy(c, up); done <- struct{}{} }()
+	go func() {
+		_, _ = io.Copy(c, up) // ends when either side closes, which ends the forwarding
+		done <- struct{}{}
+	}()
 	<-done
 	l.drop(c, up)
 }

@@ -28,7 +28,7 @@ func TestDelayedLinkHoldsBytesAndACutDropsWhatItHeld(t *testing.T) {
 	}()
 	p := NewProxy()
 	require.NoError(t, p.Setup(map[int]string{1: "127.0.0.1:1", 2: ln.Addr().String()}))
-	defer p.Close()
+	t.Cleanup(func() { require.NoError(t, p.Close()) })
 	const d = 150 * time.Millisecond
 	require.NoError(t, p.Delay([][2]int{{1, 2}}, d))
 

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -74,6 +75,34 @@ type Response struct {
 	Leader string   `json:"leader,omitempty"` // not-leader: the leader's client address, if known
 	Slot   uint64   `json:"slot,omitempty"`   // the log slot the command was applied at
 	Local  bool     `json:"local,omitempty"`  // answered from local state, not through the log
+}
+
+// Ballot is a ballot as Status writes it: "round.node".
+type Ballot struct{ Round, Node uint64 }
+
+// ParseBallot reads "round.node".
+func ParseBallot(s string) (Ballot, error) {
+	r, n, ok := strings.Cut(s, ".")
+	if !ok {
+		return Ballot{}, fmt.Errorf("ballot %q is not round.node", s)
+	}
+	round, err := strconv.ParseUint(r, 10, 64)
+	if err != nil {
+		return Ballot{}, fmt.Errorf("ballot %q: round: %w", s, err)
+	}
+	node, err := strconv.ParseUint(n, 10, 64)
+	if err != nil {
+		return Ballot{}, fmt.Errorf("ballot %q: node: %w", s, err)
+	}
+	return Ballot{round, node}, nil
+}
+
+// Less orders ballots by round, then node.
+func (b Ballot) Less(o Ballot) bool {
+	if b.Round != o.Round {
+		return b.Round < o.Round
+	}
+	return b.Node < o.Node
 }
 
 // Status is the debug status of a node.
@@ -149,51 +178,42 @@ func (c *Client) http() *http.Client {
 	return http.DefaultClient
 }
 
-// Do sends a request. A transport failure or timeout after the request may
-// have been sent is returned as a Response with ErrUnknown, never as a
-// definite failure.
+// Do sends a request. A transport failure is an error (wrapping what the
+// network said, for errors.Is); whether the request may have left is the
+// caller's to decide from it. A node's answer, ok or not, is the Response.
 func (c *Client) Do(ctx context.Context, req Request) (Response, error) {
 	var out Response
-	detail, err := c.post(ctx, "/v1/op", req, &out)
-	if detail != "" {
-		return Response{Error: ErrUnknown, Detail: detail}, nil
-	}
+	err := c.post(ctx, "/v1/op", req, &out)
 	return out, err
 }
 
-// ChangeMembers sends a membership change; transport failures come back
-// as ErrUnknown like Do's.
+// ChangeMembers sends a membership change; errors as Do's.
 func (c *Client) ChangeMembers(ctx context.Context, req MembersRequest) (MembersResponse, error) {
 	var out MembersResponse
-	detail, err := c.post(ctx, "/v1/admin/members", req, &out)
-	if detail != "" {
-		return MembersResponse{Error: ErrUnknown, Detail: detail}, nil
-	}
+	err := c.post(ctx, "/v1/admin/members", req, &out)
 	return out, err
 }
 
-// post sends body as JSON and decodes the reply into out. A failure after
-// the request may have left is returned as detail (the outcome is
-// unknown); err is for a request that could not be built.
-func (c *Client) post(ctx context.Context, path string, body, out any) (detail string, err error) {
+// post sends body as JSON and decodes the reply into out.
+func (c *Client) post(ctx context.Context, path string, body, out any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
-		return "", err
+		return fmt.Errorf("encode %s request: %w", path, err)
 	}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.Addr+path, bytes.NewReader(b))
 	if err != nil {
-		return "", err
+		return fmt.Errorf("POST %s to %s: %w", path, c.Addr, err)
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	resp, err := c.http().Do(hr)
 	if err != nil {
-		return err.Error(), nil
+		return fmt.Errorf("POST %s to %s: %w", path, c.Addr, err)
 	}
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Sprintf("undecodable reply (HTTP %d): %v", resp.StatusCode, err), nil
+		return fmt.Errorf("POST %s to %s: undecodable reply (HTTP %d): %w", path, c.Addr, resp.StatusCode, err)
 	}
-	return "", nil
+	return nil
 }
 
 // Status fetches the node's debug status.

@@ -19,5 +19,6 @@ func decodeJSON(r *http.Request, v any) error {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
+	// an error here is the client gone away: nobody is left to answer
+	_ = json.NewEncoder(w).Encode(v)
 }

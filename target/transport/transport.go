@@ -231,7 +231,9 @@ func (t *Transport) writeLoop(c net.Conn, p *peer) error {
 		case <-t.stop:
 			return nil
 		case m := <-p.queue:
-			c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			if err := c.SetWriteDeadline(time.Now().Add(2 * time.Second)); err != nil {
+				return err
+			}
 			if err := enc.Encode(m); err != nil {
 				return err
 			}

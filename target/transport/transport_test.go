@@ -12,10 +12,10 @@ import (
 func TestMessagesCrossTCPIntact(t *testing.T) {
 	b, err := New(Config{ID: 2, Listen: "127.0.0.1:0"})
 	require.NoError(t, err)
-	defer b.Close()
+	t.Cleanup(func() { require.NoError(t, b.Close()) })
 	a, err := New(Config{ID: 1, Listen: "127.0.0.1:0", Peers: map[paxos.NodeID]string{2: b.Addr()}})
 	require.NoError(t, err)
-	defer a.Close()
+	t.Cleanup(func() { require.NoError(t, a.Close()) })
 	want := paxos.Message{Type: paxos.MsgAccept, From: 1, To: 2, Ballot: paxos.Ballot{Round: 4, Node: 1}, Slot: 9,
 		Entry: paxos.Entry{Kind: paxos.EntryCommand, Data: []byte("x")}, Commit: 8}
 	// The first sends may be dropped while the connection is dialled.
@@ -36,7 +36,7 @@ func TestMessagesCrossTCPIntact(t *testing.T) {
 func TestSendToAnUnreachablePeerNeverBlocks(t *testing.T) {
 	a, err := New(Config{ID: 1, Listen: "127.0.0.1:0", Queue: 4, Peers: map[paxos.NodeID]string{2: "127.0.0.1:1"}})
 	require.NoError(t, err)
-	defer a.Close()
+	t.Cleanup(func() { require.NoError(t, a.Close()) })
 	done := make(chan struct{})
 	go func() {
 		for i := 0; i < 10000; i++ {
@@ -55,7 +55,7 @@ func TestSendToAnUnreachablePeerNeverBlocks(t *testing.T) {
 func TestListenOnABusyAddressNamesIt(t *testing.T) {
 	a, err := New(Config{ID: 1, Listen: "127.0.0.1:0"})
 	require.NoError(t, err)
-	defer a.Close()
+	t.Cleanup(func() { require.NoError(t, a.Close()) })
 	_, err = New(Config{ID: 2, Listen: a.Addr()})
 	require.ErrorContains(t, err, a.Addr())
 }

@@ -222,7 +222,8 @@ func (l *Log) flushLoop() {
 		case <-t.C:
 			l.mu.Lock()
 			if len(l.buf) > 0 && !l.flushing && l.err == nil {
-				l.flushLocked(false)
+				// a failure is kept in l.err, which every later write returns
+				_ = l.flushLocked(false)
 			}
 			l.mu.Unlock()
 		}

@@ -165,7 +165,7 @@ func BenchmarkAppend(b *testing.B) {
 		b.Run(mode.name, func(b *testing.B) {
 			l, _, err := Open(b.TempDir(), mode.opts)
 			require.NoError(b, err)
-			defer l.Close()
+			b.Cleanup(func() { require.NoError(b, l.Close()) })
 			rec := []paxos.Record{{Type: paxos.RecAccept, Slot: 1, Entry: paxos.Entry{Kind: paxos.EntryCommand, Data: make([]byte, 100)}}}
 			var wg sync.WaitGroup
 			per := (b.N + 9) / 10
@@ -196,6 +196,6 @@ func TestAConfigurationEntrySurvivesReopen(t *testing.T) {
 	require.NoError(t, l.Close())
 	l, recs, err := Open(dir, Options{})
 	require.NoError(t, err)
-	defer l.Close()
+	t.Cleanup(func() { require.NoError(t, l.Close()) })
 	require.Equal(t, []paxos.Record{rec}, recs)
 }

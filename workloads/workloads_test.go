@@ -1,0 +1,228 @@
+package workloads
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/paxtest/paxtest/checker/history"
+	"github.com/paxtest/paxtest/target/api"
+)
+
+func TestOnlyARefusedConnectionOrAnUnreachableHostProveARequestNeverLeft(t *testing.T) {
+	opErr := func(errno syscall.Errno) error {
+		return fmt.Errorf("POST /v1/op: %w", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", errno)})
+	}
+	for _, tc := range []struct {
+		name      string
+		err       error
+		maybeSent bool
+	}{
+		{"connection refused", opErr(syscall.ECONNREFUSED), false},
+		{"host unreachable", opErr(syscall.EHOSTUNREACH), false},
+		{"network unreachable", opErr(syscall.ENETUNREACH), false},
+		{"connection reset after sending", opErr(syscall.ECONNRESET), true},
+		{"deadline", fmt.Errorf("POST: %w", context.DeadlineExceeded), true},
+		{"connection closed mid-answer", fmt.Errorf("POST: %w", io.ErrUnexpectedEOF), true},
+		{"an error naming a refusal only in its text", errors.New("connection refused"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.maybeSent, MaybeSent(tc.err))
+		})
+	}
+}
+
+// memHistory records events in memory.
+type memHistory struct {
+	mu     sync.Mutex
+	events []history.Event
+}
+
+func (h *memHistory) Append(e history.Event) (history.Event, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e.Index = len(h.events)
+	h.events = append(h.events, e)
+	return e, nil
+}
+
+// node answers every operation with the response answer returns.
+func node(t *testing.T, answer func(api.Request) api.Response) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req api.Request
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		require.NoError(t, json.NewEncoder(w).Encode(answer(req)))
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// closedPort is an address where nothing listens.
+func closedPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+func TestAnOperationIsOkFailOrInfoByWhatTheNodesSaid(t *testing.T) {
+	ok := func(api.Request) api.Response { return api.Response{OK: true} }
+	mismatch := func(api.Request) api.Response { return api.Response{Error: api.ErrCASMismatch} }
+	unknown := func(api.Request) api.Response {
+		return api.Response{Error: api.ErrUnknown, Detail: "not chosen in time"}
+	}
+	busy := func(api.Request) api.Response { return api.Response{Error: api.ErrBusy} }
+	release := make(chan struct{})
+	hanging := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
+	t.Cleanup(hanging.Close)
+	t.Cleanup(func() { close(release) }) // runs first: cleanups run last-registered first
+	hangAddr := strings.TrimPrefix(hanging.URL, "http://")
+
+	for _, tc := range []struct {
+		name  string
+		nodes func(t *testing.T) []string
+		op    Op
+		typ   string
+		why   string // the completion's error begins with this
+		node  string
+	}{
+		{"the node applied it", func(t *testing.T) []string { return []string{node(t, ok)} },
+			Op{F: api.OpPut, Key: "k", Value: "1"}, history.OK, "", "n1"},
+		{"a cas whose expected value did not match is a definite failure", func(t *testing.T) []string { return []string{node(t, mismatch)} },
+			Op{F: api.OpCAS, Key: "k", From: "1", To: "2"}, history.Fail, api.ErrCASMismatch, "n1"},
+		{"a not-leader answer is followed to the leader it names", func(t *testing.T) []string {
+			leader := node(t, ok)
+			follower := node(t, func(api.Request) api.Response { return api.Response{Error: api.ErrNotLeader, Leader: leader} })
+			return []string{follower, leader}
+		}, Op{F: api.OpPut, Key: "k", Value: "1"}, history.OK, "", "n2"},
+		{"no node listening: it never left, a definite failure", func(t *testing.T) []string { return []string{closedPort(t), closedPort(t)} },
+			Op{F: api.OpPut, Key: "k", Value: "1"}, history.Fail, ErrUnavailable, ""},
+		{"busy until the budget ran out: never proposed", func(t *testing.T) []string { return []string{node(t, busy)} },
+			Op{F: api.OpPut, Key: "k", Value: "1"}, history.Fail, ErrUnavailable, ""},
+		{"the node said unknown: indeterminate", func(t *testing.T) []string { return []string{node(t, unknown)} },
+			Op{F: api.OpPut, Key: "k", Value: "1"}, history.Info, "no definite answer", ""},
+		{"no answer in time: indeterminate", func(t *testing.T) []string { return []string{hangAddr} },
+			Op{F: api.OpPut, Key: "k", Value: "1"}, history.Info, "no definite answer", ""},
+		{"refused by one node, timed out at another: indeterminate", func(t *testing.T) []string { return []string{closedPort(t), hangAddr} },
+			Op{F: api.OpPut, Key: "k", Value: "1"}, history.Info, "no definite answer", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &memHistory{}
+			var now int64
+			cfg := Config{Nodes: tc.nodes(t), Concurrency: 1, History: h, Counts: &Counts{},
+				Now:       func() int64 { now++; return now },
+				OpTimeout: 400 * time.Millisecond, HTTPTimeout: 100 * time.Millisecond}
+			c := newClient(cfg, 0, 0)
+			typ, _, err := c.do(context.Background(), tc.op, false)
+			require.NoError(t, err)
+			require.Equal(t, tc.typ, typ)
+			require.Len(t, h.events, 2)
+			inv, done := h.events[0], h.events[1]
+			require.Equal(t, history.Invoke, inv.Type)
+			require.Equal(t, tc.typ, done.Type)
+			require.Equal(t, inv.Client, done.Client)
+			require.Equal(t, inv.Seq, done.Seq)
+			require.True(t, strings.HasPrefix(done.Error, tc.why), "error %q should begin %q", done.Error, tc.why)
+			require.Equal(t, tc.node, done.Node)
+			if typ == history.Info {
+				require.NotEqual(t, 0, c.process, "after an indeterminate operation the worker goes on as a new process")
+			}
+		})
+	}
+}
+
+func TestMixedPlacementBindsTheEvenWorkersAcrossEveryNode(t *testing.T) {
+	cfg := Config{Nodes: []string{"a", "b", "c"}, Mixed: true}
+	homes := map[int]bool{}
+	for w := 0; w < 6; w++ {
+		home, bound := cfg.home(w)
+		require.Equal(t, w%2 == 0, bound, "worker %d", w)
+		if bound {
+			homes[home] = true
+		}
+	}
+	require.Len(t, homes, 3, "the bound workers cover every node")
+
+	cfg = Config{Nodes: []string{"a", "b", "c"}, Bound: true}
+	for w := 0; w < 6; w++ {
+		home, bound := cfg.home(w)
+		require.True(t, bound)
+		require.Equal(t, w%3, home)
+	}
+	_, bound := Config{Nodes: []string{"a"}}.home(0)
+	require.False(t, bound, "without Bound or Mixed every worker follows the leader")
+}
+
+func TestTheRecordedValueIsTheOperationsInputOrWhatTheReadSaw(t *testing.T) {
+	for _, tc := range []struct {
+		op   Op
+		res  *api.Response
+		want string
+	}{
+		{Op{F: api.OpPut, Value: "3"}, nil, `"3"`},
+		{Op{F: api.OpAppend, Value: "3"}, nil, `"3"`},
+		{Op{F: api.OpCAS, From: "1", To: "2"}, nil, `{"from":"1","to":"2"}`},
+		{Op{F: api.OpGet}, nil, `null`},
+		{Op{F: api.OpGet}, &api.Response{OK: true}, `null`},
+		{Op{F: api.OpGet}, &api.Response{OK: true, Found: true, Value: "7"}, `"7"`},
+		{Op{F: api.OpRead}, &api.Response{OK: true}, `[]`},
+		{Op{F: api.OpRead}, &api.Response{OK: true, List: []string{"1", "2"}}, `["1","2"]`},
+	} {
+		require.JSONEq(t, tc.want, string(value(tc.op, tc.res)), "%+v", tc.op)
+	}
+}
+
+func TestRunStopsWithItsContextAndEveryInvocationCompletes(t *testing.T) {
+	addr := node(t, func(req api.Request) api.Response {
+		return api.Response{OK: true, Found: req.Op == api.OpGet, Value: "1"}
+	})
+	wl, err := New("register", 4, 2, 10)
+	require.NoError(t, err)
+	h := &memHistory{}
+	var clock sync.Mutex
+	var now int64
+	cfg := Config{Nodes: []string{addr}, Concurrency: 4, Seed: 1, History: h, Counts: &Counts{},
+		Now: func() int64 { clock.Lock(); defer clock.Unlock(); now++; return now }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, wl) }()
+	require.Eventually(t, func() bool { return cfg.Counts.OK.Load() >= 40 }, 10*time.Second, 5*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+
+	open := map[string]bool{}
+	for _, e := range h.events {
+		id := fmt.Sprintf("%s/%d", e.Client, e.Seq)
+		if e.Type == history.Invoke {
+			require.False(t, open[id], "invoked twice: %s", id)
+			open[id] = true
+			continue
+		}
+		require.True(t, open[id], "completed without an invocation: %s", id)
+		delete(open, id)
+	}
+	require.Empty(t, open, "every invocation completes before Run returns")
+	require.NotEmpty(t, wl.Keys())
+}
+
+func TestAnUnknownWorkloadIsRefusedNamingTheAcceptedOnes(t *testing.T) {
+	_, err := New("bank", 1, 0, 0)
+	require.ErrorContains(t, err, `unknown workload "bank" (accepted: register, append)`)
+}
