@@ -78,7 +78,7 @@ type loader struct {
 	h      *History
 	name   string
 	vocab  map[string]bool
-	open   map[history.Process]int // process -> index of its open op
+	open   map[history.Process]int // process -> index of its open op, or -1
 	kind   byte                    // 's' string values, 'i' integer values, 0 not yet known
 	kindAt int
 }
@@ -111,23 +111,24 @@ func (l *loader) add(e *history.Event) error {
 		return l.refuse(e.Line, "f", "%q is not an operation of the %s workload (accepted: %s)", e.F, l.h.Workload, words(l.vocab))
 	}
 	if e.Type == history.Invoke {
-		if i, busy := l.open[e.Process]; busy {
+		if i, busy := l.open[e.Process]; busy && i >= 0 {
 			return l.refuse(e.Line, "process", "process %d invokes again while its operation from line %d has not completed (one operation at a time per process)", e.Process, l.h.Ops[i].Line)
 		}
 		op := Op{Process: int(e.Process), F: e.F, Key: e.Key, Call: e.Time, Client: e.Client, Seq: e.Seq, Final: e.Final, Line: e.Line}
 		if err := l.input(&op, e); err != nil {
 			return err
 		}
-		if _, seen := l.h.ByKey[e.Key]; !seen {
+		idx, seen := l.h.ByKey[e.Key]
+		if !seen {
 			l.h.Keys = append(l.h.Keys, e.Key)
 		}
-		l.h.ByKey[e.Key] = append(l.h.ByKey[e.Key], int32(len(l.h.Ops)))
+		l.h.ByKey[e.Key] = append(idx, int32(len(l.h.Ops)))
 		l.open[e.Process] = len(l.h.Ops)
 		l.h.Ops = append(l.h.Ops, op)
 		return nil
 	}
 	i, ok := l.open[e.Process]
-	if !ok {
+	if !ok || i < 0 {
 		return l.refuse(e.Line, "type", "%s completion of process %d, which has no operation open (no invocation before it)", e.Type, e.Process)
 	}
 	op := &l.h.Ops[i]
@@ -137,7 +138,7 @@ func (l *loader) add(e *history.Event) error {
 	if e.Time < op.Call {
 		return l.refuse(e.Line, "time", "completion at %d is before its invocation at %d (line %d)", e.Time, op.Call, op.Line)
 	}
-	delete(l.open, e.Process)
+	l.open[e.Process] = -1 // closed; kept, so that the map does not churn
 	op.Type, op.Return, op.Node, op.Error, op.DoneLine = e.Type, e.Time, e.Node, e.Error, e.Line
 	if e.Type == history.OK {
 		return l.output(op, e)
@@ -317,7 +318,9 @@ func LoadHistory(path, workload string) (*History, error) {
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err == nil {
-		l.h.Ops = make([]Op, 0, st.Size()/320) // an operation is two lines of about 160 bytes
+		// an operation is two lines of 130 to 160 bytes: room for all of
+		// them, so that the slice never grows (a growth holds both copies)
+		l.h.Ops = make([]Op, 0, st.Size()/250)
 	}
 	torn, err := history.Stream(f, path, l.add)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"text/template"
 	"time"
 
@@ -144,8 +145,10 @@ type shownKey struct {
 const visualized = 20
 
 // CheckLinearizable checks every key's register history with porcupine,
-// a key per core at a time, within timeout overall. Each key is checked
-// once, verbosely, so that the visualization comes from the same check.
+// a key per core at a time, within timeout overall. The keys the
+// visualization shows come from the same check: the sampled ones are
+// checked verbosely, and a failing one is checked again verbosely, within
+// the same deadline, for its partial linearizations.
 func CheckLinearizable(h *History, timeout time.Duration) Linearizability {
 	start := time.Now()
 	model := RegisterModel()
@@ -163,6 +166,7 @@ func CheckLinearizable(h *History, timeout time.Duration) Linearizability {
 		ops  int
 	}
 	results := make([]keyResult, len(h.Keys))
+	var failingShown atomic.Int64
 	var wg sync.WaitGroup
 	work := make(chan int)
 	for w := 0; w < runtime.NumCPU(); w++ {
@@ -172,11 +176,19 @@ func CheckLinearizable(h *History, timeout time.Duration) Linearizability {
 			for i := range work {
 				ops := keyOperations(h.KeyOps(h.Keys[i]))
 				r := keyResult{res: porcupine.Unknown, ops: len(ops)}
-				if left := time.Until(deadline); left > 0 {
+				switch left := time.Until(deadline); {
+				case left <= 0:
+				case sample[h.Keys[i]]:
 					r.res, r.info = porcupine.CheckOperationsVerbose(model, ops, left)
-				}
-				if r.res != porcupine.Illegal && !sample[h.Keys[i]] {
-					r.info = porcupine.LinearizationInfo{} // not shown: let it go
+				default:
+					// the verbose check keeps every partial linearization:
+					// only a key the visualization shows pays for it
+					r.res = porcupine.CheckOperationsTimeout(model, ops, left)
+					if r.res == porcupine.Illegal && failingShown.Add(1) <= visualized {
+						if left := time.Until(deadline); left > 0 {
+							_, r.info = porcupine.CheckOperationsVerbose(model, ops, left)
+						}
+					}
 				}
 				results[i] = r
 			}

@@ -2,9 +2,11 @@ package checker
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -38,7 +40,9 @@ type LogSample struct {
 
 // ReadLogs parses logs.jsonl. A missing file yields no samples (the check
 // then says unknown); a damaged line is an error naming file and line. A
-// final line without its newline is left out.
+// last line without its newline is read when it is a whole sample, and
+// left out when it is torn (the harness was killed while writing it: the
+// samples before it still count).
 func ReadLogs(path string) ([]LogSample, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -53,11 +57,18 @@ func ReadLogs(path string) ([]LogSample, error) {
 	values := map[string]string{} // the sampler writes each digest's value once
 	for line := 1; ; line++ {
 		b, err := r.ReadBytes('\n')
-		if err != nil {
-			return out, nil // EOF, possibly after a torn last line
+		last := errors.Is(err, io.EOF)
+		if err != nil && !last {
+			return nil, fmt.Errorf("log samples %s line %d: %w", path, line, err)
+		}
+		if last && len(bytes.TrimSpace(b)) == 0 {
+			return out, nil
 		}
 		var s LogSample
 		if err := json.Unmarshal(b, &s); err != nil {
+			if last {
+				return out, nil // torn
+			}
 			return nil, fmt.Errorf("log samples %s line %d: %w", path, line, err)
 		}
 		for i, e := range s.Entries {
@@ -68,6 +79,9 @@ func ReadLogs(path string) ([]LogSample, error) {
 			}
 		}
 		out = append(out, s)
+		if last {
+			return out, nil
+		}
 	}
 }
 

@@ -5,6 +5,7 @@
 package reports
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -112,14 +113,21 @@ func Summarize(h *checker.History) (ops, final OpCounts, opsPerSec, seconds floa
 // recovery fills RecoverySeconds of each fault start: how long until an
 // operation invoked after it was acknowledged.
 func recovery(h *checker.History, nem []NemesisEvent) {
+	starts := false
+	for i := range nem {
+		starts = starts || nem[i].starts
+	}
+	if !starts {
+		return
+	}
 	type ack struct{ invoke, done int64 }
-	var acks []ack
+	acks := make([]ack, 0, len(h.Ops))
 	for i := range h.Ops {
 		if op := &h.Ops[i]; !op.Final && op.Type == history.OK {
 			acks = append(acks, ack{op.Call, op.Return})
 		}
 	}
-	sort.Slice(acks, func(i, j int) bool { return acks[i].invoke < acks[j].invoke })
+	slices.SortFunc(acks, func(a, b ack) int { return cmp.Compare(a.invoke, b.invoke) })
 	// soonest[i]: the earliest acknowledgement of an op invoked at acks[i] or later
 	soonest := make([]int64, len(acks)+1)
 	soonest[len(acks)] = -1
@@ -144,7 +152,7 @@ func recovery(h *checker.History, nem []NemesisEvent) {
 // LongestGap returns the longest time, in seconds, between consecutive
 // acknowledgements of the main phase.
 func LongestGap(h *checker.History) float64 {
-	var done []int64
+	done := make([]int64, 0, len(h.Ops))
 	for i := range h.Ops {
 		if op := &h.Ops[i]; !op.Final && op.Type == history.OK {
 			done = append(done, op.Return)

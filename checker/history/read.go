@@ -48,6 +48,18 @@ type Torn struct {
 type decoder struct {
 	p       fastjson.Parser
 	strings map[string]string
+	arena   []byte // values are slices of it: one allocation for many
+}
+
+// raw copies v's JSON text into the arena and returns that slice. A full
+// arena is left to the values that point into it and a new one begun.
+func (d *decoder) raw(v *fastjson.Value) []byte {
+	if cap(d.arena)-len(d.arena) < 256 {
+		d.arena = make([]byte, 0, 64<<10)
+	}
+	start := len(d.arena)
+	d.arena = v.MarshalTo(d.arena)
+	return d.arena[start:len(d.arena):len(d.arena)]
 }
 
 func newDecoder() *decoder { return &decoder{strings: map[string]string{}} }
@@ -84,8 +96,9 @@ func (d *decoder) decode(line []byte, e *Event) (field string, err error) {
 		if err != nil {
 			return
 		}
-		field = string(k) // kept only if this field is refused
-		err = d.field(field, v, e, &have)
+		if err = d.field(k, v, e, &have); err != nil {
+			field = string(k)
+		}
 	})
 	if err != nil {
 		return field, err
@@ -114,7 +127,7 @@ func (have seen) complete(e *Event) (string, error) {
 }
 
 // field decodes one field of an event into e.
-func (d *decoder) field(key string, v *fastjson.Value, e *Event, have *seen) error {
+func (d *decoder) field(key []byte, v *fastjson.Value, e *Event, have *seen) error {
 	var err error
 	str := func() string {
 		b, serr := v.StringBytes()
@@ -123,7 +136,7 @@ func (d *decoder) field(key string, v *fastjson.Value, e *Event, have *seen) err
 		}
 		return d.str(b)
 	}
-	switch key {
+	switch string(key) { // no copy: the compiler compares the bytes
 	case "index":
 		n, ierr := v.Int()
 		if ierr != nil || n < 0 {
@@ -135,7 +148,7 @@ func (d *decoder) field(key string, v *fastjson.Value, e *Event, have *seen) err
 		e.Time, err = nanoseconds(v)
 	case "process":
 		have.process = true
-		err = e.Process.UnmarshalJSON(v.MarshalTo(nil))
+		e.Process, err = process(v)
 	case "type":
 		have.typ = true
 		e.Type = str()
@@ -145,7 +158,7 @@ func (d *decoder) field(key string, v *fastjson.Value, e *Event, have *seen) err
 	case "key":
 		e.Key = str()
 	case "value":
-		e.Value = v.MarshalTo(nil)
+		e.Value = d.raw(v)
 	case "client":
 		e.Client = str()
 	case "seq":
@@ -181,11 +194,24 @@ func nanoseconds(v *fastjson.Value) (int64, error) {
 	if v.Type() != fastjson.TypeNumber {
 		return 0, fmt.Errorf("%s is not a non-negative integer of nanoseconds", v)
 	}
-	t, err := strconv.ParseInt(string(v.MarshalTo(nil)), 10, 64)
+	t, err := v.Int64()
 	if err != nil || t < 0 {
 		return 0, fmt.Errorf("%s is not a non-negative integer of nanoseconds", v)
 	}
 	return t, nil
+}
+
+// process reads a client number or "nemesis".
+func process(v *fastjson.Value) (Process, error) {
+	if v.Type() == fastjson.TypeNumber {
+		if n, err := v.Int(); err == nil && n >= 0 {
+			return Process(n), nil
+		}
+	}
+	if b, err := v.StringBytes(); err == nil && string(b) == "nemesis" {
+		return NemesisProcess, nil
+	}
+	return 0, fmt.Errorf("process must be a client number or \"nemesis\", got %s", v)
 }
 
 // nodeIDs reads a list of node ids.
@@ -218,7 +244,8 @@ type chunk struct {
 
 // Stream reads the history from r, decoding lines on every core, and
 // calls each with every event in file order (Index set to the line order
-// when the file has no indices). It stops at the first error: a
+// when the file has no indices); each must copy what it keeps of the
+// event, whose memory is reused. It stops at the first error: a
 // *ParseError for input it refuses (a line that does not parse, an index
 // that does not increase), or what each returned. A last line without its
 // newline is read when it is a whole event; otherwise it is torn, and
@@ -237,6 +264,8 @@ func Stream(r io.Reader, name string, each func(*Event) error) (*Torn, error) {
 			d := newDecoder()
 			for c := range jobs {
 				c.events, c.err = d.chunk(c, name)
+				recycle(nil, c.data)
+				c.data = nil
 				close(c.done)
 			}
 		}()
@@ -261,6 +290,7 @@ func Stream(r io.Reader, name string, each func(*Event) error) (*Torn, error) {
 				break
 			}
 		}
+		recycle(c.events, nil)
 		c.events = nil
 	}
 	if firstErr != nil {
@@ -286,9 +316,8 @@ func (sp *splitter) run(jobs, order chan<- *chunk) {
 	defer close(jobs)
 	for {
 		// each chunk owns its buffer: what was carried over, then a read
-		buf := make([]byte, len(sp.carry), len(sp.carry)+chunkSize)
-		copy(buf, sp.carry)
-		n, err := io.ReadFull(sp.r, buf[len(sp.carry):cap(buf)])
+		buf := append(buffer(len(sp.carry)+chunkSize), sp.carry...)
+		n, err := io.ReadFull(sp.r, buf[len(sp.carry):len(sp.carry)+chunkSize])
 		buf = buf[:len(sp.carry)+n]
 		end := bytes.LastIndexByte(buf, '\n') + 1
 		last := err == io.EOF || err == io.ErrUnexpectedEOF
@@ -355,7 +384,7 @@ func (ix *indexer) number(e *Event) error {
 
 // chunk decodes every line of a chunk.
 func (d *decoder) chunk(c *chunk, name string) ([]Event, error) {
-	out := make([]Event, 0, bytes.Count(c.data, []byte{'\n'}))
+	out := (*eventPool.Get().(*[]Event))[:0]
 	line := c.line
 	data := c.data
 	for len(data) > 0 {
@@ -363,16 +392,47 @@ func (d *decoder) chunk(c *chunk, name string) ([]Event, error) {
 		l := data[:i]
 		data = data[i+1:]
 		if len(bytes.TrimSpace(l)) > 0 {
-			var e Event
-			if field, err := d.decode(l, &e); err != nil {
+			out = append(out, Event{})
+			e := &out[len(out)-1]
+			if field, err := d.decode(l, e); err != nil {
+				recycle(out, nil)
 				return nil, &ParseError{Path: name, Line: line, Field: field, Err: err}
 			}
 			e.Line = line
-			out = append(out, e)
 		}
 		line++
 	}
 	return out, nil
+}
+
+// Chunks' buffers and event slices are reused: nothing decoded refers to
+// a buffer (every string and value is copied out of it), and each must
+// not keep the event it is handed.
+var (
+	eventPool = sync.Pool{New: func() any { s := make([]Event, 0, chunkSize/128); return &s }}
+	bufPool   = sync.Pool{New: func() any { b := make([]byte, 0, chunkSize+chunkSize/8); return &b }}
+)
+
+// buffer returns a buffer of at least n bytes' capacity.
+func buffer(n int) []byte {
+	b := *bufPool.Get().(*[]byte)
+	if cap(b) < n {
+		return make([]byte, 0, n)
+	}
+	return b[:0]
+}
+
+// recycle hands a chunk's events and buffer back for reuse.
+func recycle(events []Event, buf []byte) {
+	if events != nil {
+		clear(events) // drop what they point at
+		events = events[:0]
+		eventPool.Put(&events)
+	}
+	if buf != nil && cap(buf) >= chunkSize {
+		buf = buf[:0]
+		bufPool.Put(&buf)
+	}
 }
 
 // ReadFile reads a whole history into memory (small histories, tests and

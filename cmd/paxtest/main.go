@@ -6,8 +6,12 @@ package main
 
 import (
 	"os"
+
+	"github.com/paxtest/paxtest/harness"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	harness.ReportPeakRSS()
+	os.Exit(code)
 }
