@@ -79,8 +79,12 @@ func execute(ctx context.Context, o Options, lay layout.Layout, nems []nemesis.N
 			}
 		}
 	}()
-	for _, phase := range []func(context.Context) error{r.start, r.load, r.heal, r.finalReads} {
-		if err := phase(ctx); err != nil {
+	began := time.Now()
+	for i, phase := range []func(context.Context) error{r.start, r.load, r.heal, r.finalReads} {
+		t := time.Now()
+		err := phase(ctx)
+		fmt.Fprintf(r.o.Progress, "phase %s: %.2fs (%.2fs since the start)\n", phaseNames[i], time.Since(t).Seconds(), time.Since(began).Seconds())
+		if err != nil {
 			if errors.Is(err, errInterrupted) || ctx.Err() != nil {
 				return true, stop, nil
 			}
@@ -89,6 +93,9 @@ func execute(ctx context.Context, o Options, lay layout.Layout, nems []nemesis.N
 	}
 	return false, stop, nil
 }
+
+// phaseNames name execute's phases in progress lines.
+var phaseNames = []string{"start", "load", "heal", "final reads"}
 
 func (r *run) onClose(f func() error) { r.closers = append(r.closers, f) }
 

@@ -233,6 +233,8 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 	// the files are closed: check them while the nodes stop
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
+	t := time.Now()
 	res, err := check(CheckOptions{Dir: lay.Dir, Timeout: o.CheckTimeout}, interrupted)
+	fmt.Fprintf(o.Progress, "phase check and report: %.2fs\n", time.Since(t).Seconds())
 	return res, errors.Join(err, <-stopped)
 }

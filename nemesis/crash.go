@@ -9,11 +9,12 @@ import (
 )
 
 // CrashQuorum cuts one follower off, lets the leader and the other nodes
-// keep deciding for a moment, then kills the leader and enough followers
-// that the survivors (the cut-off node among them) are a minority, all at
-// once. Whatever the killed nodes acknowledged must be on their disks: with
-// no-fsync it was still in their buffers, and the cut-off node never saw it.
-// Stop restarts the killed nodes and opens every link.
+// keep deciding for a moment, then kills every node but the cut-off one at
+// once, as a power failure of the side that was deciding. Whatever the
+// killed nodes acknowledged must be on their disks: with no-fsync it was
+// still in their buffers, and the cut-off node never saw it, so every
+// majority after the restart lacks it. Stop restarts the killed nodes and
+// opens every link.
 type CrashQuorum struct{ turn int }
 
 // Name is the --nemesis value.
@@ -40,15 +41,7 @@ func (c *CrashQuorum) Start(ctx context.Context, x *Exec) error {
 	}
 	x.Note(c.Name(), c.turn, fmt.Sprintf("n%d cut off", cut))
 	sleep(ctx, 700*time.Millisecond)
-	// kill the leader and followers until the rest is a minority
-	victims := []int{leader}
-	for _, id := range others[1:] {
-		if len(ids)-len(victims) <= len(ids)/2 {
-			break
-		}
-		victims = append(victims, id)
-	}
-	_, err := x.Perform(ctx, op(fault.Op{F: fault.Kill, Nodes: victims}))
+	_, err := x.Perform(ctx, op(fault.Op{F: fault.Kill, Nodes: without(ids, cut)}))
 	return err
 }
 

@@ -242,9 +242,11 @@ func ignoreAbandon(ctx context.Context, x *Exec, op fault.Op) error {
 // MaxActive kinds are, starts it for a lifetime of its own; faults of
 // different kinds overlap (a split while a node is paused or down, a
 // majority killed while the network is cut). A share of the draws runs a
-// scenario (Exclusive) instead, each in turn: it first lifts everything,
-// runs one attempt, holds it for a gap and lifts what it did. Lifetimes vary between a fifth of the interval and the
-// whole of it, gaps between a fifth and a half. Run stops when ctx is
+// scenario (Exclusive) instead, each in turn: it first lifts everything
+// and waits for a leader, runs one attempt, holds it for a tenth to a
+// fifth of the interval and lifts what it did. Lifetimes vary between a
+// fifth of the interval and the whole of it, gaps between a fifth and a
+// half. Run stops when ctx is
 // done, lifting every fault.
 type Schedule struct {
 	Nemeses  []Nemesis
@@ -253,7 +255,7 @@ type Schedule struct {
 	// MaxActive bounds the kinds in force at once (0: 2).
 	MaxActive int
 	// ScenarioShare is the part of draws that run a scenario (Exclusive),
-	// taken in turn from a shuffled rotation (0: 0.35).
+	// taken in turn from a shuffled rotation (0: DefaultScenarioShare).
 	ScenarioShare float64
 
 	mu     sync.Mutex
@@ -352,7 +354,7 @@ func (s *Schedule) Run(ctx context.Context) {
 	}
 	share := s.ScenarioShare
 	if share <= 0 {
-		share = 0.35
+		share = DefaultScenarioShare
 	}
 	var choices []weighted
 	var kinds, scenarios []Nemesis
@@ -395,21 +397,35 @@ func (s *Schedule) Run(ctx context.Context) {
 		n := pick()
 		switch {
 		case isExclusive(n):
+			// a scenario starts from a healed cluster with a leader: its
+			// waits are on the cluster, and a leaderless one abandons it
 			s.stopAll()
+			s.settle(ctx)
 			s.setActive(n, time.Time{})
 			s.started(ctx, n)
-			ok := sleepCtx(ctx, s.gap())
+			// what it exposes shows while it runs: a short hold, then on
+			ok := sleepCtx(ctx, s.between(s.Interval/10, s.Interval/5))
 			s.stopAll()
 			if !ok {
 				return
 			}
-			next = time.Now().Add(s.gap())
+			next = time.Now().Add(s.between(s.Interval/10, s.Interval/5))
 		case s.isActive(n) || len(s.active) >= maxActive:
 		default:
 			s.setActive(n, time.Now().Add(s.lifetime()))
 			s.started(ctx, n)
 		}
 	}
+}
+
+// DefaultScenarioShare is the part of the default mix's draws that run a
+// scenario: half, so that each scenario of the rotation comes round in a
+// one-minute run, and the other half overlapping faults of every kind.
+const DefaultScenarioShare = 0.5
+
+// settle waits, briefly, until some node leads.
+func (s *Schedule) settle(ctx context.Context) {
+	pollUntil(ctx, s.Interval/2, 20*time.Millisecond, func() bool { return s.X.Cluster.Leader(ctx) != 0 })
 }
 
 // started starts n; a failure because the run ended meanwhile is not one.
