@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paxtest/paxtest/checker/history"
 	"github.com/paxtest/paxtest/harness/layout"
 	"github.com/paxtest/paxtest/nemesis"
 	"github.com/paxtest/paxtest/nemesis/fault"
@@ -235,6 +236,11 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 	go func() { stopped <- stop() }()
 	t := time.Now()
 	res, err := check(CheckOptions{Dir: lay.Dir, Timeout: o.CheckTimeout}, interrupted)
+	if pe := new(history.ParseError); errors.As(err, &pe) {
+		// the run wrote this history: refusing it is the harness's failure
+		// (exit 255), not bad input
+		err = fmt.Errorf("the run's own history is refused, a harness bug: %w", pe)
+	}
 	fmt.Fprintf(o.Progress, "phase check and report: %.2fs\n", time.Since(t).Seconds())
 	return res, errors.Join(err, <-stopped)
 }

@@ -112,6 +112,7 @@ func Run(ctx context.Context, cfg Config, wl Workload) error {
 		go func(w int) {
 			defer wg.Done()
 			c := newClient(cfg, w, w)
+			c.stride = max(cfg.Concurrency, 1)
 			r := rand.New(rand.NewSource(cfg.Seed*7919 + int64(w)))
 			var interval time.Duration
 			if cfg.Rate > 0 {
@@ -177,6 +178,7 @@ func FinalReads(ctx context.Context, cfg Config, wl Workload) error {
 				defer wg.Done()
 				// final readers use process numbers beyond every worker's
 				c := newClient(cfg, 1_000_000+i*finalReaders+r, i)
+				c.stride = len(cfg.Nodes) * finalReaders
 				c.start = i
 				for k := r; k < len(keys); k += finalReaders {
 					c.node = i
@@ -196,6 +198,7 @@ func FinalReads(ctx context.Context, cfg Config, wl Workload) error {
 type client struct {
 	cfg     Config
 	process int
+	stride  int // how far a process number moves after an indeterminate op: past every other client of its group
 	seq     uint64
 	node    int // index into cfg.Nodes
 	start   int
@@ -266,7 +269,7 @@ func (c *client) do(ctx context.Context, op Op, final bool) (string, api.Respons
 		c.cfg.Counts.Info.Add(1)
 		// The operation may still take effect at any later time: this
 		// process is done, as in Jepsen; the worker goes on as a new one.
-		c.process += max(c.cfg.Concurrency, 1)
+		c.process += max(c.stride, 1)
 		c.seq = 0
 	}
 	return typ, res, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -225,4 +226,37 @@ func TestRunStopsWithItsContextAndEveryInvocationCompletes(t *testing.T) {
 func TestAnUnknownWorkloadIsRefusedNamingTheAcceptedOnes(t *testing.T) {
 	_, err := New("bank", 1, 0, 0)
 	require.ErrorContains(t, err, `unknown workload "bank" (accepted: register, append)`)
+}
+
+func TestFinalReadersNeverShareAProcessAfterAnIndeterminateRead(t *testing.T) {
+	unknown := func(api.Request) api.Response {
+		return api.Response{Error: api.ErrUnknown, Detail: "not chosen in time"}
+	}
+	nodes := []string{node(t, unknown), node(t, unknown), node(t, unknown)}
+	wl, err := New("register", 10, 1, 1) // a key per operation
+	require.NoError(t, err)
+	r := rand.New(rand.NewSource(1))
+	for i := 0; i < 100; i++ { // keys for the final reads
+		wl.Next(i%10, r)
+	}
+	require.GreaterOrEqual(t, len(wl.Keys()), 48, "enough keys for every reader to read several")
+	h := &memHistory{}
+	var clock sync.Mutex
+	var now int64
+	cfg := Config{Nodes: nodes, Concurrency: 10, History: h, Counts: &Counts{},
+		Now:       func() int64 { clock.Lock(); defer clock.Unlock(); now++; return now },
+		OpTimeout: 60 * time.Millisecond, HTTPTimeout: 30 * time.Millisecond}
+	require.NoError(t, FinalReads(context.Background(), cfg, wl))
+	open := map[history.Process]bool{}
+	infos := 0
+	for _, e := range h.events {
+		if e.Type == history.Invoke {
+			require.False(t, open[e.Process], "process %d invokes while its last read is open", e.Process)
+			open[e.Process] = true
+			continue
+		}
+		infos++
+		delete(open, e.Process)
+	}
+	require.Positive(t, infos)
 }
