@@ -160,45 +160,7 @@ func CheckLinearizable(h *History, timeout time.Duration) Linearizability {
 	for i := 0; i < len(h.Keys) && len(sample) < visualized/2; i += max(1, len(h.Keys)/(visualized/2)) {
 		sample[h.Keys[i]] = true
 	}
-	type keyResult struct {
-		res  porcupine.CheckResult
-		info porcupine.LinearizationInfo
-		ops  int
-	}
-	results := make([]keyResult, len(h.Keys))
-	var failingShown atomic.Int64
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for w := 0; w < runtime.NumCPU(); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				ops := keyOperations(h.KeyOps(h.Keys[i]))
-				r := keyResult{res: porcupine.Unknown, ops: len(ops)}
-				switch left := time.Until(deadline); {
-				case left <= 0:
-				case sample[h.Keys[i]]:
-					r.res, r.info = porcupine.CheckOperationsVerbose(model, ops, left)
-				default:
-					// the verbose check keeps every partial linearization:
-					// only a key the visualization shows pays for it
-					r.res = porcupine.CheckOperationsTimeout(model, ops, left)
-					if r.res == porcupine.Illegal && failingShown.Add(1) <= visualized {
-						if left := time.Until(deadline); left > 0 {
-							_, r.info = porcupine.CheckOperationsVerbose(model, ops, left)
-						}
-					}
-				}
-				results[i] = r
-			}
-		}()
-	}
-	for i := range h.Keys {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
+	results := checkKeys(model, h, sample, deadline)
 	res := Result{Checked: len(h.Keys), Verdict: Valid}
 	out := Linearizability{model: model}
 	unknown, total := 0, 0
@@ -236,6 +198,53 @@ func CheckLinearizable(h *History, timeout time.Duration) Linearizability {
 	res.Millis = time.Since(start).Milliseconds()
 	out.Result = res
 	return out
+}
+
+// keyResult is one key's check.
+type keyResult struct {
+	res  porcupine.CheckResult
+	info porcupine.LinearizationInfo
+	ops  int
+}
+
+// checkKeys checks every key on its own, a key per core at a time, until
+// deadline: the sampled keys verbosely, the others quickly (the verbose
+// check keeps every partial linearization, so only a key the
+// visualization shows pays for it) and a failing one again verbosely.
+func checkKeys(model porcupine.Model, h *History, sample map[string]bool, deadline time.Time) []keyResult {
+	results := make([]keyResult, len(h.Keys))
+	var failingShown atomic.Int64
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for w := 0; w < runtime.NumCPU(); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				ops := keyOperations(h.KeyOps(h.Keys[i]))
+				r := keyResult{res: porcupine.Unknown, ops: len(ops)}
+				switch left := time.Until(deadline); {
+				case left <= 0:
+				case sample[h.Keys[i]]:
+					r.res, r.info = porcupine.CheckOperationsVerbose(model, ops, left)
+				default:
+					r.res = porcupine.CheckOperationsTimeout(model, ops, left)
+					if r.res == porcupine.Illegal && failingShown.Add(1) <= visualized {
+						if left := time.Until(deadline); left > 0 {
+							_, r.info = porcupine.CheckOperationsVerbose(model, ops, left)
+						}
+					}
+				}
+				results[i] = r
+			}
+		}()
+	}
+	for i := range h.Keys {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return results
 }
 
 // Visualize writes porcupine's visualization of each key it kept (the

@@ -3,6 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,4 +90,43 @@ func TestTheImportGraphKeepsTheArchitecturesRules(t *testing.T) {
 			}
 		}
 	}
+}
+
+// No function over 80 lines outside the protocol core, no file over 600:
+// a long one is split into named steps.
+func TestFunctionsAndFilesStayShort(t *testing.T) {
+	root := filepath.Join("..", "..")
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "store" || strings.HasPrefix(d.Name(), ".")) && path != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		require.LessOrEqual(t, bytes.Count(src, []byte("\n")), 600, "%s is over 600 lines", rel)
+		if strings.HasPrefix(filepath.ToSlash(rel), "target/paxos/") {
+			return nil
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, path, src, 0)
+		if err != nil {
+			return err
+		}
+		for _, decl := range f.Decls {
+			if fn, ok := decl.(*ast.FuncDecl); ok && fn.Body != nil {
+				lines := fset.Position(fn.End()).Line - fset.Position(fn.Pos()).Line
+				require.LessOrEqual(t, lines, 80, "%s: %s is %d lines", rel, fn.Name.Name, lines)
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
 }
