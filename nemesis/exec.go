@@ -277,8 +277,9 @@ func (x *Exec) performOnNodes(ctx context.Context, op *fault.Op) error {
 		var err error
 		switch op.F {
 		case fault.Kill:
-			err = c.Kill(id)
-			delete(x.paused, id)
+			if err = c.Kill(id); err == nil {
+				delete(x.paused, id)
+			}
 		case fault.Restart:
 			if c.IsDown(id) {
 				err = c.Restart(ctx, id)
@@ -288,8 +289,9 @@ func (x *Exec) performOnNodes(ctx context.Context, op *fault.Op) error {
 				x.paused[id] = true
 			}
 		case fault.Resume:
-			err = c.Resume(id)
-			delete(x.paused, id)
+			if err = c.Resume(id); err == nil {
+				delete(x.paused, id)
+			}
 		}
 		if err != nil {
 			return err

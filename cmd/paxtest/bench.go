@@ -71,11 +71,9 @@ func runDetect(ctx context.Context, o detectOptions, stdout io.Writer) error {
 	}
 	table := harness.DetectTable(cells, o.Runs, o.TimeLimit)
 	dir, err := harness.WriteDetect(o.Store, started, cells, table)
-	if err != nil {
+	if err := printBench(stdout, table, dir, err); err != nil {
 		return err
 	}
-	fmt.Fprint(stdout, table)
-	fmt.Fprintf(stdout, "written to %s\n", dir)
 	if o.Gate {
 		if p := harness.DetectGate(cells); len(p) > 0 {
 			return gateError{p}
@@ -101,12 +99,7 @@ func newCmdBenchWindow(stdout, stderr io.Writer) *cobra.Command {
 			}
 			table := harness.WindowTable(rows, o)
 			dir, err := harness.WriteWindow(o.Store, started, rows, table)
-			if err != nil {
-				return err
-			}
-			fmt.Fprint(stdout, table)
-			fmt.Fprintf(stdout, "written to %s\n", dir)
-			return nil
+			return printBench(stdout, table, dir, err)
 		},
 	}
 	f := cmd.Flags()
@@ -149,12 +142,7 @@ Prints the table and each survivor's diff; writes mutants.md and mutants.json un
 			}
 			table := harness.MutantsTable(rep)
 			dir, err := harness.WriteMutants(o.Store, started, rep, table)
-			if err != nil {
-				return err
-			}
-			fmt.Fprint(stdout, table)
-			fmt.Fprintf(stdout, "written to %s\n", dir)
-			return nil
+			return printBench(stdout, table, dir, err)
 		},
 	}
 	f := cmd.Flags()
@@ -195,12 +183,7 @@ the ratio, the check's peak RSS and its time per operation; writes check.md and 
 			}
 			table := harness.BenchCheckTable(rows)
 			dir, err := harness.WriteBenchCheck(o.Store, o.Started, rows, table)
-			if err != nil {
-				return err
-			}
-			fmt.Fprint(stdout, table)
-			fmt.Fprintf(stdout, "written to %s\n", dir)
-			return nil
+			return printBench(stdout, table, dir, err)
 		},
 	}
 	f := cmd.Flags()
@@ -209,4 +192,15 @@ the ratio, the check's peak RSS and its time per operation; writes check.md and 
 	f.Int64Var(&o.Seed, "seed", 1, "seed of the generated history")
 	f.StringVar(&o.Store, "store", "store", "directory that keeps the histories and the table")
 	return cmd
+}
+
+// printBench prints a bench's table and where it was written, once the
+// writing succeeded.
+func printBench(stdout io.Writer, table, dir string, err error) error {
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, table)
+	fmt.Fprintf(stdout, "written to %s\n", dir)
+	return nil
 }
