@@ -60,7 +60,7 @@ var switches = []Switch{
 		Symptom:  "committed-then-overwritten after a node regains leadership and recovery changed a slot's value",
 		Schedule: "repeated leader kills; a leader loses and regains leadership while a slot it proposed was re-proposed with another value",
 		Summary:  "the ack tally is keyed by slot only and survives a ballot change: a deposed leader that regains leadership counts acks for another value",
-		Nemeses:  []string{"figure8-regain", "figure8"},
+		Nemeses:  []string{"figure8", "figure8-regain"},
 		Nodes:    5,
 		set:      func(s *Set) { s.CommitStaleAcks = true },
 		get:      func(s Set) bool { return s.CommitStaleAcks },
