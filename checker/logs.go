@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/paxtest/paxtest/checker/history"
@@ -230,11 +231,13 @@ func (a *logAudit) overwritten() []Anomaly {
 // lostWrites reports every acknowledged write in no final log.
 func (a *logAudit) lostWrites(h *History) []Anomaly {
 	final := map[string]bool{}
+	decoded := map[string]bool{} // each distinct command once: the nodes' logs mostly agree
 	for node := range a.finalNodes {
 		for _, e := range a.current[node] {
-			if e.Kind != "command" {
+			if e.Kind != "command" || decoded[e.Value] {
 				continue
 			}
+			decoded[e.Value] = true
 			var req api.Request
 			if json.Unmarshal([]byte(e.Value), &req) == nil {
 				final[cmdKey(req.Client, req.Seq)] = true
@@ -262,7 +265,7 @@ func (a *logAudit) lostWrites(h *History) []Anomaly {
 
 func isWrite(f string) bool { return f == api.OpPut || f == api.OpCAS || f == api.OpAppend }
 
-func cmdKey(client string, seq uint64) string { return fmt.Sprintf("%s/%d", client, seq) }
+func cmdKey(client string, seq uint64) string { return client + "/" + strconv.FormatUint(seq, 10) }
 
 func contains(xs []string, x string) bool {
 	for _, y := range xs {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -53,6 +54,33 @@ func Check(o CheckOptions) (reports.Results, error) {
 	return check(o, prev.Interrupted)
 }
 
+// collectLess makes the garbage collector run only as the heap nears a
+// bound proportional to a large history (gcHeadroom times its size) until the returned function restores the defaults. A check keeps
+// most of what it allocates until it ends, so collecting on the default
+// schedule (each time the heap doubles) scans the same live history again and
+// again: a third of a large check's time. The bound keeps memory within the
+// goal of a few times the history.
+func collectLess(historyPath string) (restore func()) {
+	st, err := os.Stat(historyPath)
+	if err != nil || st.Size() < gcFrom {
+		// the loader reports a missing file; a small history's garbage is
+		// cheaper to collect than fresh memory is to fault in
+		return func() {}
+	}
+	limit := int64(gcHeadroom * float64(st.Size()))
+	oldLimit := debug.SetMemoryLimit(limit)
+	oldPercent := debug.SetGCPercent(-1)
+	return func() {
+		debug.SetGCPercent(oldPercent)
+		debug.SetMemoryLimit(oldLimit)
+	}
+}
+
+const (
+	gcHeadroom = 2.5      // times the history's size
+	gcFrom     = 64 << 20 // bytes of history: smaller ones keep the default
+)
+
 // wanted resolves --checkers against the workload: every checker that
 // applies when none is named.
 func wanted(names []string, workload string) ([]string, error) {
@@ -83,6 +111,7 @@ func wanted(names []string, workload string) ([]string, error) {
 
 func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	lay := layout.Layout{Dir: o.Dir}
+	defer collectLess(lay.History())()
 	res := reports.Results{Dir: o.Dir, Interrupted: interrupted}
 	run, cfgBytes, err := readRunConfig(lay, o.Dir)
 	if err != nil {
@@ -137,6 +166,10 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	res.Verdict = checker.Combine(verdicts...)
 	res.Ops, res.FinalReads, res.OpsPerSec, res.Seconds, res.Nemesis = reports.Summarize(h)
 	res.LongestGap = reports.LongestGap(h)
+	if run.Format != "" {
+		// an import's times are its events' positions: no rate, no gap
+		res.OpsPerSec, res.Seconds, res.LongestGap, res.TimeIsOrder = 0, 0, 0, true
+	}
 	if b, err := os.ReadFile(lay.Replay()); err == nil {
 		res.Replay = b
 	} else if !errors.Is(err, fs.ErrNotExist) {

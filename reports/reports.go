@@ -61,6 +61,9 @@ type Results struct {
 	// LongestGap is the longest time between two acknowledged operations
 	// of the main phase, in seconds: the worst unavailability.
 	LongestGap float64 `json:"longest_gap_s"`
+	// TimeIsOrder: the history was imported without real times (its
+	// events' order is its time), so no rate or gap is measured.
+	TimeIsOrder bool `json:"time_is_order,omitempty"`
 	// Replay, for a replayed run: how closely it followed the recording.
 	Replay json.RawMessage `json:"replay,omitempty"`
 }
@@ -186,8 +189,13 @@ func WriteJSON(path string, v any) error {
 // Summary writes the human summary of a run.
 func Summary(w io.Writer, r Results) {
 	fmt.Fprintf(w, "\nrun %s\n", r.Dir)
-	fmt.Fprintf(w, "operations: %d ok, %d fail, %d info; %.0f acknowledged ops/s\n", r.Ops.OK, r.Ops.Fail, r.Ops.Info, r.OpsPerSec)
-	fmt.Fprintf(w, "nemesis events: %d; longest gap between acknowledgements %.2fs\n", len(r.Nemesis), r.LongestGap)
+	if r.TimeIsOrder {
+		fmt.Fprintf(w, "operations: %d ok, %d fail, %d info (imported: the events' order is their time, so no rate is measured)\n", r.Ops.OK, r.Ops.Fail, r.Ops.Info)
+		fmt.Fprintf(w, "nemesis events: %d\n", len(r.Nemesis))
+	} else {
+		fmt.Fprintf(w, "operations: %d ok, %d fail, %d info; %.0f acknowledged ops/s\n", r.Ops.OK, r.Ops.Fail, r.Ops.Info, r.OpsPerSec)
+		fmt.Fprintf(w, "nemesis events: %d; longest gap between acknowledgements %.2fs\n", len(r.Nemesis), r.LongestGap)
+	}
 	names := make([]string, 0, len(r.Checkers))
 	for n := range r.Checkers {
 		names = append(names, n)

@@ -182,6 +182,38 @@ func TestCheckOnAMissingOrCorruptHistoryExits254NamingTheFile(t *testing.T) {
 	require.Contains(t, r.stderr, "history.jsonl line 2")
 }
 
+func TestCheckFormatJepsenExitsWithTheVerdictAndMeasuresNoRateFromPositions(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, edn string
+		code      int
+		verdict   string
+	}{
+		{"good", `[{:process 0, :type :invoke, :f :write, :value 1} {:process 0, :type :ok, :f :write, :value 1}
+ {:process 1, :type :invoke, :f :read, :value nil} {:process 1, :type :ok, :f :read, :value 1}]`, 0, "valid"},
+		{"bad", `[{:process 0, :type :invoke, :f :write, :value 1} {:process 0, :type :ok, :f :write, :value 1}
+ {:process 1, :type :invoke, :f :read, :value nil} {:process 1, :type :ok, :f :read, :value 2}]`, 1, "invalid"},
+		{"unreadable", `[{:process 0, :type :invoke, :f :add, :value 1}]`, 254, ""},
+	} {
+		file := filepath.Join(dir, tc.name+".edn")
+		require.NoError(t, os.WriteFile(file, []byte(tc.edn), 0o644))
+		r := paxtest(t, "check", "--format", "jepsen", "--store", filepath.Join(dir, "store"), file)
+		require.Equal(t, tc.code, r.code, "%s: %s%s", tc.name, r.stdout, r.stderr)
+		if tc.code == 254 {
+			require.Contains(t, r.stderr, tc.name+".edn")
+			require.Contains(t, r.stderr, ":f")
+			continue
+		}
+		require.Contains(t, r.stdout, "no rate is measured")
+		runs, err := filepath.Glob(filepath.Join(dir, "store", "jepsen-"+tc.name, "*"))
+		require.NoError(t, err)
+		require.Len(t, runs, 1)
+		res := readResults(t, runs[0])
+		require.Equal(t, tc.verdict, res.Verdict)
+		require.Zero(t, res.OpsPerSec, "an import's times are positions, not seconds")
+	}
+}
+
 // Ctrl-C half-way: the run stops, no node or proxy outlives it, and the
 // history it leaves is checkable.
 func TestInterruptLeavesNothingRunningAndACheckableHistory(t *testing.T) {
