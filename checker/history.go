@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -77,10 +76,14 @@ func (h *History) KeyOps(key string) []*Op {
 type loader struct {
 	h      *History
 	name   string
-	vocab  map[string]bool
+	vocab  []string
 	open   map[history.Process]int // process -> index of its open op, or -1
 	kind   byte                    // 's' string values, 'i' integer values, 0 not yet known
 	kindAt int
+	// keys and byKey index the ops by key while loading (one map lookup
+	// per invocation); History.ByKey is built from them at the end
+	keys  map[string]int
+	byKey [][]int32
 }
 
 func newLoader(name, workload string) (*loader, error) {
@@ -88,11 +91,7 @@ func newLoader(name, workload string) (*loader, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown workload %q (accepted: register, append)", workload)
 	}
-	l := &loader{h: &History{Workload: workload, ByKey: map[string][]int32{}}, name: name, vocab: map[string]bool{}, open: map[history.Process]int{}}
-	for _, w := range words {
-		l.vocab[w] = true
-	}
-	return l, nil
+	return &loader{h: &History{Workload: workload, ByKey: map[string][]int32{}}, name: name, vocab: words, open: map[history.Process]int{}, keys: map[string]int{}}, nil
 }
 
 func (l *loader) refuse(line int, field string, format string, args ...any) error {
@@ -107,8 +106,8 @@ func (l *loader) add(e *history.Event) error {
 		l.h.Nemesis = append(l.h.Nemesis, *e)
 		return nil
 	}
-	if !l.vocab[e.F] {
-		return l.refuse(e.Line, "f", "%q is not an operation of the %s workload (accepted: %s)", e.F, l.h.Workload, words(l.vocab))
+	if !slices.Contains(l.vocab, e.F) {
+		return l.refuse(e.Line, "f", "%q is not an operation of the %s workload (accepted: %s)", e.F, l.h.Workload, strings.Join(l.vocab, ", "))
 	}
 	if e.Type == history.Invoke {
 		if i, busy := l.open[e.Process]; busy && i >= 0 {
@@ -118,11 +117,14 @@ func (l *loader) add(e *history.Event) error {
 		if err := l.input(&op, e); err != nil {
 			return err
 		}
-		idx, seen := l.h.ByKey[e.Key]
+		k, seen := l.keys[e.Key]
 		if !seen {
+			k = len(l.byKey)
+			l.keys[e.Key] = k
 			l.h.Keys = append(l.h.Keys, e.Key)
+			l.byKey = append(l.byKey, nil)
 		}
-		l.h.ByKey[e.Key] = append(idx, int32(len(l.h.Ops)))
+		l.byKey[k] = append(l.byKey[k], int32(len(l.h.Ops)))
 		l.open[e.Process] = len(l.h.Ops)
 		l.h.Ops = append(l.h.Ops, op)
 		return nil
@@ -287,22 +289,6 @@ func abbreviate(raw json.RawMessage) string {
 	return s
 }
 
-func words(set map[string]bool) string {
-	var w []string
-	for k := range set {
-		w = append(w, k)
-	}
-	sort.Strings(w)
-	out := ""
-	for i, s := range w {
-		if i > 0 {
-			out += ", "
-		}
-		out += s
-	}
-	return out
-}
-
 // LoadHistory reads and checks a run's history in one streaming pass.
 func LoadHistory(path, workload string) (*History, error) {
 	l, err := newLoader(path, workload)
@@ -327,7 +313,15 @@ func LoadHistory(path, workload string) (*History, error) {
 		return nil, err
 	}
 	l.h.Torn = torn
-	return l.h, nil
+	return l.done(), nil
+}
+
+// done indexes the ops by key and returns the history.
+func (l *loader) done() *History {
+	for i, key := range l.h.Keys {
+		l.h.ByKey[key] = l.byKey[i]
+	}
+	return l.h
 }
 
 // NewHistory builds a History from events in memory (tests, imports),
@@ -346,5 +340,5 @@ func NewHistory(name, workload string, events []history.Event) (*History, error)
 			return nil, err
 		}
 	}
-	return l.h, nil
+	return l.done(), nil
 }
