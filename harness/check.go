@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/paxtest/paxtest/checker"
@@ -55,11 +57,13 @@ func Check(o CheckOptions) (reports.Results, error) {
 }
 
 // collectLess makes the garbage collector run only as the heap nears a
-// bound proportional to a large history (gcHeadroom times its size) until the returned function restores the defaults. A check keeps
-// most of what it allocates until it ends, so collecting on the default
-// schedule (each time the heap doubles) scans the same live history again and
-// again: a third of a large check's time. The bound keeps memory within the
-// goal of a few times the history.
+// bound proportional to a large history (gcHeadroom times its size) until
+// the returned function restores the defaults. A check keeps most of what
+// it allocates until it ends, so collecting on the default schedule (each
+// time the heap doubles) scans the same live history again and again: a
+// third of a large check's time. The bound keeps memory within the goal of
+// a few times the history. The settings are the process's: checks that
+// overlap add their bounds, and the last to end restores the defaults.
 func collectLess(historyPath string) (restore func()) {
 	st, err := os.Stat(historyPath)
 	if err != nil || st.Size() < gcFrom {
@@ -67,13 +71,37 @@ func collectLess(historyPath string) (restore func()) {
 		// cheaper to collect than fresh memory is to fault in
 		return func() {}
 	}
-	limit := int64(gcHeadroom * float64(st.Size()))
-	oldLimit := debug.SetMemoryLimit(limit)
-	oldPercent := debug.SetGCPercent(-1)
-	return func() {
-		debug.SetGCPercent(oldPercent)
-		debug.SetMemoryLimit(oldLimit)
+	bound := int64(gcHeadroom * float64(st.Size()))
+	gcScope.Lock()
+	defer gcScope.Unlock()
+	if gcScope.checks == 0 {
+		gcScope.oldPercent = debug.SetGCPercent(-1)
+		gcScope.oldLimit = debug.SetMemoryLimit(math.MaxInt64)
 	}
+	gcScope.checks++
+	gcScope.bound += bound
+	debug.SetMemoryLimit(gcScope.bound)
+	return func() {
+		gcScope.Lock()
+		defer gcScope.Unlock()
+		gcScope.checks--
+		gcScope.bound -= bound
+		if gcScope.checks > 0 {
+			debug.SetMemoryLimit(gcScope.bound)
+			return
+		}
+		debug.SetGCPercent(gcScope.oldPercent)
+		debug.SetMemoryLimit(gcScope.oldLimit)
+	}
+}
+
+// gcScope is what collectLess changed and what it must restore.
+var gcScope struct {
+	sync.Mutex
+	checks     int
+	bound      int64
+	oldPercent int
+	oldLimit   int64
 }
 
 const (

@@ -2,6 +2,8 @@ package mutate
 
 import (
 	"go/format"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -71,7 +73,7 @@ func TestEachOperatorMakesTheOneSiteChangeItNames(t *testing.T) {
 	}
 	for id, after := range want {
 		m, ok := got[id]
-		require.True(t, ok, "no mutant %s among %v", id, keys(got))
+		require.True(t, ok, "no mutant %s among %v", id, slices.Sorted(maps.Keys(got)))
 		require.Equal(t, after, m.After, id)
 		if strings.HasPrefix(id, "12:") {
 			require.Equal(t, "send", m.Func, id)
@@ -103,12 +105,4 @@ func TestMutantIDsAreStableAndUnique(t *testing.T) {
 		require.False(t, seen[a[i].ID], "duplicate id %s", a[i].ID)
 		seen[a[i].ID] = true
 	}
-}
-
-func keys(m map[string]Mutant) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
