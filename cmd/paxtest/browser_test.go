@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -51,11 +52,21 @@ func TestReportAndServePageRenderInChromium(t *testing.T) {
 	if exe == "" {
 		t.Skip("needs Chromium: apt-get install chromium (.ci/run installs it)")
 	}
-	store := t.TempDir()
 	// 15 s: room for a second figure8 attempt when the first is abandoned
-	// on a loaded machine; the run ends 2 s after the logs diverge
-	r := paxtest(t, "run", "--nodes", "5", "--bug", "reconfirm-old-ballot", "--nemesis", "figure8", "--time-limit", "15s", "--seed", "2",
-		"--stop-on-divergence", "--store", store)
+	// on a loaded machine; the run ends 2 s after the logs diverge. Each
+	// attempt catches the switch with high, not certain, probability (the
+	// detection gate measures it): up to three seeds, for one invalid run
+	// to render.
+	var store string
+	var r result
+	for seed := 2; seed <= 4; seed++ {
+		store = t.TempDir()
+		r = paxtest(t, "run", "--nodes", "5", "--bug", "reconfirm-old-ballot", "--nemesis", "figure8", "--time-limit", "15s",
+			"--seed", strconv.Itoa(seed), "--stop-on-divergence", "--store", store)
+		if r.code != 0 {
+			break
+		}
+	}
 	require.Equal(t, 1, r.code, "the run must be invalid:\n%s\n%s", r.stdout, r.stderr)
 	dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
 	require.NoError(t, err)
