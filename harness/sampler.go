@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -47,7 +46,7 @@ func newSampler(path string, c *cluster.Cluster, now func() int64) (*sampler, er
 	if err != nil {
 		return nil, fmt.Errorf("create log samples %s: %w", path, err)
 	}
-	return &sampler{cluster: c, now: now, f: f, w: bufio.NewWriterSize(f, 1<<20), http: &http.Client{Timeout: 5 * time.Second},
+	return &sampler{cluster: c, now: now, f: f, w: bufio.NewWriterSize(f, 1<<20), http: &http.Client{Timeout: 5 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()},
 		known: map[int]map[uint64]string{}, ref: map[uint64]string{}, written: map[string]bool{}, reported: map[int]int{}, diverged: make(chan struct{})}, nil
 }
 
@@ -65,32 +64,55 @@ func (s *sampler) run(ctx context.Context, every time.Duration) {
 					continue
 				}
 				// a write failure is kept in s.err and returned by close
-				_ = s.sample(ctx, n, false)
+				_ = s.sample(ctx, n)
 				_ = s.violations(ctx, n)
 			}
 		}
 	}
 }
 
-// final reads every live node's whole log.
+// final reads every live node's whole log, from all of them at once.
 func (s *sampler) final(ctx context.Context) error {
+	var nodes []*cluster.Node
 	for _, n := range s.cluster.Nodes() {
-		if s.cluster.IsDown(n.ID) {
-			continue
+		if !s.cluster.IsDown(n.ID) {
+			nodes = append(nodes, n)
 		}
+	}
+	type read struct {
+		time    int64
+		entries []api.LogEntry
+		err     error
+	}
+	reads := make([]read, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reads[i].time = s.now()
+			reads[i].entries, reads[i].err = s.wholeLog(ctx, api.Client{Addr: n.ClientAddr, HTTP: s.http})
+		}()
+	}
+	wg.Wait()
+	for i, n := range nodes {
 		if err := s.violations(ctx, n); err != nil {
 			return err
 		}
-		if err := s.sample(ctx, n, true); err != nil {
-			var unread errUnreadable
-			if !errors.As(err, &unread) || ctx.Err() != nil {
+		if err := reads[i].err; err != nil {
+			if ctx.Err() != nil {
 				return err
 			}
 			// a node that does not answer is the target's failure, not the
 			// harness's: the checker is told, and judges without its log
+			unread := fmt.Errorf("read the final log of %s: %w", n.Name(), err)
 			if err := s.write(checker.LogSample{Time: s.now(), Node: n.Name(), Final: true, Entries: []api.LogEntry{}, Unreadable: unread.Error()}); err != nil {
 				return err
 			}
+			continue
+		}
+		if err := s.record(n, reads[i].time, reads[i].entries, true); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -113,32 +135,30 @@ func (s *sampler) violations(ctx context.Context, n *cluster.Node) error {
 	return s.writeLocked(checker.LogSample{Time: s.now(), Node: n.Name(), Entries: []api.LogEntry{}, Violations: st.Violations, ViolationCount: st.ViolationCount})
 }
 
-func (s *sampler) sample(ctx context.Context, n *cluster.Node, final bool) error {
-	cl := api.Client{Addr: n.ClientAddr, HTTP: s.http}
+func (s *sampler) sample(ctx context.Context, n *cluster.Node) error {
 	s.mu.Lock()
+	// re-read a window below the highest index seen, so a slot that a
+	// restarted node re-learned with another value is noticed
+	from := max(uint64(len(s.known[n.ID])), 65) - 64
+	s.mu.Unlock()
+	t := s.now()
+	entries, err := readLog(ctx, api.Client{Addr: n.ClientAddr, HTTP: s.http}, from, false, false)
+	if err != nil {
+		return nil // a paused or partitioned node: try again later
+	}
+	return s.record(n, t, entries, false)
+}
+
+// record appends to the samples what a node's log read at time t shows
+// that its earlier samples did not.
+func (s *sampler) record(n *cluster.Node, t int64, entries []api.LogEntry, final bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	known := s.known[n.ID]
 	if known == nil {
 		known = map[uint64]string{}
 		s.known[n.ID] = known
 	}
-	from := uint64(1)
-	if !final {
-		// re-read a window below the highest index seen, so a slot that a
-		// restarted node re-learned with another value is noticed
-		from = uint64(len(known))
-		from = max(from, 65) - 64
-	}
-	s.mu.Unlock()
-	t := s.now()
-	entries, err := readLog(ctx, cl, from, final)
-	if err != nil {
-		if final {
-			return errUnreadable{fmt.Errorf("read the final log of %s: %w", n.Name(), err)}
-		}
-		return nil // a paused or partitioned node: try again later
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var missing []uint64
 	if final {
 		missing = forget(known, entries)
@@ -182,20 +202,62 @@ func (s *sampler) sample(ctx context.Context, n *cluster.Node, final bool) error
 }
 
 // readLog reads a node's log from index from: one page, or every page
-// for a final read.
-func readLog(ctx context.Context, cl api.Client, from uint64, final bool) ([]api.LogEntry, error) {
+// for a whole read; digests leaves the values out.
+func readLog(ctx context.Context, cl api.Client, from uint64, whole, digests bool) ([]api.LogEntry, error) {
+	fetch := cl.Log
+	if digests {
+		fetch = cl.LogDigests
+	}
 	var entries []api.LogEntry
 	for {
-		page, err := cl.Log(ctx, from, 0)
+		page, err := fetch(ctx, from, 0)
 		if err != nil {
 			return nil, err
 		}
 		entries = append(entries, page...)
-		if len(page) == 0 || !final {
+		if len(page) == 0 || !whole {
 			return entries, nil
 		}
 		from = page[len(page)-1].Index + 1
 	}
+}
+
+// wholeLog reads a node's whole log: its digests, then the values of
+// those from the first digest whose value is not in the file yet (the
+// periodic samples wrote the others'). If a slot changed between the two
+// reads it reads the whole log again, values and all, rather than mix them.
+func (s *sampler) wholeLog(ctx context.Context, cl api.Client) ([]api.LogEntry, error) {
+	entries, err := readLog(ctx, cl, 1, true, true)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	first := len(entries)
+	for j, e := range entries {
+		if !s.written[e.Digest] {
+			first = j
+			break
+		}
+	}
+	s.mu.Unlock()
+	if first == len(entries) {
+		return entries, nil
+	}
+	tail, err := readLog(ctx, cl, entries[first].Index, true, false)
+	if err != nil {
+		return nil, err
+	}
+	t := 0
+	for j := first; j < len(entries); j++ {
+		for t < len(tail) && tail[t].Index < entries[j].Index {
+			t++
+		}
+		if t == len(tail) || tail[t].Index != entries[j].Index || tail[t].Digest != entries[j].Digest {
+			return readLog(ctx, cl, 1, true, false)
+		}
+		entries[j].Value = tail[t].Value
+	}
+	return entries, nil
 }
 
 // forget removes from known, and returns in order, the indices a node
@@ -216,12 +278,6 @@ func forget(known map[uint64]string, entries []api.LogEntry) []uint64 {
 	return missing
 }
 
-// errUnreadable: a node's final log could not be read.
-type errUnreadable struct{ err error }
-
-func (e errUnreadable) Error() string { return e.err.Error() }
-func (e errUnreadable) Unwrap() error { return e.err }
-
 func (s *sampler) write(ls checker.LogSample) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -240,6 +296,8 @@ func (s *sampler) writeLocked(ls checker.LogSample) error {
 }
 
 func (s *sampler) close() error {
+	// a connection dialled and never used holds up a node's clean stop
+	s.http.CloseIdleConnections()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.w.Flush()

@@ -103,8 +103,30 @@ type Config struct {
 	OutOfPlay func(i int) bool
 }
 
+// endGrace is how long an operation still unanswered when the load ends
+// may take: then it is given up as indeterminate (info), as when its own
+// timeout runs out, rather than hold up the end of the run for a node's
+// full request timeout.
+const endGrace = 200 * time.Millisecond
+
 // Run drives cfg.Concurrency workers until ctx is done.
 func Run(ctx context.Context, cfg Config, wl Workload) error {
+	ops, giveUp := context.WithCancel(context.WithoutCancel(ctx))
+	defer giveUp()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-ops.Done():
+			return
+		}
+		t := time.NewTimer(endGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			giveUp()
+		case <-ops.Done():
+		}
+	}()
 	var wg sync.WaitGroup
 	errs := make(chan error, cfg.Concurrency)
 	for w := 0; w < cfg.Concurrency; w++ {
@@ -112,6 +134,8 @@ func Run(ctx context.Context, cfg Config, wl Workload) error {
 		go func(w int) {
 			defer wg.Done()
 			c := newClient(cfg, w, w)
+			c.ops = ops
+			defer c.http.CloseIdleConnections()
 			c.stride = max(cfg.Concurrency, 1)
 			r := rand.New(rand.NewSource(cfg.Seed*7919 + int64(w)))
 			var interval time.Duration
@@ -160,34 +184,75 @@ func (cfg Config) home(w int) (int, bool) {
 }
 
 // finalReaders is how many readers read through each node at once.
-const finalReaders = 8
+const finalReaders = 24
 
-// FinalReads reads every key through every node, after the cluster healed,
-// with a few readers per node at once.
+// FinalReads reads every key through every node in play, after the
+// cluster healed. A node that serves reads answers for itself (a stale
+// follower shows here); one that refuses as not the leader fails the read
+// at once instead of handing it on, since the reads through the leader
+// read every key already. A key that no node answered (the leader changed
+// meanwhile) is read once more, following the leader.
 func FinalReads(ctx context.Context, cfg Config, wl Workload) error {
 	keys := wl.Keys()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(cfg.Nodes)*finalReaders)
+	answered := make([]atomic.Bool, len(keys))
+	var nodes []int
 	for i := range cfg.Nodes {
-		if cfg.OutOfPlay != nil && cfg.OutOfPlay(i) {
-			continue
+		if cfg.OutOfPlay == nil || !cfg.OutOfPlay(i) {
+			nodes = append(nodes, i)
 		}
+	}
+	all := make([]int, len(keys))
+	for k := range all {
+		all[k] = k
+	}
+	if err := finalPass(ctx, cfg, wl, nodes, true, keys, all, answered); err != nil {
+		return err
+	}
+	var rest []int
+	for k := range keys {
+		if !answered[k].Load() {
+			rest = append(rest, k)
+		}
+	}
+	if len(rest) == 0 || len(nodes) == 0 {
+		return nil
+	}
+	// the followers' readers: a group beyond every node's
+	return finalPass(ctx, cfg, wl, []int{len(cfg.Nodes)}, false, keys, rest, answered)
+}
+
+// finalPass reads keys[k] for every k in which through each of the
+// readers' groups (a node's index, or len(cfg.Nodes) for readers that
+// follow the leader from nodes[0]), finalReaders readers per group.
+func finalPass(ctx context.Context, cfg Config, wl Workload, groups []int, pinned bool, keys []string, which []int, answered []atomic.Bool) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(groups)*finalReaders)
+	for _, g := range groups {
 		for r := 0; r < finalReaders; r++ {
 			wg.Add(1)
-			go func(i, r int) {
+			go func() {
 				defer wg.Done()
-				// final readers use process numbers beyond every worker's
-				c := newClient(cfg, 1_000_000+i*finalReaders+r, i)
-				c.stride = len(cfg.Nodes) * finalReaders
-				c.start = i
-				for k := r; k < len(keys); k += finalReaders {
-					c.node = i
-					if _, _, err := c.do(ctx, Op{F: wl.FinalRead(), Key: keys[k]}, true); err != nil {
+				// final readers use process numbers beyond every worker's,
+				// each group's apart from every other's
+				c := newClient(cfg, 1_000_000+g*finalReaders+r, g%len(cfg.Nodes))
+				// a connection dialled and never used holds up a node's
+				// clean stop (an HTTP server waits for it): close them
+				defer c.http.CloseIdleConnections()
+				c.stride = (len(cfg.Nodes) + 1) * finalReaders
+				c.pinned = pinned
+				for j := r; j < len(which); j += finalReaders {
+					k := which[j]
+					c.node = g % len(cfg.Nodes)
+					typ, _, err := c.do(ctx, Op{F: wl.FinalRead(), Key: keys[k]}, true)
+					if err != nil {
 						errs <- err
 						return
 					}
+					if typ == history.OK {
+						answered[k].Store(true)
+					}
 				}
-			}(i, r)
+			}()
 		}
 	}
 	wg.Wait()
@@ -200,8 +265,9 @@ type client struct {
 	process int
 	stride  int // how far a process number moves after an indeterminate op: past every other client of its group
 	seq     uint64
-	node    int // index into cfg.Nodes
-	start   int
+	node    int             // index into cfg.Nodes
+	pinned  bool            // a node that is not the leader fails the op, its hint not followed
+	ops     context.Context // cancelled, a request under way is given up
 	http    *http.Client
 	rand    *rand.Rand
 }
@@ -216,7 +282,7 @@ func newClient(cfg Config, process, w int) *client {
 	return &client{
 		cfg: cfg, process: process, node: w % len(cfg.Nodes),
 		http: &http.Client{Timeout: cfg.HTTPTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 4}},
-		rand: rand.New(rand.NewSource(cfg.Seed + int64(process))),
+		rand: rand.New(rand.NewSource(cfg.Seed + int64(process))), ops: context.Background(),
 	}
 }
 
@@ -291,7 +357,7 @@ func (c *client) send(ctx context.Context, req api.Request) (string, api.Respons
 		}
 		addr := c.cfg.Nodes[c.node]
 		name := fmt.Sprintf("n%d", c.node+1)
-		actx, cancel := context.WithTimeout(context.Background(), c.cfg.HTTPTimeout)
+		actx, cancel := context.WithTimeout(c.ops, c.cfg.HTTPTimeout)
 		res, err := (&api.Client{Addr: addr, HTTP: c.http}).Do(actx, req)
 		cancel()
 		switch {
@@ -308,6 +374,8 @@ func (c *client) send(ctx context.Context, req api.Request) (string, api.Respons
 			return history.Fail, res, name, res.Error
 		case res.Error == api.ErrBadRequest:
 			return history.Fail, res, name, res.Error + ": " + res.Detail
+		case res.Error == api.ErrNotLeader && c.pinned:
+			return history.Fail, res, name, name + " is not the leader and serves no reads"
 		case res.Error == api.ErrNotLeader:
 			lastWhy = name + " is not the leader"
 			if i := c.index(res.Leader); i >= 0 && i != c.node {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -259,4 +260,117 @@ func TestFinalReadersNeverShareAProcessAfterAnIndeterminateRead(t *testing.T) {
 		delete(open, e.Process)
 	}
 	require.Positive(t, infos)
+}
+
+func TestAFinalReadThroughAFollowerFailsAtOnceAndTheLeaderReadsEveryKey(t *testing.T) {
+	var leaderAddr string
+	refuse := func(api.Request) api.Response { return api.Response{Error: api.ErrNotLeader, Leader: leaderAddr} }
+	var mu sync.Mutex
+	asked := map[string]int{} // key -> reads the leader answered
+	leader := func(req api.Request) api.Response {
+		mu.Lock()
+		defer mu.Unlock()
+		asked[req.Key]++
+		return api.Response{OK: true, Found: true, Value: "v"}
+	}
+	leaderAddr = node(t, leader)
+	nodes := []string{node(t, refuse), leaderAddr, node(t, refuse)}
+	keys := finalKeys(t)
+	h := &memHistory{}
+	cfg := Config{Nodes: nodes, History: h, Counts: &Counts{}, Now: func() int64 { return 0 }}
+	require.NoError(t, FinalReads(context.Background(), cfg, keys))
+
+	byNode := map[string]map[string]int{} // node -> type -> count
+	for _, e := range h.events {
+		require.True(t, e.Final)
+		if e.Type == history.Invoke {
+			continue
+		}
+		if byNode[e.Node] == nil {
+			byNode[e.Node] = map[string]int{}
+		}
+		byNode[e.Node][e.Type]++
+	}
+	n := len(keys.Keys())
+	require.Equal(t, map[string]map[string]int{"n1": {history.Fail: n}, "n2": {history.OK: n}, "n3": {history.Fail: n}}, byNode,
+		"a follower's refusal is its answer; its hint is not followed")
+	for _, k := range keys.Keys() {
+		require.Equal(t, 1, asked[k], "key %s is read once through the leader", k)
+	}
+}
+
+func TestAKeyNoNodeAnsweredIsReadAgainFollowingTheLeader(t *testing.T) {
+	var leaderAddr string
+	refuse := func(api.Request) api.Response { return api.Response{Error: api.ErrNotLeader, Leader: leaderAddr} }
+	var mu sync.Mutex
+	asked := map[string]int{}
+	// a node that leads only once every key has been asked of it once:
+	// as if it were elected while the first reads were under way
+	late := func(req api.Request) api.Response {
+		mu.Lock()
+		defer mu.Unlock()
+		asked[req.Key]++
+		if asked[req.Key] == 1 {
+			return api.Response{Error: api.ErrNotLeader}
+		}
+		return api.Response{OK: true, Found: true, Value: "v"}
+	}
+	leaderAddr = node(t, late)
+	nodes := []string{node(t, refuse), node(t, refuse), leaderAddr}
+	keys := finalKeys(t)
+	h := &memHistory{}
+	cfg := Config{Nodes: nodes, History: h, Counts: &Counts{}, Now: func() int64 { return 0 }}
+	require.NoError(t, FinalReads(context.Background(), cfg, keys))
+
+	ok := map[string]int{}
+	for _, e := range h.events {
+		if e.Type == history.OK {
+			ok[e.Key]++
+		}
+	}
+	for _, k := range keys.Keys() {
+		require.Equal(t, 1, ok[k], "key %s has one successful final read", k)
+		require.Equal(t, 2, asked[k], "key %s: refused once, then read following the leader", k)
+	}
+}
+
+// finalKeys is a register workload that has used a few dozen keys.
+func finalKeys(t *testing.T) Workload {
+	wl, err := New("register", 10, 1, 1) // a key per operation
+	require.NoError(t, err)
+	r := rand.New(rand.NewSource(1))
+	for i := 0; i < 40; i++ {
+		wl.Next(i%10, r)
+	}
+	require.GreaterOrEqual(t, len(wl.Keys()), 20)
+	return wl
+}
+
+func TestAnOperationUnansweredWhenTheLoadEndsIsGivenUpAsIndeterminate(t *testing.T) {
+	held := make(chan struct{})
+	var asked atomic.Int64
+	addr := node(t, func(api.Request) api.Response {
+		asked.Add(1)
+		<-held // a node that never answers in time
+		return api.Response{OK: true}
+	})
+	t.Cleanup(func() { close(held) }) // before the node's server closes: cleanups run last first
+	wl, err := New("register", 1, 1, 10)
+	require.NoError(t, err)
+	h := &memHistory{}
+	cfg := Config{Nodes: []string{addr}, Concurrency: 1, Seed: 1, History: h, Counts: &Counts{},
+		Now: func() int64 { return 0 }, OpTimeout: time.Minute, HTTPTimeout: time.Minute}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, wl) }()
+	require.Eventually(t, func() bool { return asked.Load() == 1 }, 10*time.Second, time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run waited for an operation the node never answered, past its end grace")
+	}
+	require.Len(t, h.events, 2)
+	require.Equal(t, history.Info, h.events[1].Type, "given up, the operation may still take effect")
 }

@@ -71,6 +71,10 @@ func (n *Node) Name() string { return "n" + strconv.Itoa(n.ID) }
 type Cluster struct {
 	cfg   Config
 	nodes []*Node
+	// conns carries the harness's own requests to the nodes; Close closes
+	// its idle connections first, since a node's HTTP server waits on
+	// a connection dialled and never used before it stops cleanly.
+	conns *http.Transport
 }
 
 // NewCluster allocates loopback ports and directories; it starts nothing.
@@ -91,7 +95,7 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Launcher == nil {
 		cfg.Launcher = Local{}
 	}
-	c := &Cluster{cfg: cfg}
+	c := &Cluster{cfg: cfg, conns: http.DefaultTransport.(*http.Transport).Clone()}
 	peers := map[int]string{}
 	taken := map[string]bool{} // two nodes must not be given one free port
 	port := func(host string) (int, error) {
@@ -237,7 +241,7 @@ func (c *Cluster) ChangeMembers(ctx context.Context, req api.MembersRequest) (ap
 	}
 	var res api.MembersResponse
 	for try := 0; try < 5 && addr != "" && ctx.Err() == nil; try++ {
-		cl := api.Client{Addr: addr, HTTP: &http.Client{Timeout: 5 * time.Second}}
+		cl := api.Client{Addr: addr, HTTP: &http.Client{Timeout: 5 * time.Second, Transport: c.conns}}
 		var err error
 		if res, err = cl.ChangeMembers(ctx, req); err != nil {
 			// the change may have reached the leader: its outcome is unknown
@@ -333,7 +337,7 @@ func (c *Cluster) launch(n *Node) error {
 
 func (c *Cluster) waitHealthy(ctx context.Context, n *Node) error {
 	deadline := time.Now().Add(10 * time.Second)
-	hc := &http.Client{Timeout: 500 * time.Millisecond}
+	hc := &http.Client{Timeout: 500 * time.Millisecond, Transport: c.conns}
 	n.mu.Lock()
 	p := n.proc
 	n.mu.Unlock()
@@ -372,7 +376,7 @@ func tail(path string, lines int) string {
 
 // Status asks node id for its debug status.
 func (c *Cluster) Status(ctx context.Context, id int) (api.Status, error) {
-	cl := api.Client{Addr: c.Node(id).ClientAddr, HTTP: &http.Client{Timeout: time.Second}}
+	cl := api.Client{Addr: c.Node(id).ClientAddr, HTTP: &http.Client{Timeout: time.Second, Transport: c.conns}}
 	return cl.Status(ctx)
 }
 
@@ -428,7 +432,7 @@ func (c *Cluster) WaitLeader(ctx context.Context, within time.Duration) (int, er
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
@@ -505,6 +509,7 @@ func (c *Cluster) pauseResume(id int, pause bool) error {
 // Close stops every node (resuming paused ones first) and closes the
 // network layer. Every error is collected; nothing is left running.
 func (c *Cluster) Close() error {
+	c.conns.CloseIdleConnections()
 	var errs []error
 	var mu sync.Mutex
 	var wg sync.WaitGroup

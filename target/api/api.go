@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // Operations of the client port.
@@ -187,6 +190,14 @@ func (c *Client) Do(ctx context.Context, req Request) (Response, error) {
 	return out, err
 }
 
+// LogDigests fetches what Log does without the values: a whole log to
+// compare with what is known of it, at a third of the bytes.
+func (c *Client) LogDigests(ctx context.Context, from, to uint64) ([]LogEntry, error) {
+	var out []LogEntry
+	err := c.getJSON(ctx, "/debug/log?values=0&from="+strconv.FormatUint(from, 10)+"&to="+strconv.FormatUint(to, 10), &out)
+	return out, err
+}
+
 // ChangeMembers sends a membership change; errors as Do's.
 func (c *Client) ChangeMembers(ctx context.Context, req MembersRequest) (MembersResponse, error) {
 	var out MembersResponse
@@ -246,5 +257,14 @@ func (c *Client) getJSON(ctx context.Context, path string, v any) error {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return fmt.Errorf("GET %s from %s: HTTP %d: %s", path, c.Addr, resp.StatusCode, bytes.TrimSpace(b))
 	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	// a whole log is megabytes: read it at once and decode it with a
+	// decoder three times as fast as encoding/json's on it
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("GET %s from %s: %w", path, c.Addr, err)
+	}
+	if err := gojson.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("GET %s from %s: undecodable reply: %w", path, c.Addr, err)
+	}
+	return nil
 }

@@ -267,6 +267,7 @@ func (s *Server) handleLog(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	from = max(from, 1)
+	values := r.URL.Query().Get("values") != "0"
 	var out []api.LogEntry
 	err := s.query(r.Context(), func() {
 		st := s.core.Status()
@@ -276,7 +277,11 @@ func (s *Server) handleLog(w http.ResponseWriter, r *http.Request) {
 		to = min(to, from+maxLogPage-1)
 		for i := from; i <= to; i++ {
 			if pv, ok := s.core.ChosenEntry(i); ok {
-				out = append(out, logEntry(pv))
+				e := logEntry(pv)
+				if !values {
+					e.Value = ""
+				}
+				out = append(out, e)
 			}
 		}
 	})

@@ -2,9 +2,12 @@ package server
 
 import (
 	"encoding/json"
+
 	"fmt"
 	"io"
 	"net/http"
+
+	gojson "github.com/goccy/go-json"
 )
 
 func decodeJSON(r *http.Request, v any) error {
@@ -20,5 +23,5 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	// an error here is the client gone away: nobody is left to answer
-	_ = json.NewEncoder(w).Encode(v)
+	_ = gojson.NewEncoder(w).Encode(v)
 }

@@ -147,3 +147,28 @@ func TestAMembershipChangeIsChosenAndNamesItsSlotAndEffect(t *testing.T) {
 	require.Positive(t, res.Slot)
 	require.Equal(t, res.Slot+paxos.DefaultWindow, res.EffectAt, "a change decides the slots from i + α on")
 }
+
+func TestTheLogWithoutValuesIsTheLogWithItsValuesLeftOut(t *testing.T) {
+	s := startNodes(t, 1, []paxos.NodeID{1})[0]
+	waitLeader(t, s)
+	for seq := uint64(1); seq <= 3; seq++ {
+		code, _ := call[api.Response](t, s.handleOp, "/v1/op", api.Request{Client: "c", Seq: seq, Op: api.OpPut, Key: "k", Value: "v"})
+		require.Equal(t, 200, code)
+	}
+	cl := api.Client{Addr: s.ClientAddr()}
+	full, err := cl.Log(t.Context(), 1, 0)
+	require.NoError(t, err)
+	digests, err := cl.LogDigests(t.Context(), 1, 0)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(full), 3)
+	var commands int
+	for i := range full {
+		if full[i].Kind == "command" {
+			commands++
+			require.NotEmpty(t, full[i].Value)
+		}
+		full[i].Value = ""
+	}
+	require.Equal(t, 3, commands)
+	require.Equal(t, full, digests)
+}
