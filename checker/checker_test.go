@@ -3,6 +3,7 @@ package checker
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -225,4 +226,16 @@ func TestInvariantsANodeSawItselfBreakAreAnomalies(t *testing.T) {
 	require.Contains(t, r.Anomalies[1].Detail, "n2 saw itself break an invariant: prefix: applied slot 4 after slot 2 (7 violations in all by then)")
 	require.Equal(t, Valid, CheckNodeInvariants(samples[:1]).Verdict)
 	require.Equal(t, Unknown, CheckNodeInvariants(nil).Verdict, "no sample: nothing was checked")
+}
+
+func TestAClientNumberBeyondWhatTheCheckerKeepsIsRefusedNotWrapped(t *testing.T) {
+	events := []history.Event{
+		{Index: 0, Time: 1, Process: history.Process(math.MaxInt32) + 1, Type: history.Invoke, F: "get", Key: "k", Line: 1},
+		{Index: 1, Time: 2, Process: history.Process(math.MaxInt32) + 1, Type: history.OK, F: "get", Key: "k", Line: 2},
+	}
+	_, err := NewHistory("h.jsonl", "register", events)
+	var pe *history.ParseError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, 1, pe.Line)
+	require.Equal(t, "process", pe.Field)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -22,26 +23,29 @@ var Vocabulary = map[string][]string{
 // Op is one client operation as the checkers see it: its invocation and
 // completion, read once from the history and kept compact.
 type Op struct {
-	Process int    `json:"process"`
-	F       string `json:"f"`
-	Key     string `json:"key"`
+	F   string `json:"f"`
+	Key string `json:"key"`
 	// Value: put and append, the value written; cas, To; get (ok), the
 	// value read (Found false: none).
 	Value string   `json:"value,omitempty"`
-	From  string   `json:"from,omitempty"`  // cas
-	Found bool     `json:"found,omitempty"` // get ok: the key had a value
+	From  string   `json:"from,omitempty"` // cas
 	List  []string `json:"list,omitempty"`
 	// Type is ok, fail, info, or "" when the history ends first.
-	Type     string `json:"type"`
-	Error    string `json:"error,omitempty"` // fail and info: why
-	Call     int64  `json:"invoke_time"`
-	Return   int64  `json:"complete_time,omitempty"`
-	Client   string `json:"client,omitempty"`
-	Seq      uint64 `json:"seq,omitempty"`
-	Node     string `json:"node,omitempty"`
-	Final    bool   `json:"final,omitempty"`
-	Line     int    `json:"line"`                // the invocation's line
-	DoneLine int    `json:"done_line,omitempty"` // the completion's line (0: none)
+	Type   string `json:"type"`
+	Error  string `json:"error,omitempty"` // fail and info: why
+	Call   int64  `json:"invoke_time"`
+	Return int64  `json:"complete_time,omitempty"`
+	Client string `json:"client,omitempty"`
+	Seq    uint64 `json:"seq,omitempty"`
+	Node   string `json:"node,omitempty"`
+	// The small fields last and together: an Op is three cache lines
+	// (192 bytes), which a million of them fill measurably faster than
+	// 216 bytes of ints and padding.
+	Process  int32 `json:"process"`
+	Line     int32 `json:"line"`                // the invocation's line
+	DoneLine int32 `json:"done_line,omitempty"` // the completion's line (0: none)
+	Found    bool  `json:"found,omitempty"`     // get ok: the key had a value
+	Final    bool  `json:"final,omitempty"`
 }
 
 // Indeterminate reports whether the op may or may not have taken effect.
@@ -109,11 +113,14 @@ func (l *loader) add(e *history.Event) error {
 	if !slices.Contains(l.vocab, e.F) {
 		return l.refuse(e.Line, "f", "%q is not an operation of the %s workload (accepted: %s)", e.F, l.h.Workload, strings.Join(l.vocab, ", "))
 	}
+	if e.Process > math.MaxInt32 || e.Line > math.MaxInt32 {
+		return l.refuse(e.Line, "process", "client number %d (line %d) is beyond what the checker keeps (%d): number the clients from 0", e.Process, e.Line, math.MaxInt32)
+	}
 	if e.Type == history.Invoke {
 		if i, busy := l.open[e.Process]; busy && i >= 0 {
 			return l.refuse(e.Line, "process", "process %d invokes again while its operation from line %d has not completed (one operation at a time per process)", e.Process, l.h.Ops[i].Line)
 		}
-		op := Op{Process: int(e.Process), F: e.F, Key: e.Key, Call: e.Time, Client: e.Client, Seq: e.Seq, Final: e.Final, Line: e.Line}
+		op := Op{Process: int32(e.Process), F: e.F, Key: e.Key, Call: e.Time, Client: e.Client, Seq: e.Seq, Final: e.Final, Line: int32(e.Line)}
 		if err := l.input(&op, e); err != nil {
 			return err
 		}
@@ -141,7 +148,7 @@ func (l *loader) add(e *history.Event) error {
 		return l.refuse(e.Line, "time", "completion at %d is before its invocation at %d (line %d)", e.Time, op.Call, op.Line)
 	}
 	l.open[e.Process] = -1 // closed; kept, so that the map does not churn
-	op.Type, op.Return, op.Node, op.Error, op.DoneLine = e.Type, e.Time, e.Node, e.Error, e.Line
+	op.Type, op.Return, op.Node, op.Error, op.DoneLine = e.Type, e.Time, e.Node, e.Error, int32(e.Line)
 	if e.Type == history.OK {
 		return l.output(op, e)
 	}
@@ -307,6 +314,7 @@ func LoadHistory(path, workload string) (*History, error) {
 		// an operation is two lines of 130 to 160 bytes: room for all of
 		// them, so that the slice never grows (a growth holds both copies)
 		l.h.Ops = make([]Op, 0, st.Size()/250)
+		adviseHuge(l.h.Ops)
 	}
 	torn, err := history.Stream(f, path, l.add)
 	if err != nil {

@@ -122,7 +122,7 @@ func keyOperations(ops []*Op) []porcupine.Operation {
 		if op.Indeterminate() {
 			ret = never
 		}
-		out = append(out, porcupine.Operation{ClientId: op.Process, Input: op, Call: op.Call, Output: op, Return: ret})
+		out = append(out, porcupine.Operation{ClientId: int(op.Process), Input: op, Call: op.Call, Output: op, Return: ret})
 	}
 	return out
 }

@@ -149,7 +149,7 @@ func GenerateRegister(n int, seed int64) []checker.Op {
 			call := clock[p] + 1 + int64(r.Intn(2e6)) // strictly after its last completion
 			ret := call + 1e6 + int64(r.Intn(4e6))
 			clock[p] = ret
-			op := checker.Op{Process: k*procs + p, Key: key, Call: call, Return: ret, Client: fmt.Sprintf("p%d", k*procs+p), Seq: uint64(i + 1), Node: "n1", Type: history.OK}
+			op := checker.Op{Process: int32(k*procs + p), Key: key, Call: call, Return: ret, Client: fmt.Sprintf("p%d", k*procs+p), Seq: uint64(i + 1), Node: "n1", Type: history.OK}
 			switch x := r.Intn(10); {
 			case x < 4:
 				op.F = "get"
@@ -205,13 +205,20 @@ func GenerateRegister(n int, seed int64) []checker.Op {
 // repeatOps repeats a run's operations with keys renamed until n.
 func repeatOps(base []checker.Op, n int) []checker.Op {
 	out := make([]checker.Op, 0, n)
+	// the base's processes, numbered densely: each repetition has its own
+	dense := map[int32]int32{}
+	for _, op := range base {
+		if _, ok := dense[op.Process]; !ok {
+			dense[op.Process] = int32(len(dense))
+		}
+	}
 	for rep := 0; len(out) < n; rep++ {
 		for _, op := range base {
 			if len(out) == n {
 				break
 			}
 			op.Key = fmt.Sprintf("%s#%d", op.Key, rep)
-			op.Process += rep * 1_000_000
+			op.Process = int32(rep*len(dense)) + dense[op.Process]
 			op.Client = fmt.Sprintf("%s#%d", op.Client, rep)
 			out = append(out, op)
 		}
@@ -360,7 +367,7 @@ func timePorcupine(ops []checker.Op) time.Duration {
 		if op.Indeterminate() {
 			ret = 1 << 62
 		}
-		in = append(in, porcupine.Operation{ClientId: op.Process, Input: pIn{op.Key, op.F, op.Value, op.From}, Call: op.Call, Output: out, Return: ret})
+		in = append(in, porcupine.Operation{ClientId: int(op.Process), Input: pIn{op.Key, op.F, op.Value, op.From}, Call: op.Call, Output: out, Return: ret})
 	}
 	start := time.Now()
 	porcupine.CheckOperations(model, in)

@@ -57,19 +57,23 @@ func Check(o CheckOptions) (reports.Results, error) {
 }
 
 // collectLess makes the garbage collector run only as the heap nears a
-// bound proportional to a large history (gcHeadroom times its size) until
-// the returned function restores the defaults. A check keeps most of what
-// it allocates until it ends, so collecting on the default schedule (each
-// time the heap doubles) scans the same live history again and again: a
-// third of a large check's time. The bound keeps memory within the goal of
-// a few times the history. The settings are the process's: checks that
-// overlap add their bounds, and the last to end restores the defaults.
-func collectLess(historyPath string) (restore func()) {
+// bound proportional to a large history (gcHeadroom times its size) while
+// the history loads, and at gcChecking percent after loaded is called,
+// until restore puts the defaults back. A load keeps what it allocates:
+// collecting on the default schedule (each time the heap doubles) scans
+// the same growing history again and again, a third of a large check's
+// time. The checkers after it make short-lived garbage key by key, which a
+// collection that comes sooner lets them reuse instead of faulting in
+// fresh memory. The bound keeps memory within the goal of a few times the
+// history. The settings are the process's: checks that overlap add their
+// bounds, the collector stays off while any of them loads, and the last
+// to end restores the defaults.
+func collectLess(historyPath string) (loaded, restore func()) {
 	st, err := os.Stat(historyPath)
 	if err != nil || st.Size() < gcFrom {
 		// the loader reports a missing file; a small history's garbage is
 		// cheaper to collect than fresh memory is to fault in
-		return func() {}
+		return func() {}, func() {}
 	}
 	bound := int64(gcHeadroom * float64(st.Size()))
 	gcScope.Lock()
@@ -79,26 +83,43 @@ func collectLess(historyPath string) (restore func()) {
 		gcScope.oldLimit = debug.SetMemoryLimit(math.MaxInt64)
 	}
 	gcScope.checks++
+	gcScope.loading++
 	gcScope.bound += bound
 	debug.SetMemoryLimit(gcScope.bound)
-	return func() {
-		gcScope.Lock()
-		defer gcScope.Unlock()
-		gcScope.checks--
-		gcScope.bound -= bound
-		if gcScope.checks > 0 {
-			debug.SetMemoryLimit(gcScope.bound)
-			return
-		}
-		debug.SetGCPercent(gcScope.oldPercent)
-		debug.SetMemoryLimit(gcScope.oldLimit)
+	debug.SetGCPercent(-1)
+	var once sync.Once
+	done := func() { // under gcScope's lock
+		once.Do(func() {
+			gcScope.loading--
+			if gcScope.loading == 0 {
+				debug.SetGCPercent(gcChecking)
+			}
+		})
 	}
+	return func() {
+			gcScope.Lock()
+			defer gcScope.Unlock()
+			done()
+		}, func() {
+			gcScope.Lock()
+			defer gcScope.Unlock()
+			done()
+			gcScope.checks--
+			gcScope.bound -= bound
+			if gcScope.checks > 0 {
+				debug.SetMemoryLimit(gcScope.bound)
+				return
+			}
+			debug.SetGCPercent(gcScope.oldPercent)
+			debug.SetMemoryLimit(gcScope.oldLimit)
+		}
 }
 
 // gcScope is what collectLess changed and what it must restore.
 var gcScope struct {
 	sync.Mutex
 	checks     int
+	loading    int
 	bound      int64
 	oldPercent int
 	oldLimit   int64
@@ -107,6 +128,7 @@ var gcScope struct {
 const (
 	gcHeadroom = 2.5      // times the history's size
 	gcFrom     = 64 << 20 // bytes of history: smaller ones keep the default
+	gcChecking = 50       // percent, once loaded: measured against 25, 100 and off at 1 M operations
 )
 
 // wanted resolves --checkers against the workload: every checker that
@@ -139,7 +161,8 @@ func wanted(names []string, workload string) ([]string, error) {
 
 func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	lay := layout.Layout{Dir: o.Dir}
-	defer collectLess(lay.History())()
+	loaded, restore := collectLess(lay.History())
+	defer restore()
 	res := reports.Results{Dir: o.Dir, Interrupted: interrupted}
 	run, cfgBytes, err := readRunConfig(lay, o.Dir)
 	if err != nil {
@@ -162,6 +185,7 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 		return res, err
 	}
 	res.Torn = h.Torn
+	loaded()
 	logs, haveLogs, err := readLogs(lay)
 	if err != nil {
 		return res, err
