@@ -169,9 +169,9 @@ func newCmdBenchCheck(stdout, stderr io.Writer) *cobra.Command {
 		Long: `For each --ops size, builds a register history (generated as the register workload makes
 one, or --from a run directory whose operations are repeated with keys renamed), writes it as a run
 directory, then times porcupine alone on the operations (in memory) and paxtest check on the run
-directory (a process of its own: read, check, results, report), both in this invocation. Prints
-the ratio, the check's peak RSS and its time per operation; writes check.md and check.json under
---store/bench-check-<time>/.`,
+directory (a process of its own: read, check, results, report), both in this invocation, --rounds
+times each, alternating. Prints the ratio of the medians, the check's peak RSS and its time per
+operation; writes check.md and check.json (every round's times) under --store/bench-check-<time>/.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Progress, o.Started = stderr, time.Now()
@@ -191,6 +191,7 @@ the ratio, the check's peak RSS and its time per operation; writes check.md and 
 	f.StringVar(&o.From, "from", "", "a register run directory whose operations are repeated (default: a generated history)")
 	f.Int64Var(&o.Seed, "seed", 1, "seed of the generated history")
 	f.StringVar(&o.Store, "store", "store", "directory that keeps the histories and the table")
+	f.IntVar(&o.Rounds, "rounds", 3, "timings of each side per size, alternating; their medians are compared")
 	return cmd
 }
 

@@ -12,14 +12,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paxtest/paxtest/harness"
 	"github.com/stretchr/testify/require"
 )
 
 // The test binary doubles as the paxtest binary: with PAXTEST_BE_MAIN=1 it
 // runs main, so `run` launches real node processes (itself again).
 func TestMain(m *testing.M) {
-	if os.Getenv("PAXTEST_BE_MAIN") == "1" {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	if os.Getenv("PAXTEST_BE_MAIN") == "1" { // as main does
+		code := run(os.Args[1:], os.Stdout, os.Stderr)
+		harness.ReportPeakRSS()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
@@ -530,4 +533,37 @@ func requireVerdictExit(t *testing.T, err error, stderr string) {
 		return
 	}
 	require.NoError(t, err)
+}
+
+func TestBenchCheckComparesTheMediansOfAlternatingRoundsAndKeepsEveryRound(t *testing.T) {
+	store := t.TempDir()
+	r := paxtest(t, "bench", "check", "--ops", "3000", "--rounds", "3", "--store", store)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, 3, strings.Count(r.stderr, "porcupine, then paxtest check"), r.stderr)
+	files, err := filepath.Glob(filepath.Join(store, "bench-check-*", "check.json"))
+	require.NoError(t, err)
+	require.Len(t, files, 1)
+	b, err := os.ReadFile(files[0])
+	require.NoError(t, err)
+	var rows []struct {
+		CheckSec        float64   `json:"check_seconds"`
+		PorcupineSec    float64   `json:"porcupine_seconds"`
+		Ratio           float64   `json:"ratio"`
+		CheckRounds     []float64 `json:"check_rounds_seconds"`
+		PorcupineRounds []float64 `json:"porcupine_rounds_seconds"`
+		Verdict         string    `json:"verdict"`
+	}
+	require.NoError(t, json.Unmarshal(b, &rows))
+	require.Len(t, rows, 1)
+	row := rows[0]
+	require.Equal(t, "valid", row.Verdict)
+	require.Len(t, row.CheckRounds, 3)
+	require.Len(t, row.PorcupineRounds, 3)
+	require.Contains(t, row.CheckRounds, row.CheckSec, "the check's time is one of its rounds: the median")
+	require.Contains(t, row.PorcupineRounds, row.PorcupineSec)
+	require.InDelta(t, row.CheckSec/row.PorcupineSec, row.Ratio, 1e-9)
+
+	bad := paxtest(t, "bench", "check", "--ops", "3000", "--rounds", "-1", "--store", store)
+	require.Equal(t, 254, bad.code)
+	require.Contains(t, bad.stderr, "--rounds -1")
 }
