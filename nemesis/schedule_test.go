@@ -71,3 +71,54 @@ func TestKillAMajorityTakesDownAQuorumOfTheNodesInPlay(t *testing.T) {
 		require.False(t, f.down[id], "a node is drawn among the running ones")
 	}
 }
+
+// scenarioLog is a scenario that records its attempts; its first attempt
+// is abandoned when abandonFirst is set.
+type scenarioLog struct {
+	name         string
+	abandonFirst bool
+	attempts     int
+	log          *[]string
+	mu           *sync.Mutex
+}
+
+func (s *scenarioLog) Name() string    { return s.name }
+func (s *scenarioLog) Exclusive() bool { return true }
+func (s *scenarioLog) Retry() bool     { return s.abandonFirst && s.attempts == 1 }
+func (s *scenarioLog) Start(context.Context, *Exec) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attempts++
+	*s.log = append(*s.log, s.name)
+	return nil
+}
+func (s *scenarioLog) Stop(context.Context, *Exec) error { return nil }
+
+func TestAnAbandonedScenarioHasTheNextScenarioDrawAgain(t *testing.T) {
+	f := newFake(3, 1)
+	x, err := NewExec(ExecConfig{Cluster: f, Net: f, Delays: f, Rand: rand.New(rand.NewSource(1)), Now: func() int64 { return 0 }})
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var log []string
+	a := &scenarioLog{name: "a", abandonFirst: true, log: &log, mu: &mu}
+	b := &scenarioLog{name: "b", log: &log, mu: &mu}
+	s := &Schedule{Nemeses: []Nemesis{a, b}, Interval: 20 * time.Millisecond, X: x}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(log) >= 4 }, 10*time.Second, time.Millisecond)
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	first := -1
+	for i, n := range log {
+		if n == "a" {
+			first = i
+			break
+		}
+	}
+	require.GreaterOrEqual(t, first, 0)
+	require.Less(t, first+1, len(log))
+	require.Equal(t, "a", log[first+1], "the abandoned attempt of a is followed by a again: %v", log)
+}
