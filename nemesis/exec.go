@@ -311,22 +311,15 @@ func (x *Exec) await(ctx context.Context, op *fault.Op) error {
 			return abandon("no leader among %s", fault.Names(op.Nodes))
 		}
 	case fault.AwaitAccepted:
-		// the slot bound is unchosen everywhere the harness can see, not
-		// only at the node: a leader cut off from the others may not have
-		// learnt that its first unchosen slot was chosen meanwhile, and a
-		// scenario built on such a slot contests nothing
-		var floor uint64
+		var st api.Status
 		if !pollUntil(ctx, x.within(op, 3*time.Second), 5*time.Millisecond, func() bool {
-			st, err := c.Status(ctx, op.Node)
-			if err != nil {
-				return false
-			}
-			floor = max(st.CommitPoint, chosenElsewhere(ctx, c, op.Node))
-			return st.MaxSlot > floor
+			var err error
+			st, err = c.Status(ctx, op.Node)
+			return err == nil && st.MaxSlot > st.CommitPoint
 		}) {
-			return abandon("n%d holds no slot unchosen everywhere", op.Node)
+			return abandon("n%d holds no unchosen slot", op.Node)
 		}
-		op.Slot = floor
+		op.Slot = st.CommitPoint
 	case fault.AwaitCommit:
 		target := op.Slot
 		if !pollUntil(ctx, x.within(op, 3*time.Second), time.Millisecond, func() bool {
@@ -343,33 +336,6 @@ func (x *Exec) await(ctx context.Context, op *fault.Op) error {
 		op.Slot = st.CommitPoint
 	}
 	return nil
-}
-
-// chosenElsewhere is the highest commit point among the nodes other than
-// except that answer within a few tens of milliseconds (a paused node does
-// not): every slot up to it is chosen.
-func chosenElsewhere(ctx context.Context, c Control, except int) uint64 {
-	var mu sync.Mutex
-	var high uint64
-	var wg sync.WaitGroup
-	for _, id := range c.IDs() {
-		if id == except || c.IsDown(id) {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-			defer cancel()
-			if st, err := c.Status(sctx, id); err == nil {
-				mu.Lock()
-				high = max(high, st.CommitPoint)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return high
 }
 
 func (x *Exec) within(op *fault.Op, def time.Duration) time.Duration {

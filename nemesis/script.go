@@ -37,7 +37,7 @@ import (
 //	kill SET / restart SET         kill -9 / restart (only nodes that are down)
 //	pause SET / resume SET         SIGSTOP / SIGCONT
 //	await-leader R among SET [within D]   wait for a node of SET to lead and bind R (if R is bound: wait for R to lead)
-//	await-accepted R as S [within D]      wait until R holds an accepted slot that no node has chosen (by the commit points it reports); bind S to the first one
+//	await-accepted R as S [within D]      wait until R holds an accepted, unchosen slot; bind S to the first one
 //	await-commit R S [within D]           wait until R's commit point reaches slot S
 //	sleep D
 //	note TEXT                      a history event; {R} is replaced by R's node
