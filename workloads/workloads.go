@@ -375,7 +375,7 @@ func (c *client) send(ctx context.Context, req api.Request) (string, api.Respons
 		case res.Error == api.ErrBadRequest:
 			return history.Fail, res, name, res.Error + ": " + res.Detail
 		case res.Error == api.ErrNotLeader && c.pinned:
-			return history.Fail, res, name, name + " is not the leader and serves no reads"
+			return history.Fail, res, name, api.ErrNotLeader + ": " + name + " is not the leader and serves no reads"
 		case res.Error == api.ErrNotLeader:
 			lastWhy = name + " is not the leader"
 			if i := c.index(res.Leader); i >= 0 && i != c.node {

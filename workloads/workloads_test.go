@@ -20,6 +20,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/checker/history"
 	"github.com/paxtest/paxtest/target/api"
 )
@@ -294,6 +295,11 @@ func TestAFinalReadThroughAFollowerFailsAtOnceAndTheLeaderReadsEveryKey(t *testi
 	n := len(keys.Keys())
 	require.Equal(t, map[string]map[string]int{"n1": {history.Fail: n}, "n2": {history.OK: n}, "n3": {history.Fail: n}}, byNode,
 		"a follower's refusal is its answer; its hint is not followed")
+	for _, e := range h.events {
+		if e.Type == history.Fail {
+			require.True(t, checker.Refused(e.Error), "a refusal the checkers know as one: %q", e.Error)
+		}
+	}
 	for _, k := range keys.Keys() {
 		require.Equal(t, 1, asked[k], "key %s is read once through the leader", k)
 	}
