@@ -244,8 +244,7 @@ func ignoreAbandon(ctx context.Context, x *Exec, op fault.Op) error {
 // majority killed while the network is cut). A share of the draws runs a
 // scenario (Exclusive) instead, each in turn: it first lifts everything
 // and waits for a leader, runs one attempt, holds it for a tenth to a
-// fifth of the interval and lifts what it did; an attempt abandoned
-// because its roles did not line up has the next scenario draw again. Lifetimes vary between a
+// fifth of the interval and lifts what it did. Lifetimes vary between a
 // fifth of the interval and the whole of it, gaps between a fifth and a
 // half. Run stops when ctx is
 // done, lifting every fault.
@@ -404,10 +403,6 @@ func (s *Schedule) Run(ctx context.Context) {
 			s.settle(ctx)
 			s.setActive(n, time.Time{})
 			s.started(ctx, n)
-			if r, ok := n.(retrier); ok && r.Retry() {
-				// abandoned: it has the next scenario draw again
-				rotation = append([]Nemesis{n}, rotation...)
-			}
 			// what it exposes shows while it runs: a short hold, then on
 			ok := sleepCtx(ctx, s.between(s.Interval/10, s.Interval/5))
 			s.stopAll()
@@ -422,11 +417,6 @@ func (s *Schedule) Run(ctx context.Context) {
 		}
 	}
 }
-
-// retrier is a scenario whose last attempt asks to be tried again.
-type retrier interface{ Retry() bool }
-
-var _ retrier = (*Scripted)(nil)
 
 // DefaultScenarioShare is the part of the default mix's draws that run a
 // scenario: half, so that each scenario of the rotation comes round in a

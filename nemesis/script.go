@@ -337,15 +337,8 @@ func splitGroups(a []string) [][]string {
 type Scripted struct {
 	Label   string
 	Scripts []*Script
-	turn    int  // attempts so far
-	next    int  // the script of the next attempt
-	again   bool // the last attempt was abandoned, the first time in a row
+	turn    int
 }
-
-// Retry reports whether the last attempt was abandoned (its roles did not
-// line up) and the next one repeats its script: once, then the next
-// script has its turn.
-func (s *Scripted) Retry() bool { return s.again }
 
 // FromScripts builds a nemesis from built-in schedules.
 func FromScripts(label string, names ...string) (*Scripted, error) {
@@ -394,15 +387,11 @@ func (s *Scripted) NeedsSpares() bool {
 // Start runs one attempt of the next script. An attempt whose roles did
 // not line up is noted as abandoned, not an error.
 func (s *Scripted) Start(ctx context.Context, x *Exec) error {
-	sc := s.Scripts[s.next%len(s.Scripts)]
+	sc := s.Scripts[s.turn%len(s.Scripts)]
 	s.turn++
 	b := NewBindings()
 	err := s.run(ctx, x, sc, b)
 	x.Note(s.Label, s.turn, sc.Name+": "+b.String())
-	s.again = !s.again && errors.Is(err, ErrAbandon) && ctx.Err() == nil
-	if !s.again {
-		s.next++
-	}
 	switch {
 	case err == nil:
 		return nil

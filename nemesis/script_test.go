@@ -309,23 +309,3 @@ func TestPollUntilStopsWhenDoneAtTheDeadlineOrWhenTheContextEnds(t *testing.T) {
 	require.False(t, pollUntil(ctx, time.Hour, time.Hour, func() bool { calls++; return false }))
 	require.Equal(t, 1, calls, "an ended context stops it after one look")
 }
-
-func TestAnAbandonedAttemptIsRetriedOnceThenTheNextScriptHasItsTurn(t *testing.T) {
-	f := newFake(3, 1) // n1 leads with nothing unchosen: s1's wait times out
-	x, ops := execFor(f, nil)
-	s1, err := ParseScript("s1", strings.NewReader("leader L\nawait-accepted L as X within 10ms\n"))
-	require.NoError(t, err)
-	s2, err := ParseScript("s2", strings.NewReader("leader L\n"))
-	require.NoError(t, err)
-	sd := &Scripted{Label: "t", Scripts: []*Script{s1, s2}}
-	var ran []string
-	var retries []bool
-	for i := 0; i < 4; i++ {
-		before := len(notes(*ops))
-		require.NoError(t, sd.Start(context.Background(), x))
-		ran = append(ran, strings.SplitN(strings.TrimPrefix(notes(*ops)[before], "t: "), ":", 2)[0])
-		retries = append(retries, sd.Retry())
-	}
-	require.Equal(t, []string{"s1", "s1", "s2", "s1"}, ran)
-	require.Equal(t, []bool{true, false, false, true}, retries)
-}
