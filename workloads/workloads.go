@@ -113,20 +113,7 @@ const endGrace = 200 * time.Millisecond
 func Run(ctx context.Context, cfg Config, wl Workload) error {
 	ops, giveUp := context.WithCancel(context.WithoutCancel(ctx))
 	defer giveUp()
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-ops.Done():
-			return
-		}
-		t := time.NewTimer(endGrace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			giveUp()
-		case <-ops.Done():
-		}
-	}()
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(endGrace, giveUp) })()
 	var wg sync.WaitGroup
 	errs := make(chan error, cfg.Concurrency)
 	for w := 0; w < cfg.Concurrency; w++ {
@@ -195,17 +182,17 @@ const finalReaders = 24
 func FinalReads(ctx context.Context, cfg Config, wl Workload) error {
 	keys := wl.Keys()
 	answered := make([]atomic.Bool, len(keys))
-	var nodes []int
+	var through []readers
 	for i := range cfg.Nodes {
 		if cfg.OutOfPlay == nil || !cfg.OutOfPlay(i) {
-			nodes = append(nodes, i)
+			through = append(through, readers{group: i, node: i})
 		}
 	}
 	all := make([]int, len(keys))
 	for k := range all {
 		all[k] = k
 	}
-	if err := finalPass(ctx, cfg, wl, nodes, true, keys, all, answered); err != nil {
+	if err := finalPass(ctx, cfg, wl, through, true, keys, all, answered); err != nil {
 		return err
 	}
 	var rest []int
@@ -214,17 +201,22 @@ func FinalReads(ctx context.Context, cfg Config, wl Workload) error {
 			rest = append(rest, k)
 		}
 	}
-	if len(rest) == 0 || len(nodes) == 0 {
+	if len(rest) == 0 || len(through) == 0 {
 		return nil
 	}
-	// the followers' readers: a group beyond every node's
-	return finalPass(ctx, cfg, wl, []int{len(cfg.Nodes)}, false, keys, rest, answered)
+	// readers that follow the leader, from a node in play, numbered as a
+	// group beyond every node's
+	return finalPass(ctx, cfg, wl, []readers{{group: len(cfg.Nodes), node: through[0].node}}, false, keys, rest, answered)
 }
 
-// finalPass reads keys[k] for every k in which through each of the
-// readers' groups (a node's index, or len(cfg.Nodes) for readers that
-// follow the leader from nodes[0]), finalReaders readers per group.
-func finalPass(ctx context.Context, cfg Config, wl Workload, groups []int, pinned bool, keys []string, which []int, answered []atomic.Bool) error {
+// readers is a group of finalReaders final readers: the group numbers
+// their processes apart from every other group's; node is where their
+// reads start.
+type readers struct{ group, node int }
+
+// finalPass reads keys[k] for every k in which through each group of
+// readers; pinned readers take a not-leader answer as the read's failure.
+func finalPass(ctx context.Context, cfg Config, wl Workload, groups []readers, pinned bool, keys []string, which []int, answered []atomic.Bool) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, len(groups)*finalReaders)
 	for _, g := range groups {
@@ -234,7 +226,7 @@ func finalPass(ctx context.Context, cfg Config, wl Workload, groups []int, pinne
 				defer wg.Done()
 				// final readers use process numbers beyond every worker's,
 				// each group's apart from every other's
-				c := newClient(cfg, 1_000_000+g*finalReaders+r, g%len(cfg.Nodes))
+				c := newClient(cfg, 1_000_000+g.group*finalReaders+r, g.node)
 				// a connection dialled and never used holds up a node's
 				// clean stop (an HTTP server waits for it): close them
 				defer c.http.CloseIdleConnections()
@@ -242,7 +234,7 @@ func finalPass(ctx context.Context, cfg Config, wl Workload, groups []int, pinne
 				c.pinned = pinned
 				for j := r; j < len(which); j += finalReaders {
 					k := which[j]
-					c.node = g % len(cfg.Nodes)
+					c.node = g.node
 					typ, _, err := c.do(ctx, Op{F: wl.FinalRead(), Key: keys[k]}, true)
 					if err != nil {
 						errs <- err

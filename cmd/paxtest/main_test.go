@@ -545,14 +545,7 @@ func TestBenchCheckComparesTheMediansOfAlternatingRoundsAndKeepsEveryRound(t *te
 	require.Len(t, files, 1)
 	b, err := os.ReadFile(files[0])
 	require.NoError(t, err)
-	var rows []struct {
-		CheckSec        float64   `json:"check_seconds"`
-		PorcupineSec    float64   `json:"porcupine_seconds"`
-		Ratio           float64   `json:"ratio"`
-		CheckRounds     []float64 `json:"check_rounds_seconds"`
-		PorcupineRounds []float64 `json:"porcupine_rounds_seconds"`
-		Verdict         string    `json:"verdict"`
-	}
+	var rows []harness.BenchCheckRow
 	require.NoError(t, json.Unmarshal(b, &rows))
 	require.Len(t, rows, 1)
 	row := rows[0]

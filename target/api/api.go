@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-
 	"errors"
 	"fmt"
 	"io"
@@ -190,14 +189,6 @@ func (c *Client) Do(ctx context.Context, req Request) (Response, error) {
 	return out, err
 }
 
-// LogDigests fetches what Log does without the values: a whole log to
-// compare with what is known of it, at a third of the bytes.
-func (c *Client) LogDigests(ctx context.Context, from, to uint64) ([]LogEntry, error) {
-	var out []LogEntry
-	err := c.getJSON(ctx, "/debug/log?values=0&from="+strconv.FormatUint(from, 10)+"&to="+strconv.FormatUint(to, 10), &out)
-	return out, err
-}
-
 // ChangeMembers sends a membership change; errors as Do's.
 func (c *Client) ChangeMembers(ctx context.Context, req MembersRequest) (MembersResponse, error) {
 	var out MembersResponse
@@ -236,8 +227,18 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 
 // Log fetches the chosen slots in [from, to] that the node knows.
 func (c *Client) Log(ctx context.Context, from, to uint64) ([]LogEntry, error) {
+	return c.log(ctx, from, to, "")
+}
+
+// LogDigests fetches what Log does without the values: a whole log to
+// compare with what is known of it, at a third of the bytes.
+func (c *Client) LogDigests(ctx context.Context, from, to uint64) ([]LogEntry, error) {
+	return c.log(ctx, from, to, "values=0&")
+}
+
+func (c *Client) log(ctx context.Context, from, to uint64, query string) ([]LogEntry, error) {
 	var out []LogEntry
-	err := c.getJSON(ctx, "/debug/log?from="+strconv.FormatUint(from, 10)+"&to="+strconv.FormatUint(to, 10), &out)
+	err := c.getJSON(ctx, "/debug/log?"+query+"from="+strconv.FormatUint(from, 10)+"&to="+strconv.FormatUint(to, 10), &out)
 	return out, err
 }
 

@@ -2,7 +2,6 @@ package server
 
 import (
 	"encoding/json"
-
 	"fmt"
 	"io"
 	"net/http"
