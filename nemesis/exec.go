@@ -311,6 +311,9 @@ func (x *Exec) await(ctx context.Context, op *fault.Op) error {
 			return abandon("no leader among %s", fault.Names(op.Nodes))
 		}
 	case fault.AwaitAccepted:
+		if op.Slot > 0 {
+			return x.awaitAcceptedIn(ctx, op)
+		}
 		var st api.Status
 		if !pollUntil(ctx, x.within(op, 3*time.Second), 5*time.Millisecond, func() bool {
 			var err error
@@ -335,6 +338,29 @@ func (x *Exec) await(ctx context.Context, op *fault.Op) error {
 		}
 		op.Slot = st.CommitPoint
 	}
+	return nil
+}
+
+// awaitAcceptedIn waits until op.Node holds an entry in slot op.Slot that
+// it has not seen chosen, and leaves in op.Slot the slot before it, as the
+// plain await-accepted does. A node that saw the slot chosen abandons the
+// attempt: what it holds there can no longer differ from what was chosen.
+func (x *Exec) awaitAcceptedIn(ctx context.Context, op *fault.Op) error {
+	target := op.Slot
+	var st api.Status
+	chosen := false
+	if !pollUntil(ctx, x.within(op, 3*time.Second), 5*time.Millisecond, func() bool {
+		var err error
+		st, err = x.Cluster.Status(ctx, op.Node)
+		chosen = err == nil && st.CommitPoint >= target
+		return chosen || err == nil && st.MaxSlot >= target
+	}) {
+		return abandon("n%d accepted nothing in slot %d (its entries end at slot %d)", op.Node, target, st.MaxSlot)
+	}
+	if chosen {
+		return abandon("n%d already saw slot %d chosen", op.Node, target)
+	}
+	op.Slot = target - 1
 	return nil
 }
 

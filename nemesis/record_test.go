@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/paxtest/paxtest/nemesis/fault"
+	"github.com/paxtest/paxtest/target/api"
 )
 
 func TestTheExecutorRecordsWhatItPerformsAndReplayReadsItBack(t *testing.T) {
@@ -71,4 +72,25 @@ func TestReplayMapsTheRecordedLeaderOntoTheCurrentOne(t *testing.T) {
 	require.NoError(t, p.Run(context.Background(), x))
 	require.Equal(t, []string{"kill n3"}, f.actions, "kill the leader stays kill the leader")
 	require.Equal(t, 1, p.Report().Remapped)
+}
+
+func TestReplayWaitsForTheAcceptedEntryInTheSlotTheEarlierWaitBound(t *testing.T) {
+	f := newFake(3, 1)
+	f.status[1] = api.Status{Role: "leader", CommitPoint: 20, MaxSlot: 22} // X: slot 21 here
+	f.status[2] = api.Status{Role: "follower", CommitPoint: 15, MaxSlot: 21}
+	path := filepath.Join(t.TempDir(), "schedule.jsonl")
+	x, err := NewExec(ExecConfig{Cluster: f, Net: f, Delays: f, Now: func() int64 { return 0 }, Schedule: path})
+	require.NoError(t, err)
+	ops := []fault.Op{
+		{F: fault.AwaitAccepted, Node: 1, Slot: 6, Sel: &fault.Sel{Set: []string{"L1"}, Bind: []string{"X"}}},
+		{F: fault.AwaitAccepted, Node: 2, Slot: 6, Ref: 0, Sel: &fault.Sel{Set: []string{"L2"}, Slot: "X", Bind: []string{"Y"}}},
+	}
+	require.NoError(t, (&Replay{Ops: ops, Now: func() int64 { return 0 }}).Run(context.Background(), x))
+	require.NoError(t, x.Close())
+	got, err := fault.Read(path)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, uint64(20), got[0].Slot, "the first wait saw n1's commit point")
+	require.Equal(t, uint64(20), got[1].Slot, "the second waited in slot 21, not merely past n2's commit point 15")
+	require.Equal(t, 0, got[1].Ref)
 }

@@ -111,7 +111,7 @@ func (p *Replay) Run(ctx context.Context, x *Exec) error {
 		if s.Leader != 0 && !s.F.IsWait() {
 			remap(s.Leader, x.Cluster.Leader(ctx))
 		}
-		op := fault.Op{F: s.F, Nodes: m.all(s.Nodes), Node: m.of(s.Node), Ms: s.Ms, Note: s.Note, Source: s.Source, Attempt: s.Attempt}
+		op := fault.Op{F: s.F, Sel: s.Sel, Nodes: m.all(s.Nodes), Node: m.of(s.Node), Ms: s.Ms, Note: s.Note, Source: s.Source, Attempt: s.Attempt}
 		for _, l := range s.Links {
 			op.Links = append(op.Links, [2]int{m.of(l[0]), m.of(l[1])})
 		}
@@ -123,6 +123,10 @@ func (p *Replay) Run(ctx context.Context, x *Exec) error {
 		switch s.F {
 		case fault.AwaitCommit:
 			op.Slot, op.Ref = observed[s.Ref]+1, rerecorded[s.Ref]
+		case fault.AwaitAccepted:
+			if s.Sel != nil && s.Sel.Slot != "" { // "at": in the slot bound at op Ref
+				op.Slot, op.Ref = observed[s.Ref]+1, rerecorded[s.Ref]
+			}
 		case fault.AwaitLeader:
 			op.Node = 0
 		}

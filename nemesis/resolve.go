@@ -171,14 +171,21 @@ func (r resolver) pairs(sel *fault.Sel) ([][2]int, error) {
 	return links, nil
 }
 
-// awaitAccepted waits until a node accepted a new entry, and binds the
-// slot after it.
+// awaitAccepted waits until a node accepted a new entry (in a slot bound
+// before, with "at"), and binds the slot after the commit point it saw.
 func (r resolver) awaitAccepted(op fault.Op, sel *fault.Sel) (fault.Op, error) {
 	ids, err := r.set(sel.Set, nil)
 	if err != nil {
 		return op, err
 	}
 	op.Node = ids[0]
+	if sel.Slot != "" {
+		slot, ok := r.b.Slots[sel.Slot]
+		if !ok {
+			return op, fmt.Errorf("slot %s is not bound yet (bind it with await-accepted)", sel.Slot)
+		}
+		op.Slot, op.Ref = slot, r.b.observed[sel.Slot]
+	}
 	op, index, err := r.x.do(r.ctx, op)
 	if err != nil {
 		return op, err

@@ -38,6 +38,7 @@ import (
 //	pause SET / resume SET         SIGSTOP / SIGCONT
 //	await-leader R among SET [within D]   wait for a node of SET to lead and bind R (if R is bound: wait for R to lead)
 //	await-accepted R as S [within D]      wait until R holds an accepted, unchosen slot; bind S to the first one
+//	await-accepted R at T as S [within D] wait until R holds an accepted entry in slot T, unchosen there; bind S to T
 //	await-commit R S [within D]           wait until R's commit point reaches slot S
 //	sleep D
 //	note TEXT                      a history event; {R} is replaced by R's node
@@ -192,8 +193,11 @@ var stepParsers = map[string]stepParser{
 		return roles(rest[:1])
 	},
 	"await-accepted": func(op *fault.Op, _ string, rest, _ []string) error {
+		if len(rest) == 5 && rest[1] == "at" && rest[3] == "as" {
+			op.Sel.Slot, rest = rest[2], []string{rest[0], rest[3], rest[4]}
+		}
 		if len(rest) != 3 || rest[1] != "as" {
-			return fmt.Errorf("want: await-accepted ROLE as SLOT [within DURATION]")
+			return fmt.Errorf("want: await-accepted ROLE [at SLOT] as SLOT [within DURATION]")
 		}
 		op.F, op.Sel.Set, op.Sel.Bind = fault.AwaitAccepted, rest[:1], rest[2:]
 		return roles(rest[2:])

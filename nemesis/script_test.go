@@ -187,7 +187,8 @@ func TestParseScriptNamesTheBadLineAndWhatToWrite(t *testing.T) {
 		{"partition L1 | | F1\n", "an empty group"},
 		{"sleep soon\n", `line 1 (sleep soon): time: invalid duration "soon"`},
 		{"await-leader L2 from A B\n", "want: await-leader ROLE among SET"},
-		{"await-accepted L1 X\n", "want: await-accepted ROLE as SLOT"},
+		{"await-accepted L1 X\n", "want: await-accepted ROLE [at SLOT] as SLOT"},
+		{"await-accepted L1 at X Y\n", "want: await-accepted ROLE [at SLOT] as SLOT"},
 		{"delay L1 A 5ms\n", "want: delay SET -> SET DURATION"},
 		{"option fast\n", "the only option is bound-clients"},
 		{"require-members three\n", "want: require-members COUNT"},
@@ -308,4 +309,31 @@ func TestPollUntilStopsWhenDoneAtTheDeadlineOrWhenTheContextEnds(t *testing.T) {
 	calls = 0
 	require.False(t, pollUntil(ctx, time.Hour, time.Hour, func() bool { calls++; return false }))
 	require.Equal(t, 1, calls, "an ended context stops it after one look")
+}
+
+func TestAwaitAcceptedAtWaitsInTheSlotBoundBeforeAndAbandonsWhereItWasChosen(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		n2   api.Status // X is slot 11 (n1: commit point 10, entries up to 14)
+		want string     // the last note
+		kill bool
+	}{
+		{"an entry in X's slot binds Y to it", api.Status{CommitPoint: 8, MaxSlot: 11}, "Y=slot 11", true},
+		{"entries short of X's slot abandon", api.Status{CommitPoint: 8, MaxSlot: 10}, "attempt abandoned: n2 accepted nothing in slot 11 (its entries end at slot 10)", false},
+		{"X's slot seen chosen abandons", api.Status{CommitPoint: 11, MaxSlot: 12}, "attempt abandoned: n2 already saw slot 11 chosen", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(3, 1)
+			f.status[1] = api.Status{Role: "leader", CommitPoint: 10, MaxSlot: 14}
+			tc.n2.Role = "follower"
+			f.status[2] = tc.n2
+			x, ops := execFor(f, nil)
+			s, err := ParseScript("t", strings.NewReader("leader L\nawait-accepted L as X\npick M from n2\nawait-accepted M at X as Y within 20ms\nnote {Y}\nkill M\n"))
+			require.NoError(t, err)
+			require.NoError(t, (&Scripted{Label: "t", Scripts: []*Script{s}}).Start(context.Background(), x))
+			got := notes(*ops)
+			require.Contains(t, strings.Join(got, "\n"), tc.want)
+			require.Equal(t, tc.kill, len(f.actions) == 1, "the steps after the wait ran only when it bound Y: %v", f.actions)
+		})
+	}
 }

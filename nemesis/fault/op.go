@@ -43,7 +43,7 @@ const (
 // step with the cluster; and markers that change nothing.
 const (
 	AwaitLeader   F = "await-leader"   // one of Nodes leads; the winner in Node
-	AwaitAccepted F = "await-accepted" // Node holds an accepted, unchosen slot; its commit point in Slot
+	AwaitAccepted F = "await-accepted" // Node holds an accepted, unchosen slot; its commit point in Slot (with Ref: holds one in the slot after the commit point seen at op Ref)
 	AwaitCommit   F = "await-commit"   // Node's commit point passes the one seen at op Ref
 	Observe       F = "observe"        // Node's commit point, in Slot
 	Note          F = "note"           // a scenario's stage, an attempt's roles or why it was abandoned
@@ -82,7 +82,8 @@ type Op struct {
 	Time int64 `json:"time"` // ns since the run's start, when performed
 	F    F     `json:"f"`
 	// Sel is what the op acts on, before it is resolved against the live
-	// cluster; a recorded op keeps it for the reader, and a replay ignores it.
+	// cluster; a recorded op keeps it for the reader, and a replay reads only
+	// its bounds (within) and whether a wait is "at" a slot bound before.
 	Sel *Sel `json:"sel,omitempty"`
 
 	Nodes  []int    `json:"nodes,omitempty"`
@@ -90,7 +91,7 @@ type Op struct {
 	Links  [][2]int `json:"links,omitempty"`
 	Ms     int64    `json:"ms,omitempty"` // delay: how long a link holds each byte; members: how long the change took
 	Slot   uint64   `json:"slot,omitempty"`
-	Ref    int      `json:"ref,omitempty"`    // await-commit: the index of the op whose commit point it passes
+	Ref    int      `json:"ref,omitempty"`    // await-commit, await-accepted at: the index of the op whose commit point it passes
 	Leader int      `json:"leader,omitempty"` // the leader just before the op (0: none known)
 	Change *Change  `json:"change,omitempty"`
 	Note   string   `json:"note,omitempty"`
@@ -116,7 +117,8 @@ type Sel struct {
 	Add bool `json:"add,omitempty"`
 	// Bind names the roles (or the slot variable) the op binds.
 	Bind []string `json:"bind,omitempty"`
-	// Slot is the slot variable an await-commit waits for.
+	// Slot is the slot variable an await-commit waits for, or an
+	// await-accepted waits to be accepted in.
 	Slot string `json:"slot,omitempty"`
 	// WithinMs bounds a wait; past it the attempt is abandoned.
 	WithinMs int64 `json:"within_ms,omitempty"`
