@@ -68,6 +68,19 @@ func (m ids) bind(recorded, actual int) bool {
 	return true
 }
 
+// onto is recorded op s as this run performs it: its nodes, links and
+// membership change mapped onto this run's nodes; what it found left out.
+func (m ids) onto(s fault.Op) fault.Op {
+	op := fault.Op{F: s.F, Sel: s.Sel, Nodes: m.all(s.Nodes), Node: m.of(s.Node), Ms: s.Ms, Note: s.Note, Source: s.Source, Attempt: s.Attempt}
+	for _, l := range s.Links {
+		op.Links = append(op.Links, [2]int{m.of(l[0]), m.of(l[1])})
+	}
+	if s.Change != nil {
+		op.Change = &fault.Change{Op: s.Change.Op, Node: m.of(s.Change.Node), With: m.of(s.Change.With)}
+	}
+	return op
+}
+
 // Run performs the ops until ctx is done. Waits on the cluster are
 // performed, not timed: later ops shift by however long a wait took, and
 // an awaited election maps the recorded winner onto the actual one for
@@ -111,13 +124,7 @@ func (p *Replay) Run(ctx context.Context, x *Exec) error {
 		if s.Leader != 0 && !s.F.IsWait() {
 			remap(s.Leader, x.Cluster.Leader(ctx))
 		}
-		op := fault.Op{F: s.F, Sel: s.Sel, Nodes: m.all(s.Nodes), Node: m.of(s.Node), Ms: s.Ms, Note: s.Note, Source: s.Source, Attempt: s.Attempt}
-		for _, l := range s.Links {
-			op.Links = append(op.Links, [2]int{m.of(l[0]), m.of(l[1])})
-		}
-		if s.Change != nil {
-			op.Change = &fault.Change{Op: s.Change.Op, Node: m.of(s.Change.Node), With: m.of(s.Change.With)}
-		}
+		op := m.onto(s)
 		var err error
 		var index int
 		switch s.F {
