@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/paxtest/paxtest/harness/cluster"
+	"github.com/paxtest/paxtest/harness/db"
 	"github.com/paxtest/paxtest/harness/layout"
 
 	"github.com/paxtest/paxtest/checker/history"
@@ -128,12 +128,18 @@ func (r *run) start(ctx context.Context) error {
 	if err != nil {
 		return UsageError{fmt.Errorf("--bug: %w", err)}
 	}
-	r.cluster, err = cluster.New(cluster.Config{
-		Nodes: o.Nodes, Spares: o.Spares, Window: o.Window, Binary: o.Binary, Env: o.Env, Dir: r.lay.Dir, Bugs: strings.Join(b.Enabled(), ","),
-		Seed: o.Seed, Net: r.net, RequestTimeout: time.Second,
-	})
+	sut, err := db.Open(o.DB, db.Options{Binary: o.Binary, Config: o.DBConfig, Bugs: b.Enabled(), Seed: o.Seed,
+		RequestTimeout: time.Second, Window: o.Window})
 	if err != nil {
-		return errors.Join(err, r.net.Close())
+		return errors.Join(UsageError{err}, r.net.Close())
+	}
+	logs, ok := sut.(db.LogReader)
+	if !ok {
+		return errors.Join(fmt.Errorf("--db %s cannot read its nodes' logs, which the log-agreement check needs", sut.Name()), sut.Close(), r.net.Close())
+	}
+	r.cluster, err = cluster.New(cluster.Config{Nodes: o.Nodes, Spares: o.Spares, DB: sut, Env: o.Env, Dir: r.lay.Dir, Net: r.net})
+	if err != nil {
+		return errors.Join(err, sut.Close(), r.net.Close())
 	}
 	if err := r.cluster.Start(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -150,7 +156,7 @@ func (r *run) start(ctx context.Context) error {
 		return err
 	}
 	r.onClose(r.hist.Close)
-	if r.samp, err = newSampler(r.lay.Logs(), r.cluster, r.clock.Now); err != nil {
+	if r.samp, err = newSampler(r.lay.Logs(), r.cluster, logs, r.clock.Now); err != nil {
 		return err
 	}
 	r.onClose(r.samp.close)
@@ -168,9 +174,9 @@ func (r *run) start(ctx context.Context) error {
 		// the run goes on: what clients see of a leaderless cluster is evidence
 		r.appendEvent(history.Event{Time: r.clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "no-leader", Detail: "at start: " + err.Error()})
 	}
-	var nodes []string
+	var nodes []workloads.Node
 	for _, n := range r.cluster.Nodes() {
-		nodes = append(nodes, n.ClientAddr)
+		nodes = append(nodes, workloads.Node{Addr: n.ClientAddr, Conn: sut.Client(n.Node)})
 	}
 	r.counts = &workloads.Counts{}
 	r.wcfg = workloads.Config{Nodes: nodes, Concurrency: o.Concurrency, Rate: o.Rate, Seed: o.Seed, Now: r.clock.Now,

@@ -18,10 +18,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/paxtest/paxtest/checker/history"
+	"github.com/paxtest/paxtest/harness/db"
 	"github.com/paxtest/paxtest/harness/layout"
 	"github.com/paxtest/paxtest/nemesis"
 	"github.com/paxtest/paxtest/nemesis/fault"
@@ -42,9 +44,14 @@ type Options struct {
 	Rate            float64       `json:"rate"`
 	Seed            int64         `json:"seed"`
 	Bugs            string        `json:"bugs"`
-	Net             string        `json:"net"`
-	Store           string        `json:"store"`
-	CheckTimeout    time.Duration `json:"check_timeout"`
+	// DB is the system under test (harness/db: paxtest, the built-in
+	// target, by default) and DBConfig the file that describes it, for
+	// the systems that take one.
+	DB           string        `json:"db"`
+	DBConfig     string        `json:"db_config,omitempty"`
+	Net          string        `json:"net"`
+	Store        string        `json:"store"`
+	CheckTimeout time.Duration `json:"check_timeout"`
 	// BoundClients starts every operation at the worker's own node.
 	BoundClients bool `json:"bound_clients,omitempty"`
 	// Spares are nodes outside the initial configuration that a membership
@@ -83,7 +90,7 @@ func DefaultOptions() Options {
 	return Options{
 		Nodes: 5, Nemesis: "all", Partition: nemesis.ShapeRandom, NemesisInterval: 5 * time.Second,
 		Workload: "register", TimeLimit: 60 * time.Second, Concurrency: 10, Net: "proxy", Store: "store",
-		CheckTimeout: 2 * time.Minute,
+		CheckTimeout: 2 * time.Minute, DB: "paxtest",
 	}
 }
 
@@ -98,6 +105,12 @@ func (o *Options) Validate() error {
 	bad := func(format string, args ...any) error { return UsageError{fmt.Errorf(format, args...)} }
 	if o.Nodes < 1 || o.Nodes > 9 {
 		return bad("--nodes %d: use 1 to 9", o.Nodes)
+	}
+	if o.DB == "" {
+		o.DB = "paxtest" // a run recorded before --db existed ran the built-in target
+	}
+	if !slices.Contains(db.Names(), o.DB) {
+		return bad("--db %q: accepted: %s", o.DB, strings.Join(db.Names(), ", "))
 	}
 	if o.Replay != "" {
 		if _, err := fault.Read(replaySchedule(o.Replay)); err != nil {
