@@ -19,7 +19,6 @@ import (
 	"github.com/paxtest/paxtest/nemesis/fault"
 	"github.com/paxtest/paxtest/nemesis/network"
 	"github.com/paxtest/paxtest/reports"
-	"github.com/paxtest/paxtest/target/bugs"
 	"github.com/paxtest/paxtest/workloads"
 )
 
@@ -124,19 +123,14 @@ func (r *run) start(ctx context.Context) error {
 		p := network.NewProxy()
 		r.net, r.delays = p, p
 	}
-	b, err := bugs.Parse(o.Bugs)
+	sut, err := o.openDB()
 	if err != nil {
-		return UsageError{fmt.Errorf("--bug: %w", err)}
+		return errors.Join(err, r.net.Close())
 	}
-	sut, err := db.Open(o.DB, db.Options{Binary: o.Binary, Config: o.DBConfig, Bugs: b.Enabled(), Seed: o.Seed,
-		RequestTimeout: time.Second, Window: o.Window})
-	if err != nil {
-		return errors.Join(UsageError{err}, r.net.Close())
-	}
-	logs, ok := sut.(db.LogReader)
-	if !ok {
-		return errors.Join(fmt.Errorf("--db %s cannot read its nodes' logs, which the log-agreement check needs", sut.Name()), sut.Close(), r.net.Close())
-	}
+	// a system that serves no committed log has no sampler: its run has
+	// no logs.jsonl, and the checks of the nodes' logs do not apply
+	logs, _ := sut.(db.LogReader)
+	r.o.NoLogs = logs == nil
 	r.cluster, err = cluster.New(cluster.Config{Nodes: o.Nodes, Spares: o.Spares, DB: sut, Env: o.Env, Dir: r.lay.Dir, Net: r.net})
 	if err != nil {
 		return errors.Join(err, sut.Close(), r.net.Close())
@@ -156,10 +150,12 @@ func (r *run) start(ctx context.Context) error {
 		return err
 	}
 	r.onClose(r.hist.Close)
-	if r.samp, err = newSampler(r.lay.Logs(), r.cluster, logs, r.clock.Now); err != nil {
-		return err
+	if logs != nil {
+		if r.samp, err = newSampler(r.lay.Logs(), r.cluster, logs, r.clock.Now); err != nil {
+			return err
+		}
+		r.onClose(r.samp.close)
 	}
-	r.onClose(r.samp.close)
 	r.x, err = nemesis.NewExec(nemesis.ExecConfig{Cluster: r.cluster, Members: r.cluster, Net: r.net, Delays: r.delays,
 		Rand: rand.New(rand.NewSource(o.Seed)), Now: r.clock.Now, Schedule: r.lay.Schedule()})
 	if err != nil {
@@ -291,7 +287,7 @@ func (r *run) faults(ctx context.Context, stop func()) {
 
 func (r *run) stopOnDivergence(ctx context.Context, stop func()) {
 	select {
-	case <-r.samp.diverged:
+	case <-r.samp.divergence():
 		r.appendEvent(history.Event{Time: r.clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "divergence",
 			Detail: "two chosen values for one log index seen; the run stops in 2 s (--stop-on-divergence)"})
 		sleepCtx(ctx, 2*time.Second)

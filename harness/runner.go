@@ -18,7 +18,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -47,8 +46,11 @@ type Options struct {
 	// DB is the system under test (harness/db: paxtest, the built-in
 	// target, by default) and DBConfig the file that describes it, for
 	// the systems that take one.
-	DB           string        `json:"db"`
-	DBConfig     string        `json:"db_config,omitempty"`
+	DB       string `json:"db"`
+	DBConfig string `json:"db_config,omitempty"`
+	// NoLogs says the system under test serves no committed log: the run
+	// has no logs.jsonl, and the checks of the nodes' logs do not apply.
+	NoLogs       bool          `json:"no_logs,omitempty"`
 	Net          string        `json:"net"`
 	Store        string        `json:"store"`
 	CheckTimeout time.Duration `json:"check_timeout"`
@@ -109,8 +111,17 @@ func (o *Options) Validate() error {
 	if o.DB == "" {
 		o.DB = "paxtest" // a run recorded before --db existed ran the built-in target
 	}
-	if !slices.Contains(db.Names(), o.DB) {
-		return bad("--db %q: accepted: %s", o.DB, strings.Join(db.Names(), ", "))
+	if o.DBConfig != "" {
+		abs, err := filepath.Abs(o.DBConfig) // a replay from another directory finds it
+		if err != nil {
+			return bad("--db-config %s: %v", o.DBConfig, err)
+		}
+		o.DBConfig = abs
+	}
+	if sut, err := o.openDB(); err != nil {
+		return err
+	} else if err := sut.Close(); err != nil {
+		return err
 	}
 	if o.Replay != "" {
 		if _, err := fault.Read(replaySchedule(o.Replay)); err != nil {
@@ -127,9 +138,6 @@ func (o *Options) Validate() error {
 	}
 	if _, err := workloads.New(o.Workload, 1, 0, 0); err != nil {
 		return bad("--workload: %v", err)
-	}
-	if _, err := bugs.Parse(o.Bugs); err != nil {
-		return bad("--bug: %v", err)
 	}
 	if o.Net != "proxy" && o.Net != "iptables" {
 		return bad("--net %q: accepted: proxy, iptables", o.Net)
@@ -153,6 +161,21 @@ func (o *Options) Validate() error {
 		return bad("--window must be positive (or 0 for the node's default), not %d", o.Window)
 	}
 	return nil
+}
+
+// openDB opens the system under test the options name, refusing (as a
+// usage error) a name, description file or bug switch it does not take.
+func (o *Options) openDB() (db.DB, error) {
+	b, err := bugs.Parse(o.Bugs)
+	if err != nil {
+		return nil, UsageError{fmt.Errorf("--bug: %w", err)}
+	}
+	sut, err := db.Open(o.DB, db.Options{Binary: o.Binary, Config: o.DBConfig, Bugs: b.Enabled(), Seed: o.Seed,
+		RequestTimeout: time.Second, Window: o.Window})
+	if err != nil {
+		return nil, UsageError{err}
+	}
+	return sut, nil
 }
 
 // Name is the run's directory name under the store.

@@ -50,8 +50,12 @@ func newSampler(path string, c *cluster.Cluster, logs db.LogReader, now func() i
 		known: map[int]map[uint64]string{}, ref: map[uint64]string{}, written: map[string]bool{}, reported: map[int]int{}, diverged: make(chan struct{})}, nil
 }
 
-// run samples every interval until ctx is done.
+// run samples every interval until ctx is done (a nil sampler, for a
+// system that serves no log, samples nothing).
 func (s *sampler) run(ctx context.Context, every time.Duration) {
+	if s == nil {
+		return
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -73,6 +77,9 @@ func (s *sampler) run(ctx context.Context, every time.Duration) {
 
 // final reads every live node's whole log, from all of them at once.
 func (s *sampler) final(ctx context.Context) error {
+	if s == nil {
+		return nil
+	}
 	var nodes []*cluster.Node
 	for _, n := range s.cluster.Nodes() {
 		if !s.cluster.IsDown(n.ID) {
@@ -289,6 +296,14 @@ func (s *sampler) writeLocked(ls checker.LogSample) error {
 		s.err = fmt.Errorf("write log samples: %w", err)
 	}
 	return s.err
+}
+
+// divergence is closed at the first divergence (never, for a nil sampler).
+func (s *sampler) divergence() <-chan struct{} {
+	if s == nil {
+		return nil
+	}
+	return s.diverged
 }
 
 func (s *sampler) close() error {

@@ -3,6 +3,8 @@ package db
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -122,4 +124,72 @@ func TestTheBuiltInTargetAnswersEveryCallOfTheSeam(t *testing.T) {
 	require.True(t, found, "the put is in the log, with its value: %+v", withValues)
 
 	require.Error(t, p.Ready(ctx, Node{ID: 2, ClientAddr: freeAddr(t)}), "nobody serves there")
+}
+
+func writeConfig(t *testing.T, text string) string {
+	p := filepath.Join(t.TempDir(), "db.json")
+	require.NoError(t, os.WriteFile(p, []byte(text), 0o644))
+	return p
+}
+
+func TestExecRefusesADescriptionItDoesNotUnderstandNamingTheField(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		bugs       []string
+		want       string
+	}{
+		{"an unknown field", `{"command":["x"],"logs":true}`, nil, `unknown field "logs"`},
+		{"no command", `{"log":true}`, nil, "field command: empty"},
+		{"an unknown placeholder", `{"command":["x","--id={node}"]}`, nil, `field command[1]: "--id={node}" holds an unknown placeholder`},
+		{"an unknown placeholder in env", `{"command":["x"],"env":["A={dir}"]}`, nil, `field env[0]`},
+		{"bug switches with nowhere to go", `{"command":["x","{id}"]}`, []string{"stale-read"}, "has no {bugs} to pass them to"},
+		{"not JSON", `command: x`, nil, "invalid character"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeConfig(t, tc.text)
+			_, err := Open("exec", Options{Config: p, Bugs: tc.bugs})
+			require.ErrorContains(t, err, tc.want)
+			require.ErrorContains(t, err, p, "the error names the file")
+		})
+	}
+	_, err := Open("exec", Options{})
+	require.ErrorContains(t, err, "needs --db-config FILE")
+	_, err = Open("exec", Options{Config: filepath.Join(t.TempDir(), "missing.json")})
+	require.ErrorContains(t, err, "missing.json")
+}
+
+func TestExecFillsEveryPlaceholderForTheNode(t *testing.T) {
+	p := writeConfig(t, `{"command":["{paxtest}","node","--id={id}","{data-dir}","{peer-addr}","{client-addr}","{peers}","{peer-clients}","{members}","{seed}","{bugs}"],
+		"env":["NODE={id}"]}`)
+	d, err := Open("exec", Options{Config: p, Binary: "/bin/px", Seed: 7, Bugs: []string{"no-fsync"}})
+	require.NoError(t, err)
+	peers := []Peer{
+		{Node: Node{ID: 1, PeerAddr: "h:1", ClientAddr: "h:11", DataDir: "/d1"}, Dial: "h:1"},
+		{Node: Node{ID: 2, PeerAddr: "h:2", ClientAddr: "h:12", DataDir: "/d2"}, Dial: "h:92"},
+	}
+	l, err := d.Command(peers[1].Node, peers, []int{1})
+	require.NoError(t, err)
+	require.Equal(t, "/bin/px", l.Binary)
+	require.Equal(t, []string{"node", "--id=2", "/d2", "h:2", "h:12", "1=h:1,2=h:92", "1=h:11,2=h:12", "1", "7002", "no-fsync"}, l.Args)
+	require.Equal(t, []string{"NODE=2"}, l.Env)
+}
+
+func TestExecOffersOnlyThePartsOfTheContractItsFileNames(t *testing.T) {
+	for _, tc := range []struct {
+		text         string
+		log, members bool
+	}{
+		{`{"command":["x"]}`, false, false},
+		{`{"command":["x"],"log":true}`, true, false},
+		{`{"command":["x"],"members":true}`, false, true},
+		{`{"command":["x"],"log":true,"members":true}`, true, true},
+	} {
+		d, err := Open("exec", Options{Config: writeConfig(t, tc.text)})
+		require.NoError(t, err)
+		_, log := d.(LogReader)
+		_, members := d.(MemberChanger)
+		require.Equal(t, tc.log, log, tc.text)
+		require.Equal(t, tc.members, members, tc.text)
+		require.NoError(t, d.Close())
+	}
 }
