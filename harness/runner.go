@@ -178,6 +178,26 @@ func (o *Options) openDB() (db.DB, error) {
 	return sut, nil
 }
 
+// offersMembership refuses a membership nemesis (one that needs spare
+// nodes) against a system that cannot change its membership.
+func (o *Options) offersMembership() error {
+	if o.Spares == 0 {
+		return nil
+	}
+	sut, err := o.openDB()
+	if err != nil {
+		return err
+	}
+	_, ok := sut.(db.MemberChanger)
+	if err := sut.Close(); err != nil {
+		return err
+	}
+	if !ok {
+		return UsageError{fmt.Errorf("--nemesis %s changes the membership, which --db %s does not offer (an exec system offers it with \"members\": true)", o.Nemesis, o.DB)}
+	}
+	return nil
+}
+
 // Name is the run's directory name under the store.
 func (o *Options) Name() string {
 	n := strings.ReplaceAll(o.Nemesis, ",", "+")
@@ -242,6 +262,9 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 			}
 		}
 		o.BoundClients = o.BoundClients || bound
+	}
+	if err := o.offersMembership(); err != nil {
+		return reports.Results{}, err
 	}
 	wl, _ := workloads.New(o.Workload, o.Concurrency, 0, 0)
 	if o.Seed == 0 {

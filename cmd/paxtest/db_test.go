@@ -88,3 +88,15 @@ func TestABadDescriptionFileIsRefusedBeforeTheRunStarts(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, entries, "no run directory was made")
 }
+
+func TestAMembershipNemesisIsRefusedAgainstASystemThatCannotChangeItsMembers(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "nomembers.json")
+	require.NoError(t, os.WriteFile(file, []byte(`{"command":["{paxtest}","node","--id","{id}"],"log":true}`), 0o644))
+	store := t.TempDir()
+	r := paxtest(t, "run", "--db", "exec", "--db-config", file, "--nemesis", "membership", "--store", store)
+	require.Equal(t, 254, r.code, r.stderr)
+	require.Contains(t, r.stderr, "--nemesis membership changes the membership, which --db exec does not offer")
+	entries, err := os.ReadDir(store)
+	require.NoError(t, err)
+	require.Empty(t, entries, "no run directory was made")
+}
