@@ -170,8 +170,13 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	}
 	res.Config = cfgBytes
 	asked := o.Checkers
-	if len(asked) == 0 && run.Format != "" {
+	notRun := "not asked for (--checkers)"
+	switch {
+	case len(asked) == 0 && run.Format != "":
 		asked = strings.Split(historyCheckers(run.Workload), ",")[:1] // an import has no nodes' logs: the history's own checker
+	case len(asked) == 0 && run.NoLogs:
+		asked = strings.Split(historyCheckers(run.Workload), ",")
+		notRun = fmt.Sprintf("does not apply: --db %s serves no committed log (the run has no logs.jsonl)", run.DB)
 	}
 	names, err := wanted(asked, run.Workload)
 	if err != nil {
@@ -201,7 +206,7 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	res.NotRun = map[string]string{}
 	for _, n := range Checkers() {
 		if !slices.Contains(names, n) {
-			res.NotRun[n] = "not asked for (--checkers)"
+			res.NotRun[n] = notRun
 		}
 	}
 	if r, ok := historyResult(h); ok {

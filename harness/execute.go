@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/paxtest/paxtest/harness/cluster"
+	"github.com/paxtest/paxtest/harness/db"
 	"github.com/paxtest/paxtest/harness/layout"
 
 	"github.com/paxtest/paxtest/checker/history"
@@ -19,7 +19,6 @@ import (
 	"github.com/paxtest/paxtest/nemesis/fault"
 	"github.com/paxtest/paxtest/nemesis/network"
 	"github.com/paxtest/paxtest/reports"
-	"github.com/paxtest/paxtest/target/bugs"
 	"github.com/paxtest/paxtest/workloads"
 )
 
@@ -124,16 +123,17 @@ func (r *run) start(ctx context.Context) error {
 		p := network.NewProxy()
 		r.net, r.delays = p, p
 	}
-	b, err := bugs.Parse(o.Bugs)
-	if err != nil {
-		return UsageError{fmt.Errorf("--bug: %w", err)}
-	}
-	r.cluster, err = cluster.New(cluster.Config{
-		Nodes: o.Nodes, Spares: o.Spares, Window: o.Window, Binary: o.Binary, Env: o.Env, Dir: r.lay.Dir, Bugs: strings.Join(b.Enabled(), ","),
-		Seed: o.Seed, Net: r.net, RequestTimeout: time.Second,
-	})
+	sut, err := o.openDB()
 	if err != nil {
 		return errors.Join(err, r.net.Close())
+	}
+	// a system that serves no committed log has no sampler: its run has
+	// no logs.jsonl, and the checks of the nodes' logs do not apply
+	logs, _ := sut.(db.LogReader)
+	r.o.NoLogs = logs == nil
+	r.cluster, err = cluster.New(cluster.Config{Nodes: o.Nodes, Spares: o.Spares, DB: sut, Env: o.Env, Dir: r.lay.Dir, Net: r.net})
+	if err != nil {
+		return errors.Join(err, sut.Close(), r.net.Close())
 	}
 	if err := r.cluster.Start(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -150,10 +150,12 @@ func (r *run) start(ctx context.Context) error {
 		return err
 	}
 	r.onClose(r.hist.Close)
-	if r.samp, err = newSampler(r.lay.Logs(), r.cluster, r.clock.Now); err != nil {
-		return err
+	if logs != nil {
+		if r.samp, err = newSampler(r.lay.Logs(), r.cluster, logs, r.clock.Now); err != nil {
+			return err
+		}
+		r.onClose(r.samp.close)
 	}
-	r.onClose(r.samp.close)
 	r.x, err = nemesis.NewExec(nemesis.ExecConfig{Cluster: r.cluster, Members: r.cluster, Net: r.net, Delays: r.delays,
 		Rand: rand.New(rand.NewSource(o.Seed)), Now: r.clock.Now, Schedule: r.lay.Schedule()})
 	if err != nil {
@@ -168,9 +170,9 @@ func (r *run) start(ctx context.Context) error {
 		// the run goes on: what clients see of a leaderless cluster is evidence
 		r.appendEvent(history.Event{Time: r.clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "no-leader", Detail: "at start: " + err.Error()})
 	}
-	var nodes []string
+	var nodes []workloads.Node
 	for _, n := range r.cluster.Nodes() {
-		nodes = append(nodes, n.ClientAddr)
+		nodes = append(nodes, workloads.Node{Addr: n.ClientAddr, Conn: sut.Client(n.Node)})
 	}
 	r.counts = &workloads.Counts{}
 	r.wcfg = workloads.Config{Nodes: nodes, Concurrency: o.Concurrency, Rate: o.Rate, Seed: o.Seed, Now: r.clock.Now,
@@ -285,7 +287,7 @@ func (r *run) faults(ctx context.Context, stop func()) {
 
 func (r *run) stopOnDivergence(ctx context.Context, stop func()) {
 	select {
-	case <-r.samp.diverged:
+	case <-r.samp.divergence():
 		r.appendEvent(history.Event{Time: r.clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "divergence",
 			Detail: "two chosen values for one log index seen; the run stops in 2 s (--stop-on-divergence)"})
 		sleepCtx(ctx, 2*time.Second)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/paxtest/paxtest/checker/history"
+	"github.com/paxtest/paxtest/harness/db"
 	"github.com/paxtest/paxtest/harness/layout"
 	"github.com/paxtest/paxtest/nemesis"
 	"github.com/paxtest/paxtest/nemesis/fault"
@@ -42,9 +43,17 @@ type Options struct {
 	Rate            float64       `json:"rate"`
 	Seed            int64         `json:"seed"`
 	Bugs            string        `json:"bugs"`
-	Net             string        `json:"net"`
-	Store           string        `json:"store"`
-	CheckTimeout    time.Duration `json:"check_timeout"`
+	// DB is the system under test (harness/db: paxtest, the built-in
+	// target, by default) and DBConfig the file that describes it, for
+	// the systems that take one.
+	DB       string `json:"db"`
+	DBConfig string `json:"db_config,omitempty"`
+	// NoLogs says the system under test serves no committed log: the run
+	// has no logs.jsonl, and the checks of the nodes' logs do not apply.
+	NoLogs       bool          `json:"no_logs,omitempty"`
+	Net          string        `json:"net"`
+	Store        string        `json:"store"`
+	CheckTimeout time.Duration `json:"check_timeout"`
 	// BoundClients starts every operation at the worker's own node.
 	BoundClients bool `json:"bound_clients,omitempty"`
 	// Spares are nodes outside the initial configuration that a membership
@@ -83,7 +92,7 @@ func DefaultOptions() Options {
 	return Options{
 		Nodes: 5, Nemesis: "all", Partition: nemesis.ShapeRandom, NemesisInterval: 5 * time.Second,
 		Workload: "register", TimeLimit: 60 * time.Second, Concurrency: 10, Net: "proxy", Store: "store",
-		CheckTimeout: 2 * time.Minute,
+		CheckTimeout: 2 * time.Minute, DB: "paxtest",
 	}
 }
 
@@ -98,6 +107,21 @@ func (o *Options) Validate() error {
 	bad := func(format string, args ...any) error { return UsageError{fmt.Errorf(format, args...)} }
 	if o.Nodes < 1 || o.Nodes > 9 {
 		return bad("--nodes %d: use 1 to 9", o.Nodes)
+	}
+	if o.DB == "" {
+		o.DB = "paxtest" // a run recorded before --db existed ran the built-in target
+	}
+	if o.DBConfig != "" {
+		abs, err := filepath.Abs(o.DBConfig) // a replay from another directory finds it
+		if err != nil {
+			return bad("--db-config %s: %v", o.DBConfig, err)
+		}
+		o.DBConfig = abs
+	}
+	if sut, err := o.openDB(); err != nil {
+		return err
+	} else if err := sut.Close(); err != nil {
+		return err
 	}
 	if o.Replay != "" {
 		if _, err := fault.Read(replaySchedule(o.Replay)); err != nil {
@@ -114,9 +138,6 @@ func (o *Options) Validate() error {
 	}
 	if _, err := workloads.New(o.Workload, 1, 0, 0); err != nil {
 		return bad("--workload: %v", err)
-	}
-	if _, err := bugs.Parse(o.Bugs); err != nil {
-		return bad("--bug: %v", err)
 	}
 	if o.Net != "proxy" && o.Net != "iptables" {
 		return bad("--net %q: accepted: proxy, iptables", o.Net)
@@ -138,6 +159,41 @@ func (o *Options) Validate() error {
 	}
 	if o.Window < 0 {
 		return bad("--window must be positive (or 0 for the node's default), not %d", o.Window)
+	}
+	return nil
+}
+
+// openDB opens the system under test the options name, refusing (as a
+// usage error) a name, description file or bug switch it does not take.
+func (o *Options) openDB() (db.DB, error) {
+	b, err := bugs.Parse(o.Bugs)
+	if err != nil {
+		return nil, UsageError{fmt.Errorf("--bug: %w", err)}
+	}
+	sut, err := db.Open(o.DB, db.Options{Binary: o.Binary, Config: o.DBConfig, Bugs: b.Enabled(), Seed: o.Seed,
+		RequestTimeout: time.Second, Window: o.Window})
+	if err != nil {
+		return nil, UsageError{err}
+	}
+	return sut, nil
+}
+
+// offersMembership refuses a membership nemesis (one that needs spare
+// nodes) against a system that cannot change its membership.
+func (o *Options) offersMembership() error {
+	if o.Spares == 0 {
+		return nil
+	}
+	sut, err := o.openDB()
+	if err != nil {
+		return err
+	}
+	_, ok := sut.(db.MemberChanger)
+	if err := sut.Close(); err != nil {
+		return err
+	}
+	if !ok {
+		return UsageError{fmt.Errorf("--nemesis %s changes the membership, which --db %s does not offer (an exec system offers it with \"members\": true)", o.Nemesis, o.DB)}
 	}
 	return nil
 }
@@ -206,6 +262,9 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 			}
 		}
 		o.BoundClients = o.BoundClients || bound
+	}
+	if err := o.offersMembership(); err != nil {
+		return reports.Results{}, err
 	}
 	wl, _ := workloads.New(o.Workload, o.Concurrency, 0, 0)
 	if o.Seed == 0 {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"sort"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/harness/cluster"
+	"github.com/paxtest/paxtest/harness/db"
 	"github.com/paxtest/paxtest/target/api"
 )
 
@@ -24,8 +24,8 @@ import (
 // out (the checker restores it), which keeps the file small.
 type sampler struct {
 	cluster *cluster.Cluster
+	logs    db.LogReader
 	now     func() int64
-	http    *http.Client
 
 	mu       sync.Mutex
 	f        *os.File
@@ -41,17 +41,21 @@ type sampler struct {
 	closedDiv bool
 }
 
-func newSampler(path string, c *cluster.Cluster, now func() int64) (*sampler, error) {
+func newSampler(path string, c *cluster.Cluster, logs db.LogReader, now func() int64) (*sampler, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create log samples %s: %w", path, err)
 	}
-	return &sampler{cluster: c, now: now, f: f, w: bufio.NewWriterSize(f, 1<<20), http: &http.Client{Timeout: 5 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()},
+	return &sampler{cluster: c, logs: logs, now: now, f: f, w: bufio.NewWriterSize(f, 1<<20),
 		known: map[int]map[uint64]string{}, ref: map[uint64]string{}, written: map[string]bool{}, reported: map[int]int{}, diverged: make(chan struct{})}, nil
 }
 
-// run samples every interval until ctx is done.
+// run samples every interval until ctx is done (a nil sampler, for a
+// system that serves no log, samples nothing).
 func (s *sampler) run(ctx context.Context, every time.Duration) {
+	if s == nil {
+		return
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -73,6 +77,9 @@ func (s *sampler) run(ctx context.Context, every time.Duration) {
 
 // final reads every live node's whole log, from all of them at once.
 func (s *sampler) final(ctx context.Context) error {
+	if s == nil {
+		return nil
+	}
 	var nodes []*cluster.Node
 	for _, n := range s.cluster.Nodes() {
 		if !s.cluster.IsDown(n.ID) {
@@ -91,7 +98,7 @@ func (s *sampler) final(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			reads[i].time = s.now()
-			reads[i].entries, reads[i].err = s.wholeLog(ctx, api.Client{Addr: n.ClientAddr, HTTP: s.http})
+			reads[i].entries, reads[i].err = s.wholeLog(ctx, n.Node)
 		}()
 	}
 	wg.Wait()
@@ -122,7 +129,7 @@ func (s *sampler) final(ctx context.Context) error {
 // when their count changed since its last report (a node that does not
 // answer is tried again next time).
 func (s *sampler) violations(ctx context.Context, n *cluster.Node) error {
-	st, err := (&api.Client{Addr: n.ClientAddr, HTTP: s.http}).Status(ctx)
+	st, err := s.cluster.Status(ctx, n.ID)
 	if err != nil || st.ViolationCount == 0 {
 		return nil
 	}
@@ -142,7 +149,7 @@ func (s *sampler) sample(ctx context.Context, n *cluster.Node) error {
 	from := max(uint64(len(s.known[n.ID])), 65) - 64
 	s.mu.Unlock()
 	t := s.now()
-	entries, err := readLog(ctx, api.Client{Addr: n.ClientAddr, HTTP: s.http}, from, false, false)
+	entries, err := s.readLog(ctx, n.Node, from, false, true)
 	if err != nil {
 		return nil // a paused or partitioned node: try again later
 	}
@@ -202,15 +209,11 @@ func (s *sampler) record(n *cluster.Node, t int64, entries []api.LogEntry, final
 }
 
 // readLog reads a node's log from index from: one page, or every page
-// for a whole read; digests leaves the values out.
-func readLog(ctx context.Context, cl api.Client, from uint64, whole, digests bool) ([]api.LogEntry, error) {
-	fetch := cl.Log
-	if digests {
-		fetch = cl.LogDigests
-	}
+// for a whole read; with or without the values.
+func (s *sampler) readLog(ctx context.Context, n db.Node, from uint64, whole, values bool) ([]api.LogEntry, error) {
 	var entries []api.LogEntry
 	for {
-		page, err := fetch(ctx, from, 0)
+		page, err := s.logs.Log(ctx, n, from, 0, values)
 		if err != nil {
 			return nil, err
 		}
@@ -226,8 +229,8 @@ func readLog(ctx context.Context, cl api.Client, from uint64, whole, digests boo
 // those from the first digest whose value is not in the file yet (the
 // periodic samples wrote the others'). If a slot changed between the two
 // reads it reads the whole log again, values and all, rather than mix them.
-func (s *sampler) wholeLog(ctx context.Context, cl api.Client) ([]api.LogEntry, error) {
-	entries, err := readLog(ctx, cl, 1, true, true)
+func (s *sampler) wholeLog(ctx context.Context, n db.Node) ([]api.LogEntry, error) {
+	entries, err := s.readLog(ctx, n, 1, true, false)
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +246,7 @@ func (s *sampler) wholeLog(ctx context.Context, cl api.Client) ([]api.LogEntry, 
 	if first == len(entries) {
 		return entries, nil
 	}
-	tail, err := readLog(ctx, cl, entries[first].Index, true, false)
+	tail, err := s.readLog(ctx, n, entries[first].Index, true, true)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +256,7 @@ func (s *sampler) wholeLog(ctx context.Context, cl api.Client) ([]api.LogEntry, 
 			t++
 		}
 		if t == len(tail) || tail[t].Index != entries[j].Index || tail[t].Digest != entries[j].Digest {
-			return readLog(ctx, cl, 1, true, false)
+			return s.readLog(ctx, n, 1, true, true)
 		}
 		entries[j].Value = tail[t].Value
 	}
@@ -295,9 +298,15 @@ func (s *sampler) writeLocked(ls checker.LogSample) error {
 	return s.err
 }
 
+// divergence is closed at the first divergence (never, for a nil sampler).
+func (s *sampler) divergence() <-chan struct{} {
+	if s == nil {
+		return nil
+	}
+	return s.diverged
+}
+
 func (s *sampler) close() error {
-	// a connection dialled and never used holds up a node's clean stop
-	s.http.CloseIdleConnections()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.w.Flush()

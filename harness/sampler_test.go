@@ -2,42 +2,43 @@ package harness
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/paxtest/paxtest/harness/db"
 	"github.com/paxtest/paxtest/target/api"
 )
 
-// fakeLog serves /debug/log from the log logAt returns for the n-th request
+// fakeLogs answers log reads from the log logAt returns for the n-th read
 // (from 0), and counts the values it sent.
-func fakeLog(t *testing.T, logAt func(n int) []api.LogEntry, valuesSent *atomic.Int64) api.Client {
-	var requests atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		from, _ := strconv.ParseUint(r.URL.Query().Get("from"), 10, 64)
-		values := r.URL.Query().Get("values") != "0"
-		out := []api.LogEntry{}
-		for _, e := range logAt(int(requests.Add(1) - 1)) {
-			if e.Index < from {
-				continue
-			}
-			if !values {
-				e.Value = ""
-			} else {
-				valuesSent.Add(1)
-			}
-			out = append(out, e)
+type fakeLogs struct {
+	logAt      func(n int) []api.LogEntry
+	reads      atomic.Int64
+	valuesSent *atomic.Int64
+}
+
+var _ db.LogReader = (*fakeLogs)(nil)
+
+func (f *fakeLogs) Log(_ context.Context, _ db.Node, from, _ uint64, values bool) ([]api.LogEntry, error) {
+	out := []api.LogEntry{}
+	for _, e := range f.logAt(int(f.reads.Add(1) - 1)) {
+		if e.Index < from {
+			continue
 		}
-		require.NoError(t, json.NewEncoder(w).Encode(out))
-	}))
-	t.Cleanup(srv.Close)
-	return api.Client{Addr: strings.TrimPrefix(srv.URL, "http://")}
+		if !values {
+			e.Value = ""
+		} else {
+			f.valuesSent.Add(1)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func fakeLog(logAt func(n int) []api.LogEntry, valuesSent *atomic.Int64) *fakeLogs {
+	return &fakeLogs{logAt: logAt, valuesSent: valuesSent}
 }
 
 func logOf(values ...string) []api.LogEntry {
@@ -51,9 +52,9 @@ func logOf(values ...string) []api.LogEntry {
 func TestAWholeLogReadFetchesOnlyTheValuesNotInTheFileYet(t *testing.T) {
 	log := logOf("a", "b", "c", "d", "e")
 	var sent atomic.Int64
-	cl := fakeLog(t, func(int) []api.LogEntry { return log }, &sent)
-	s := &sampler{written: map[string]bool{"d-a": true, "d-b": true, "d-c": true}}
-	got, err := s.wholeLog(context.Background(), cl)
+	logs := fakeLog(func(int) []api.LogEntry { return log }, &sent)
+	s := &sampler{logs: logs, written: map[string]bool{"d-a": true, "d-b": true, "d-c": true}}
+	got, err := s.wholeLog(context.Background(), db.Node{ID: 1})
 	require.NoError(t, err)
 	require.Equal(t, []api.LogEntry{
 		{Index: 1, Ballot: "1.1", Kind: "command", Digest: "d-a"}, {Index: 2, Ballot: "1.1", Kind: "command", Digest: "d-b"},
@@ -64,14 +65,14 @@ func TestAWholeLogReadFetchesOnlyTheValuesNotInTheFileYet(t *testing.T) {
 func TestAWholeLogReadDoesNotMixTwoReadsOfAChangedSlot(t *testing.T) {
 	before, after := logOf("a", "b", "c"), logOf("a", "x", "c")
 	var sent atomic.Int64
-	cl := fakeLog(t, func(n int) []api.LogEntry {
+	logs := fakeLog(func(n int) []api.LogEntry {
 		if n == 0 {
 			return before
 		}
 		return after
 	}, &sent)
-	s := &sampler{written: map[string]bool{"d-a": true}}
-	got, err := s.wholeLog(context.Background(), cl)
+	s := &sampler{logs: logs, written: map[string]bool{"d-a": true}}
+	got, err := s.wholeLog(context.Background(), db.Node{ID: 1})
 	require.NoError(t, err)
 	require.Equal(t, after, got, "slot 2 changed between the digests and the values: the log is read again whole")
 }

@@ -5,8 +5,10 @@
 // plus the final reads after the cluster heals.
 //
 // Every logical operation is recorded once: an invoke, then ok, fail
-// (certainly did not happen) or info (indeterminate). Clients follow the
-// target's not-leader hints. It must not inject faults or judge histories.
+// (certainly did not happen) or info (indeterminate). Clients speak to a
+// node through a Conn (the system under test's client, harness/db) and
+// follow its not-leader hints. It must not name a system, inject faults or
+// judge histories.
 package workloads
 
 import (
@@ -15,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,17 +78,29 @@ type Recorder interface {
 // Counts are live operation counts, for progress and results.
 type Counts struct{ OK, Fail, Info atomic.Int64 }
 
+// Conn performs one operation on one node, answering as the target's
+// client port does (a db.Client).
+type Conn interface {
+	Do(ctx context.Context, req api.Request) (api.Response, error)
+}
+
+// Node is one node as the clients reach it.
+type Node struct {
+	Addr string // its client address, as a not-leader hint names it
+	Conn Conn
+}
+
 // Config configures a workload run.
 type Config struct {
-	Nodes       []string // client addresses; node id = index + 1
-	Concurrency int
-	Rate        float64 // total operations per second; 0 = as fast as possible
-	Seed        int64
-	Now         func() int64 // the run clock
-	History     Recorder
-	Counts      *Counts
-	OpTimeout   time.Duration // a logical operation's budget, retries included
-	HTTPTimeout time.Duration // one attempt's budget
+	Nodes          []Node // node id = index + 1
+	Concurrency    int
+	Rate           float64 // total operations per second; 0 = as fast as possible
+	Seed           int64
+	Now            func() int64 // the run clock
+	History        Recorder
+	Counts         *Counts
+	OpTimeout      time.Duration // a logical operation's budget, retries included
+	AttemptTimeout time.Duration // one attempt's budget (a node's answer or its error)
 	// Bound makes every operation start at the worker's own node (worker
 	// mod nodes), as Jepsen binds clients to nodes; hints are followed for
 	// that operation only. Otherwise a worker stays where it last
@@ -122,7 +135,6 @@ func Run(ctx context.Context, cfg Config, wl Workload) error {
 			defer wg.Done()
 			c := newClient(cfg, w, w)
 			c.ops = ops
-			defer c.http.CloseIdleConnections()
 			c.stride = max(cfg.Concurrency, 1)
 			r := rand.New(rand.NewSource(cfg.Seed*7919 + int64(w)))
 			var interval time.Duration
@@ -227,9 +239,6 @@ func finalPass(ctx context.Context, cfg Config, wl Workload, groups []readers, p
 				// final readers use process numbers beyond every worker's,
 				// each group's apart from every other's
 				c := newClient(cfg, 1_000_000+g.group*finalReaders+r, g.node)
-				// a connection dialled and never used holds up a node's
-				// clean stop (an HTTP server waits for it): close them
-				defer c.http.CloseIdleConnections()
 				c.stride = (len(cfg.Nodes) + 1) * finalReaders
 				c.pinned = pinned
 				for j := r; j < len(which); j += finalReaders {
@@ -260,7 +269,6 @@ type client struct {
 	node    int             // index into cfg.Nodes
 	pinned  bool            // a node that is not the leader fails the op, its hint not followed
 	ops     context.Context // cancelled, a request under way is given up
-	http    *http.Client
 	rand    *rand.Rand
 }
 
@@ -268,12 +276,11 @@ func newClient(cfg Config, process, w int) *client {
 	if cfg.OpTimeout <= 0 {
 		cfg.OpTimeout = 3 * time.Second
 	}
-	if cfg.HTTPTimeout <= 0 {
-		cfg.HTTPTimeout = 1500 * time.Millisecond
+	if cfg.AttemptTimeout <= 0 {
+		cfg.AttemptTimeout = 1500 * time.Millisecond
 	}
 	return &client{
 		cfg: cfg, process: process, node: w % len(cfg.Nodes),
-		http: &http.Client{Timeout: cfg.HTTPTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 4}},
 		rand: rand.New(rand.NewSource(cfg.Seed + int64(process))), ops: context.Background(),
 	}
 }
@@ -347,10 +354,9 @@ func (c *client) send(ctx context.Context, req api.Request) (string, api.Respons
 			}
 			return history.Fail, api.Response{}, "", ErrUnavailable + ": no node took the command: " + lastWhy
 		}
-		addr := c.cfg.Nodes[c.node]
 		name := fmt.Sprintf("n%d", c.node+1)
-		actx, cancel := context.WithTimeout(c.ops, c.cfg.HTTPTimeout)
-		res, err := (&api.Client{Addr: addr, HTTP: c.http}).Do(actx, req)
+		actx, cancel := context.WithTimeout(c.ops, c.cfg.AttemptTimeout)
+		res, err := c.cfg.Nodes[c.node].Conn.Do(actx, req)
 		cancel()
 		switch {
 		case err != nil:
@@ -413,8 +419,8 @@ func (c *client) pause(ctx context.Context, d time.Duration) {
 }
 
 func (c *client) index(addr string) int {
-	for i, a := range c.cfg.Nodes {
-		if a == addr {
+	for i, n := range c.cfg.Nodes {
+		if n.Addr == addr {
 			return i
 		}
 	}

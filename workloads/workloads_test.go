@@ -129,9 +129,9 @@ func TestAnOperationIsOkFailOrInfoByWhatTheNodesSaid(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &memHistory{}
 			var now int64
-			cfg := Config{Nodes: tc.nodes(t), Concurrency: 1, History: h, Counts: &Counts{},
+			cfg := Config{Nodes: httpNodes(tc.nodes(t)...), Concurrency: 1, History: h, Counts: &Counts{},
 				Now:       func() int64 { now++; return now },
-				OpTimeout: 400 * time.Millisecond, HTTPTimeout: 100 * time.Millisecond}
+				OpTimeout: 400 * time.Millisecond, AttemptTimeout: 100 * time.Millisecond}
 			c := newClient(cfg, 0, 0)
 			typ, _, err := c.do(context.Background(), tc.op, false)
 			require.NoError(t, err)
@@ -152,7 +152,7 @@ func TestAnOperationIsOkFailOrInfoByWhatTheNodesSaid(t *testing.T) {
 }
 
 func TestMixedPlacementBindsTheEvenWorkersAcrossEveryNode(t *testing.T) {
-	cfg := Config{Nodes: []string{"a", "b", "c"}, Mixed: true}
+	cfg := Config{Nodes: httpNodes("a", "b", "c"), Mixed: true}
 	homes := map[int]bool{}
 	for w := 0; w < 6; w++ {
 		home, bound := cfg.home(w)
@@ -163,13 +163,13 @@ func TestMixedPlacementBindsTheEvenWorkersAcrossEveryNode(t *testing.T) {
 	}
 	require.Len(t, homes, 3, "the bound workers cover every node")
 
-	cfg = Config{Nodes: []string{"a", "b", "c"}, Bound: true}
+	cfg = Config{Nodes: httpNodes("a", "b", "c"), Bound: true}
 	for w := 0; w < 6; w++ {
 		home, bound := cfg.home(w)
 		require.True(t, bound)
 		require.Equal(t, w%3, home)
 	}
-	_, bound := Config{Nodes: []string{"a"}}.home(0)
+	_, bound := Config{Nodes: httpNodes("a")}.home(0)
 	require.False(t, bound, "without Bound or Mixed every worker follows the leader")
 }
 
@@ -201,7 +201,7 @@ func TestRunStopsWithItsContextAndEveryInvocationCompletes(t *testing.T) {
 	h := &memHistory{}
 	var clock sync.Mutex
 	var now int64
-	cfg := Config{Nodes: []string{addr}, Concurrency: 4, Seed: 1, History: h, Counts: &Counts{},
+	cfg := Config{Nodes: httpNodes(addr), Concurrency: 4, Seed: 1, History: h, Counts: &Counts{},
 		Now: func() int64 { clock.Lock(); defer clock.Unlock(); now++; return now }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -245,9 +245,9 @@ func TestFinalReadersNeverShareAProcessAfterAnIndeterminateRead(t *testing.T) {
 	h := &memHistory{}
 	var clock sync.Mutex
 	var now int64
-	cfg := Config{Nodes: nodes, Concurrency: 10, History: h, Counts: &Counts{},
+	cfg := Config{Nodes: httpNodes(nodes...), Concurrency: 10, History: h, Counts: &Counts{},
 		Now:       func() int64 { clock.Lock(); defer clock.Unlock(); now++; return now },
-		OpTimeout: 60 * time.Millisecond, HTTPTimeout: 30 * time.Millisecond}
+		OpTimeout: 60 * time.Millisecond, AttemptTimeout: 30 * time.Millisecond}
 	require.NoError(t, FinalReads(context.Background(), cfg, wl))
 	open := map[history.Process]bool{}
 	infos := 0
@@ -278,7 +278,7 @@ func TestAFinalReadThroughAFollowerFailsAtOnceAndTheLeaderReadsEveryKey(t *testi
 	nodes := []string{node(t, refuse), leaderAddr, node(t, refuse)}
 	keys := finalKeys(t)
 	h := &memHistory{}
-	cfg := Config{Nodes: nodes, History: h, Counts: &Counts{}, Now: func() int64 { return 0 }}
+	cfg := Config{Nodes: httpNodes(nodes...), History: h, Counts: &Counts{}, Now: func() int64 { return 0 }}
 	require.NoError(t, FinalReads(context.Background(), cfg, keys))
 
 	byNode := map[string]map[string]int{} // node -> type -> count
@@ -325,7 +325,7 @@ func TestAKeyNoNodeAnsweredIsReadAgainFollowingTheLeader(t *testing.T) {
 	nodes := []string{node(t, refuse), node(t, refuse), leaderAddr}
 	keys := finalKeys(t)
 	h := &memHistory{}
-	cfg := Config{Nodes: nodes, History: h, Counts: &Counts{}, Now: func() int64 { return 0 }}
+	cfg := Config{Nodes: httpNodes(nodes...), History: h, Counts: &Counts{}, Now: func() int64 { return 0 }}
 	require.NoError(t, FinalReads(context.Background(), cfg, keys))
 
 	ok := map[string]int{}
@@ -364,8 +364,8 @@ func TestAnOperationUnansweredWhenTheLoadEndsIsGivenUpAsIndeterminate(t *testing
 	wl, err := New("register", 1, 1, 10)
 	require.NoError(t, err)
 	h := &memHistory{}
-	cfg := Config{Nodes: []string{addr}, Concurrency: 1, Seed: 1, History: h, Counts: &Counts{},
-		Now: func() int64 { return 0 }, OpTimeout: time.Minute, HTTPTimeout: time.Minute}
+	cfg := Config{Nodes: httpNodes(addr), Concurrency: 1, Seed: 1, History: h, Counts: &Counts{},
+		Now: func() int64 { return 0 }, OpTimeout: time.Minute, AttemptTimeout: time.Minute}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg, wl) }()
@@ -379,4 +379,14 @@ func TestAnOperationUnansweredWhenTheLoadEndsIsGivenUpAsIndeterminate(t *testing
 	}
 	require.Len(t, h.events, 2)
 	require.Equal(t, history.Info, h.events[1].Type, "given up, the operation may still take effect")
+}
+
+// httpNodes are nodes at addrs, reached as the built-in target's client
+// port is.
+func httpNodes(addrs ...string) []Node {
+	var out []Node
+	for _, a := range addrs {
+		out = append(out, Node{Addr: a, Conn: &api.Client{Addr: a}})
+	}
+	return out
 }

@@ -24,7 +24,8 @@ const module = "github.com/paxtest/paxtest/"
 var mayImport = map[string][]string{
 	"cmd/paxtest":      {""},
 	"harness":          {"harness/", "nemesis", "workloads", "checker", "reports", "target/api", "target/bugs"},
-	"harness/cluster":  {"nemesis/network", "target/api"},
+	"harness/cluster":  {"harness/db", "nemesis/network", "target/api"},
+	"harness/db":       {"target/api"},
 	"harness/layout":   nil,
 	"harness/mutate":   nil,
 	"nemesis":          {"nemesis/", "target/api", "target/quorum"},

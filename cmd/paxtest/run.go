@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/paxtest/paxtest/harness"
+	"github.com/paxtest/paxtest/harness/db"
 	"github.com/paxtest/paxtest/nemesis"
 	"github.com/paxtest/paxtest/reports"
 	"github.com/paxtest/paxtest/target/bugs"
@@ -60,6 +61,8 @@ Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 the harness fa
 	f.Float64Var(&o.Rate, "rate", 0, "total operations per second (0: as fast as possible)")
 	f.Int64Var(&o.Seed, "seed", 0, "seed for the nemesis, workload and nodes (0: random)")
 	f.StringSliceVar(&bugList, "bug", nil, "bug switch passed to every node: "+strings.Join(bugs.Names(), ", "))
+	f.StringVar(&o.DB, "db", o.DB, "system under test: "+strings.Join(db.Names(), ", "))
+	f.StringVar(&o.DBConfig, "db-config", "", "file describing the system under test, for a --db that takes one")
 	f.StringVar(&o.Net, "net", o.Net, "network fault layer: proxy (no privileges) or iptables (root)")
 	f.StringVar(&o.Store, "store", o.Store, "directory that keeps the runs")
 	f.DurationVar(&o.CheckTimeout, "check-timeout", o.CheckTimeout, "linearizability check budget; past it the verdict is unknown")

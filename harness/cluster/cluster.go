@@ -1,12 +1,14 @@
-// Package cluster launches and stops the target's nodes as a cluster:
-// ports and directories, the command line of each node, health and leader
-// waits, kill -9, pause, restart, spare nodes joining and retiring, and a
-// teardown that leaves no process behind. Nodes are processes started
-// through a Launcher (local children today, with Pdeathsig).
+// Package cluster launches and stops a system's nodes as a cluster: ports
+// and directories, health and leader waits, kill -9, pause, restart, spare
+// nodes joining and retiring, and a teardown that leaves no process
+// behind. Nodes are processes started through a Launcher (local children
+// today, with Pdeathsig), on the command line the system under test gives
+// (a db.DB), which also answers for each node's status.
 //
-// It owns processes and ports. It must not decide faults (nemesis/),
-// generate operations (workloads/) or judge histories (checker/); it sees
-// the network fault layer only as a network.Network.
+// It owns processes and ports. It must not name a system (harness/db
+// does), decide faults (nemesis/), generate operations (workloads/) or
+// judge histories (checker/); it sees the network fault layer only as a
+// network.Network.
 package cluster
 
 import (
@@ -15,7 +17,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -24,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/paxtest/paxtest/harness/db"
 	"github.com/paxtest/paxtest/nemesis/network"
 	"github.com/paxtest/paxtest/target/api"
 )
@@ -34,29 +36,20 @@ type Config struct {
 	// Spares are nodes n<Nodes+1>.. outside the initial configuration,
 	// with ports and directories ready; they run only once Join starts
 	// them (a membership change adds them).
-	Spares   int
-	Binary   string   // the paxtest binary; "" means this executable
+	Spares int
+	// DB is the system under test: how its nodes start and what they say
+	// of themselves. The cluster closes it (first) when it closes.
+	DB       db.DB
 	Env      []string // extra environment for nodes
 	Dir      string   // the run directory: nodes/<id>.log, nodes/<id>/data
-	Bugs     string   // passed to every node's --bug
-	Seed     int64
 	Net      network.Network
 	Launcher Launcher
-	// Timing of the nodes.
-	Tick           time.Duration
-	ElectionTicks  int
-	HeartbeatTicks int
-	RequestTimeout time.Duration
-	Window         int // α, passed to every node's --window (0: the node's default)
 }
 
 // Node is one member of the cluster.
 type Node struct {
-	ID         int
-	PeerAddr   string
-	ClientAddr string
-	LogPath    string
-	DataDir    string
+	db.Node
+	LogPath string
 
 	mu      sync.Mutex
 	proc    Process
@@ -64,17 +57,10 @@ type Node struct {
 	retired bool // a spare not started yet, or a node retired after its removal
 }
 
-// Name is the node's name in logs and histories: "n1".
-func (n *Node) Name() string { return "n" + strconv.Itoa(n.ID) }
-
 // Cluster is a set of node processes.
 type Cluster struct {
 	cfg   Config
 	nodes []*Node
-	// conns carries the harness's own requests to the nodes; Close closes
-	// its idle connections first, since a node's HTTP server waits on
-	// a connection dialled and never used before it stops cleanly.
-	conns *http.Transport
 }
 
 // NewCluster allocates loopback ports and directories; it starts nothing.
@@ -82,12 +68,8 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Nodes < 1 {
 		return nil, fmt.Errorf("a cluster needs at least one node, not %d", cfg.Nodes)
 	}
-	if cfg.Binary == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("find the paxtest binary: %w", err)
-		}
-		cfg.Binary = exe
+	if cfg.DB == nil {
+		return nil, errors.New("a cluster needs a system to run (a db.DB)")
 	}
 	if cfg.Net == nil {
 		cfg.Net = &network.Direct{}
@@ -95,7 +77,7 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Launcher == nil {
 		cfg.Launcher = Local{}
 	}
-	c := &Cluster{cfg: cfg, conns: http.DefaultTransport.(*http.Transport).Clone()}
+	c := &Cluster{cfg: cfg}
 	peers := map[int]string{}
 	taken := map[string]bool{} // two nodes must not be given one free port
 	port := func(host string) (int, error) {
@@ -121,9 +103,9 @@ func New(cfg Config) (*Cluster, error) {
 			return nil, err
 		}
 		n := &Node{
-			ID: id, PeerAddr: net.JoinHostPort(host, strconv.Itoa(pp)), ClientAddr: net.JoinHostPort(host, strconv.Itoa(cp)),
+			Node: db.Node{ID: id, PeerAddr: net.JoinHostPort(host, strconv.Itoa(pp)), ClientAddr: net.JoinHostPort(host, strconv.Itoa(cp)),
+				DataDir: filepath.Join(cfg.Dir, "nodes", fmt.Sprintf("n%d", id), "data")},
 			LogPath: filepath.Join(cfg.Dir, "nodes", fmt.Sprintf("n%d.log", id)),
-			DataDir: filepath.Join(cfg.Dir, "nodes", fmt.Sprintf("n%d", id), "data"),
 			retired: id > cfg.Nodes,
 		}
 		if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
@@ -233,72 +215,60 @@ func (c *Cluster) Retire(id int) error {
 }
 
 // ChangeMembers sends a membership change to the leader, following
-// not-leader hints.
+// not-leader hints, if the system under test can change its membership.
 func (c *Cluster) ChangeMembers(ctx context.Context, req api.MembersRequest) (api.MembersResponse, error) {
-	addr := ""
+	mc, ok := c.cfg.DB.(db.MemberChanger)
+	if !ok {
+		return api.MembersResponse{}, fmt.Errorf("--db %s cannot change its membership", c.cfg.DB.Name())
+	}
+	var to *Node
 	if l := c.Leader(ctx); l != 0 {
-		addr = c.Node(l).ClientAddr
+		to = c.Node(l)
 	}
 	var res api.MembersResponse
-	for try := 0; try < 5 && addr != "" && ctx.Err() == nil; try++ {
-		cl := api.Client{Addr: addr, HTTP: &http.Client{Timeout: 5 * time.Second, Transport: c.conns}}
+	for try := 0; try < 5 && to != nil && ctx.Err() == nil; try++ {
 		var err error
-		if res, err = cl.ChangeMembers(ctx, req); err != nil {
+		if res, err = mc.ChangeMembers(ctx, to.Node, req); err != nil {
 			// the change may have reached the leader: its outcome is unknown
 			return api.MembersResponse{Error: api.ErrUnknown, Detail: err.Error()}, nil
 		}
 		if res.Error != api.ErrNotLeader || res.Leader == "" {
 			return res, nil
 		}
-		addr = res.Leader
+		to = c.byClientAddr(res.Leader)
 	}
-	if addr == "" {
+	if to == nil {
 		return api.MembersResponse{Error: api.ErrNotLeader, Detail: "no leader"}, nil
 	}
 	return res, nil
 }
 
-func (c *Cluster) args(n *Node) []string {
-	var peers, clients []string
+// byClientAddr is the node serving clients at addr, or nil.
+func (c *Cluster) byClientAddr(addr string) *Node {
+	for _, n := range c.nodes {
+		if n.ClientAddr == addr {
+			return n
+		}
+	}
+	return nil
+}
+
+// command is node n's launch: the system's command line, with every node
+// as n reaches it (through the fault layer) and the initial configuration.
+func (c *Cluster) command(n *Node) (db.Launch, error) {
+	var peers []db.Peer
+	var members []int
 	for _, p := range c.nodes {
-		addr := p.PeerAddr
+		dial := p.PeerAddr
 		if p.ID != n.ID {
-			addr = c.cfg.Net.Dial(n.ID, p.ID)
+			dial = c.cfg.Net.Dial(n.ID, p.ID)
 		}
-		peers = append(peers, fmt.Sprintf("%d=%s", p.ID, addr))
-		clients = append(clients, fmt.Sprintf("%d=%s", p.ID, p.ClientAddr))
-	}
-	args := []string{"node", "--id", strconv.Itoa(n.ID), "--data-dir", n.DataDir,
-		"--listen-peer", n.PeerAddr, "--listen-client", n.ClientAddr,
-		"--peers", strings.Join(peers, ","), "--peer-clients", strings.Join(clients, ","),
-		"--seed", strconv.FormatInt(c.cfg.Seed*1000+int64(n.ID), 10)}
-	if c.cfg.Bugs != "" {
-		args = append(args, "--bug", c.cfg.Bugs)
-	}
-	if c.cfg.Tick > 0 {
-		args = append(args, "--tick", c.cfg.Tick.String())
-	}
-	if c.cfg.ElectionTicks > 0 {
-		args = append(args, "--election-ticks", strconv.Itoa(c.cfg.ElectionTicks))
-	}
-	if c.cfg.HeartbeatTicks > 0 {
-		args = append(args, "--heartbeat-ticks", strconv.Itoa(c.cfg.HeartbeatTicks))
-	}
-	if c.cfg.RequestTimeout > 0 {
-		args = append(args, "--request-timeout", c.cfg.RequestTimeout.String())
-	}
-	if c.cfg.Window > 0 {
-		args = append(args, "--window", strconv.Itoa(c.cfg.Window))
-	}
-	if c.cfg.Spares > 0 {
-		// the initial configuration; spares join when a change adds them
-		var members []string
-		for id := 1; id <= c.cfg.Nodes; id++ {
-			members = append(members, strconv.Itoa(id))
+		peers = append(peers, db.Peer{Node: p.Node, Dial: dial})
+		if p.ID <= c.cfg.Nodes {
+			members = append(members, p.ID)
 		}
-		args = append(args, "--members", strings.Join(members, ","))
 	}
-	return args
+	return c.cfg.DB.Command(n.Node, peers, members)
 }
 
 // Start launches every node and waits until each answers /health. Whether
@@ -325,7 +295,11 @@ func (c *Cluster) Start(ctx context.Context) error {
 }
 
 func (c *Cluster) launch(n *Node) error {
-	p, err := c.cfg.Launcher.Launch(Spec{Name: n.Name(), Binary: c.cfg.Binary, Args: c.args(n), Env: c.cfg.Env, LogPath: n.LogPath})
+	l, err := c.command(n)
+	if err != nil {
+		return fmt.Errorf("start node %s: %w", n.Name(), err)
+	}
+	p, err := c.cfg.Launcher.Launch(Spec{Name: n.Name(), Binary: l.Binary, Args: l.Args, Env: append(append([]string{}, c.cfg.Env...), l.Env...), LogPath: n.LogPath})
 	if err != nil {
 		return fmt.Errorf("start node %s: %w", n.Name(), err)
 	}
@@ -337,17 +311,12 @@ func (c *Cluster) launch(n *Node) error {
 
 func (c *Cluster) waitHealthy(ctx context.Context, n *Node) error {
 	deadline := time.Now().Add(10 * time.Second)
-	hc := &http.Client{Timeout: 500 * time.Millisecond, Transport: c.conns}
 	n.mu.Lock()
 	p := n.proc
 	n.mu.Unlock()
 	for {
-		resp, err := hc.Get("http://" + n.ClientAddr + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if c.cfg.DB.Ready(ctx, n.Node) == nil {
+			return nil
 		}
 		select {
 		case <-p.Exited():
@@ -374,10 +343,9 @@ func tail(path string, lines int) string {
 	return "  " + strings.Join(all, "\n  ")
 }
 
-// Status asks node id for its debug status.
+// Status asks node id for its status.
 func (c *Cluster) Status(ctx context.Context, id int) (api.Status, error) {
-	cl := api.Client{Addr: c.Node(id).ClientAddr, HTTP: &http.Client{Timeout: time.Second, Transport: c.conns}}
-	return cl.Status(ctx)
+	return c.cfg.DB.Status(ctx, c.Node(id).Node)
 }
 
 // Leader returns the id of a node that says it leads with the highest
@@ -509,8 +477,10 @@ func (c *Cluster) pauseResume(id int, pause bool) error {
 // Close stops every node (resuming paused ones first) and closes the
 // network layer. Every error is collected; nothing is left running.
 func (c *Cluster) Close() error {
-	c.conns.CloseIdleConnections()
 	var errs []error
+	if err := c.cfg.DB.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close --db %s: %w", c.cfg.DB.Name(), err))
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, n := range c.nodes {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/paxtest/paxtest/harness/db"
 	"github.com/paxtest/paxtest/target/api"
 )
 
@@ -110,12 +111,28 @@ func (l *fakeLauncher) set(name, role, promised string) {
 	p.mu.Unlock()
 }
 
+// paxtestDB is the built-in target, its nodes a binary never run (the
+// fake launcher serves them).
+func paxtestDB(t *testing.T) db.DB {
+	p, err := db.NewPaxtest(db.Paxtest{Binary: "/nonexistent/paxtest"})
+	require.NoError(t, err)
+	return p
+}
+
+// args is the command line node id is started with.
+func args(t *testing.T, c *Cluster, id int) []string {
+	l, err := c.command(c.Node(id))
+	require.NoError(t, err)
+	require.Equal(t, "/nonexistent/paxtest", l.Binary)
+	return l.Args
+}
+
 func newFake(t *testing.T, nodes int, failing ...string) (*Cluster, *fakeLauncher) {
 	l := &fakeLauncher{nodes: map[string]*fakeNode{}, failing: map[string]bool{}}
 	for _, f := range failing {
 		l.failing[f] = true
 	}
-	c, err := New(Config{Nodes: nodes, Binary: "/nonexistent/paxtest", Dir: t.TempDir(), Launcher: l})
+	c, err := New(Config{Nodes: nodes, DB: paxtestDB(t), Dir: t.TempDir(), Launcher: l})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
 	return c, l
@@ -149,10 +166,10 @@ func TestEveryNodeIsGivenItsOwnPortsAndTheWholeConfiguration(t *testing.T) {
 			require.NoError(t, err)
 			require.True(t, net.ParseIP(host).IsLoopback(), "test traffic stays on loopback: %s", a)
 		}
-		args := c.args(n)
-		require.Len(t, strings.Split(flag(args, "--peers"), ","), 5)
-		require.Equal(t, n.ClientAddr, flag(args, "--listen-client"))
-		require.Equal(t, filepath.Join(c.cfg.Dir, "nodes", n.Name(), "data"), flag(args, "--data-dir"))
+		cmd := args(t, c, n.ID)
+		require.Len(t, strings.Split(flag(cmd, "--peers"), ","), 5)
+		require.Equal(t, n.ClientAddr, flag(cmd, "--listen-client"))
+		require.Equal(t, filepath.Join(c.cfg.Dir, "nodes", n.Name(), "data"), flag(cmd, "--data-dir"))
 	}
 }
 
@@ -198,18 +215,20 @@ func TestRestartStartsOnlyADownNode(t *testing.T) {
 
 func TestSparesStartOnlyWhenTheyJoin(t *testing.T) {
 	l := &fakeLauncher{nodes: map[string]*fakeNode{}, failing: map[string]bool{}}
-	c, err := New(Config{Nodes: 3, Spares: 2, Binary: "/nonexistent/paxtest", Dir: t.TempDir(), Launcher: l})
+	c, err := New(Config{Nodes: 3, Spares: 2, DB: paxtestDB(t), Dir: t.TempDir(), Launcher: l})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
 	require.NoError(t, c.Start(context.Background()))
 	require.Equal(t, 3, l.launches)
 	require.Equal(t, []int{4, 5}, c.Spares())
-	require.Equal(t, "1,2,3", flag(c.args(c.Node(1)), "--members"), "the initial configuration excludes the spares")
+	require.Equal(t, "1,2,3", flag(args(t, c, 1), "--members"), "the initial configuration excludes the spares")
 }
 
 func TestANewClusterNeedsANode(t *testing.T) {
-	_, err := New(Config{Nodes: 0, Dir: t.TempDir()})
+	_, err := New(Config{Nodes: 0, DB: paxtestDB(t), Dir: t.TempDir()})
 	require.ErrorContains(t, err, "at least one node")
+	_, err = New(Config{Nodes: 3, Dir: t.TempDir()})
+	require.ErrorContains(t, err, "needs a system to run")
 }
 
 // The local launcher runs a real child: its output goes to the log, it can

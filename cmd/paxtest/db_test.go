@@ -1,0 +1,102 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The built-in target run through --db exec, as a user's own system is:
+// the contract is complete when it checks the same and catches the same
+// bug switch as natively.
+func TestTheBuiltInTargetRunsThroughTheExecContractAsNatively(t *testing.T) {
+	example := filepath.Join("..", "..", "examples", "paxtest.json")
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		code    int
+		verdict string
+	}{
+		{"correct", []string{"--nodes", "3", "--nemesis", "partition,kill"}, 0, "valid"},
+		{"no-fsync", []string{"--nodes", "3", "--nemesis", "crash-quorum", "--bug", "no-fsync"}, 1, "invalid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := t.TempDir()
+			args := append([]string{"run", "--db", "exec", "--db-config", example, "--time-limit", "10s", "--seed", "2", "--store", store}, tc.args...)
+			r := paxtest(t, args...)
+			require.Equal(t, tc.code, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+			dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+			require.NoError(t, err)
+			require.Equal(t, tc.verdict, readResults(t, dir).Verdict)
+			b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+			require.NoError(t, err)
+			var cfg struct {
+				DB       string `json:"db"`
+				DBConfig string `json:"db_config"`
+			}
+			require.NoError(t, json.Unmarshal(b, &cfg))
+			require.Equal(t, "exec", cfg.DB)
+			require.True(t, filepath.IsAbs(cfg.DBConfig), "a replay from elsewhere finds the file: %s", cfg.DBConfig)
+			noProcessesUnder(t, dir)
+		})
+	}
+}
+
+func TestASystemThatServesNoLogIsJudgedOnItsHistoryAndSaysWhatDidNotApply(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "paxtest.json"))
+	require.NoError(t, err)
+	var cfg map[string]any
+	require.NoError(t, json.Unmarshal(b, &cfg))
+	cfg["log"], cfg["members"] = false, false
+	b, err = json.Marshal(cfg)
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "nolog.json")
+	require.NoError(t, os.WriteFile(file, b, 0o644))
+	store := t.TempDir()
+	r := paxtest(t, "run", "--db", "exec", "--db-config", file, "--nodes", "3", "--nemesis", "partition", "--time-limit", "5s", "--store", store)
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+	require.NoError(t, err)
+	_, err = os.Stat(filepath.Join(dir, "logs.jsonl"))
+	require.ErrorIs(t, err, os.ErrNotExist, "nothing was sampled")
+	var res struct {
+		Checkers map[string]any    `json:"checkers"`
+		NotRun   map[string]string `json:"not_run"`
+	}
+	b, err = os.ReadFile(filepath.Join(dir, "results.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &res))
+	require.Contains(t, res.Checkers, "linearizability")
+	for _, c := range []string{"log-agreement", "node-invariants"} {
+		require.NotContains(t, res.Checkers, c)
+		require.True(t, strings.HasPrefix(res.NotRun[c], "does not apply: --db exec serves no committed log"), "%s: %q", c, res.NotRun[c])
+	}
+}
+
+func TestABadDescriptionFileIsRefusedBeforeTheRunStarts(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bad.json")
+	require.NoError(t, os.WriteFile(file, []byte(`{"command":["x","{nope}"]}`), 0o644))
+	store := t.TempDir()
+	r := paxtest(t, "run", "--db", "exec", "--db-config", file, "--store", store)
+	require.Equal(t, 254, r.code)
+	require.Contains(t, r.stderr, `field command[1]: "{nope}" holds an unknown placeholder`)
+	entries, err := os.ReadDir(store)
+	require.NoError(t, err)
+	require.Empty(t, entries, "no run directory was made")
+}
+
+func TestAMembershipNemesisIsRefusedAgainstASystemThatCannotChangeItsMembers(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "nomembers.json")
+	require.NoError(t, os.WriteFile(file, []byte(`{"command":["{paxtest}","node","--id","{id}"],"log":true}`), 0o644))
+	store := t.TempDir()
+	r := paxtest(t, "run", "--db", "exec", "--db-config", file, "--nemesis", "membership", "--store", store)
+	require.Equal(t, 254, r.code, r.stderr)
+	require.Contains(t, r.stderr, "--nemesis membership changes the membership, which --db exec does not offer")
+	entries, err := os.ReadDir(store)
+	require.NoError(t, err)
+	require.Empty(t, entries, "no run directory was made")
+}

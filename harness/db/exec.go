@@ -1,0 +1,214 @@
+package db
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/paxtest/paxtest/target/api"
+)
+
+// Exec is a system the user describes in a file (--db exec --db-config
+// FILE): the command that starts one node, as a template, and which
+// optional parts of the HTTP contract (docs/contract.md) its nodes serve.
+// The built-in target runs through it too (examples/paxtest.json), which
+// is what shows the contract complete.
+type Exec struct {
+	h    httpNodes
+	cfg  ExecConfig
+	file string
+	self string // this executable, for {paxtest}
+	bugs []string
+	seed int64
+}
+
+var _ DB = (*Exec)(nil)
+
+// ExecConfig is the description file.
+type ExecConfig struct {
+	// Name names the system in reports ("" : exec).
+	Name string `json:"name"`
+	// Command starts one node: the program, then its arguments. Each
+	// element may hold placeholders: {id}, {data-dir}, {peer-addr},
+	// {client-addr}, {peers} (id=address of every node as this one dials
+	// it, comma-separated), {peer-clients} (id=client address of every
+	// node), {members} (the ids of the initial configuration), {seed},
+	// {bugs} (the --bug switches, or none), {paxtest} (this program).
+	Command []string `json:"command"`
+	// Env is extra environment, with the same placeholders.
+	Env []string `json:"env,omitempty"`
+	// Log says the nodes serve GET /debug/log, which the log-agreement
+	// check reads; without it that check does not apply.
+	Log bool `json:"log"`
+	// Members says the nodes serve POST /v1/admin/members.
+	Members bool `json:"members"`
+}
+
+func init() {
+	Register("exec", func(o Options) (DB, error) {
+		e, err := NewExec(o)
+		if err != nil {
+			return nil, err
+		}
+		return e.withParts(), nil
+	})
+}
+
+// logPart and membersPart are the contract's optional parts, offered only
+// by an Exec whose file says its nodes serve them.
+type (
+	logPart     struct{ h httpNodes }
+	membersPart struct{ h httpNodes }
+)
+
+func (p logPart) Log(ctx context.Context, n Node, from, to uint64, values bool) ([]api.LogEntry, error) {
+	return p.h.Log(ctx, n, from, to, values)
+}
+
+func (p membersPart) ChangeMembers(ctx context.Context, n Node, req api.MembersRequest) (api.MembersResponse, error) {
+	return p.h.ChangeMembers(ctx, n, req)
+}
+
+var (
+	_ LogReader     = logPart{}
+	_ MemberChanger = membersPart{}
+)
+
+// withParts is e offering the optional parts its file names, and no other.
+func (e *Exec) withParts() DB {
+	l, m := logPart{e.h}, membersPart{e.h}
+	switch {
+	case e.cfg.Log && e.cfg.Members:
+		return struct {
+			*Exec
+			logPart
+			membersPart
+		}{e, l, m}
+	case e.cfg.Log:
+		return struct {
+			*Exec
+			logPart
+		}{e, l}
+	case e.cfg.Members:
+		return struct {
+			*Exec
+			membersPart
+		}{e, m}
+	}
+	return e
+}
+
+// placeholders are the words a command may hold, each with what it means.
+var placeholders = []string{"{id}", "{data-dir}", "{peer-addr}", "{client-addr}", "{peers}", "{peer-clients}", "{members}", "{seed}", "{bugs}", "{paxtest}"}
+
+// NewExec reads the description file o.Config and refuses what it does
+// not understand, naming the file and the field.
+func NewExec(o Options) (*Exec, error) {
+	if o.Config == "" {
+		return nil, errors.New("--db exec needs --db-config FILE: the command that starts a node (see examples/paxtest.json)")
+	}
+	b, err := os.ReadFile(o.Config)
+	if err != nil {
+		return nil, fmt.Errorf("--db-config: %w", err)
+	}
+	var cfg ExecConfig
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("--db-config %s: %w (fields: name, command, env, log, members)", o.Config, err)
+	}
+	if len(cfg.Command) == 0 {
+		return nil, fmt.Errorf("--db-config %s: field command: empty; give the program that starts a node and its arguments", o.Config)
+	}
+	for i, arg := range append(append([]string{}, cfg.Command...), cfg.Env...) {
+		if rest := strip(arg); strings.ContainsAny(rest, "{}") {
+			field := fmt.Sprintf("command[%d]", i)
+			if i >= len(cfg.Command) {
+				field = fmt.Sprintf("env[%d]", i-len(cfg.Command))
+			}
+			return nil, fmt.Errorf("--db-config %s: field %s: %q holds an unknown placeholder (accepted: %s)", o.Config, field, arg, strings.Join(placeholders, " "))
+		}
+	}
+	if len(o.Bugs) > 0 && !mentions(cfg, "{bugs}") {
+		return nil, fmt.Errorf("--bug %s: the command in %s has no {bugs} to pass them to", strings.Join(o.Bugs, ","), o.Config)
+	}
+	self, err := os.Executable()
+	if o.Binary != "" {
+		self, err = o.Binary, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find the paxtest binary: %w", err)
+	}
+	return &Exec{h: newHTTPNodes(), cfg: cfg, file: o.Config, self: self, bugs: o.Bugs, seed: o.Seed}, nil
+}
+
+// strip removes every known placeholder from s.
+func strip(s string) string {
+	for _, p := range placeholders {
+		s = strings.ReplaceAll(s, p, "")
+	}
+	return s
+}
+
+func mentions(cfg ExecConfig, p string) bool {
+	for _, s := range append(append([]string{}, cfg.Command...), cfg.Env...) {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Name is the file's name for the system, or "exec".
+func (e *Exec) Name() string {
+	if e.cfg.Name != "" {
+		return e.cfg.Name
+	}
+	return "exec"
+}
+
+// Command fills the template's placeholders for node n.
+func (e *Exec) Command(n Node, peers []Peer, members []int) (Launch, error) {
+	var ps, clients, ms []string
+	for _, q := range peers {
+		ps = append(ps, fmt.Sprintf("%d=%s", q.ID, q.Dial))
+		clients = append(clients, fmt.Sprintf("%d=%s", q.ID, q.ClientAddr))
+	}
+	for _, id := range members {
+		ms = append(ms, strconv.Itoa(id))
+	}
+	bugs := strings.Join(e.bugs, ",")
+	if bugs == "" {
+		bugs = "none"
+	}
+	r := strings.NewReplacer("{id}", strconv.Itoa(n.ID), "{data-dir}", n.DataDir, "{peer-addr}", n.PeerAddr,
+		"{client-addr}", n.ClientAddr, "{peers}", strings.Join(ps, ","), "{peer-clients}", strings.Join(clients, ","),
+		"{members}", strings.Join(ms, ","), "{seed}", strconv.FormatInt(e.seed*1000+int64(n.ID), 10), "{bugs}", bugs,
+		"{paxtest}", e.self)
+	fill := func(in []string) []string {
+		out := make([]string, len(in))
+		for i, s := range in {
+			out[i] = r.Replace(s)
+		}
+		return out
+	}
+	args := fill(e.cfg.Command)
+	return Launch{Binary: args[0], Args: args[1:], Env: fill(e.cfg.Env)}, nil
+}
+
+// Ready probes the node's /health.
+func (e *Exec) Ready(ctx context.Context, n Node) error { return e.h.Ready(ctx, n) }
+
+// Status reads the node's /debug/status.
+func (e *Exec) Status(ctx context.Context, n Node) (api.Status, error) { return e.h.Status(ctx, n) }
+
+// Client sends the workloads' operations to the node's client port.
+func (e *Exec) Client(n Node) Client { return e.h.Client(n) }
+
+// Close closes the idle connections to the nodes.
+func (e *Exec) Close() error { return e.h.Close() }
