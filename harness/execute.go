@@ -127,10 +127,10 @@ func (r *run) start(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(err, r.net.Close())
 	}
-	// a system that serves no committed log has no sampler: its run has
-	// no logs.jsonl, and the checks of the nodes' logs do not apply
+	// a system that serves no committed log (o.NoLogs) has no sampler:
+	// its run has no logs.jsonl, and the checks of the nodes' logs do not
+	// apply
 	logs, _ := sut.(db.LogReader)
-	r.o.NoLogs = logs == nil
 	r.cluster, err = cluster.New(cluster.Config{Nodes: o.Nodes, Spares: o.Spares, DB: sut, Env: o.Env, Dir: r.lay.Dir, Net: r.net})
 	if err != nil {
 		return errors.Join(err, sut.Close(), r.net.Close())

@@ -50,7 +50,10 @@ type Options struct {
 	DBConfig string `json:"db_config,omitempty"`
 	// NoLogs says the system under test serves no committed log: the run
 	// has no logs.jsonl, and the checks of the nodes' logs do not apply.
-	NoLogs       bool          `json:"no_logs,omitempty"`
+	// Validate finds it out, and whether the system can change its
+	// members (noMembers), from the system itself.
+	NoLogs       bool `json:"no_logs,omitempty"`
+	noMembers    bool
 	Net          string        `json:"net"`
 	Store        string        `json:"store"`
 	CheckTimeout time.Duration `json:"check_timeout"`
@@ -118,9 +121,14 @@ func (o *Options) Validate() error {
 		}
 		o.DBConfig = abs
 	}
-	if sut, err := o.openDB(); err != nil {
+	sut, err := o.openDB()
+	if err != nil {
 		return err
-	} else if err := sut.Close(); err != nil {
+	}
+	_, logs := sut.(db.LogReader)
+	_, members := sut.(db.MemberChanger)
+	o.NoLogs, o.noMembers = !logs, !members
+	if err := sut.Close(); err != nil {
 		return err
 	}
 	if o.Replay != "" {
@@ -181,18 +189,7 @@ func (o *Options) openDB() (db.DB, error) {
 // offersMembership refuses a membership nemesis (one that needs spare
 // nodes) against a system that cannot change its membership.
 func (o *Options) offersMembership() error {
-	if o.Spares == 0 {
-		return nil
-	}
-	sut, err := o.openDB()
-	if err != nil {
-		return err
-	}
-	_, ok := sut.(db.MemberChanger)
-	if err := sut.Close(); err != nil {
-		return err
-	}
-	if !ok {
+	if o.Spares > 0 && o.noMembers {
 		return UsageError{fmt.Errorf("--nemesis %s changes the membership, which --db %s does not offer (an exec system offers it with \"members\": true)", o.Nemesis, o.DB)}
 	}
 	return nil

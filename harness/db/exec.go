@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -21,7 +22,6 @@ import (
 type Exec struct {
 	h    httpNodes
 	cfg  ExecConfig
-	file string
 	self string // this executable, for {paxtest}
 	bugs []string
 	seed int64
@@ -125,7 +125,7 @@ func NewExec(o Options) (*Exec, error) {
 	if len(cfg.Command) == 0 {
 		return nil, fmt.Errorf("--db-config %s: field command: empty; give the program that starts a node and its arguments", o.Config)
 	}
-	for i, arg := range append(append([]string{}, cfg.Command...), cfg.Env...) {
+	for i, arg := range cfg.words() {
 		if rest := strip(arg); strings.ContainsAny(rest, "{}") {
 			field := fmt.Sprintf("command[%d]", i)
 			if i >= len(cfg.Command) {
@@ -134,17 +134,14 @@ func NewExec(o Options) (*Exec, error) {
 			return nil, fmt.Errorf("--db-config %s: field %s: %q holds an unknown placeholder (accepted: %s)", o.Config, field, arg, strings.Join(placeholders, " "))
 		}
 	}
-	if len(o.Bugs) > 0 && !mentions(cfg, "{bugs}") {
+	if len(o.Bugs) > 0 && !slices.ContainsFunc(cfg.words(), func(w string) bool { return strings.Contains(w, "{bugs}") }) {
 		return nil, fmt.Errorf("--bug %s: the command in %s has no {bugs} to pass them to", strings.Join(o.Bugs, ","), o.Config)
 	}
-	self, err := os.Executable()
-	if o.Binary != "" {
-		self, err = o.Binary, nil
-	}
+	self, err := paxtestBinary(o.Binary)
 	if err != nil {
-		return nil, fmt.Errorf("find the paxtest binary: %w", err)
+		return nil, err
 	}
-	return &Exec{h: newHTTPNodes(), cfg: cfg, file: o.Config, self: self, bugs: o.Bugs, seed: o.Seed}, nil
+	return &Exec{h: newHTTPNodes(), cfg: cfg, self: self, bugs: o.Bugs, seed: o.Seed}, nil
 }
 
 // strip removes every known placeholder from s.
@@ -155,14 +152,9 @@ func strip(s string) string {
 	return s
 }
 
-func mentions(cfg ExecConfig, p string) bool {
-	for _, s := range append(append([]string{}, cfg.Command...), cfg.Env...) {
-		if strings.Contains(s, p) {
-			return true
-		}
-	}
-	return false
-}
+// words are the command's elements, then the environment's: every string
+// a placeholder may stand in.
+func (c ExecConfig) words() []string { return append(slices.Clone(c.Command), c.Env...) }
 
 // Name is the file's name for the system, or "exec".
 func (e *Exec) Name() string {

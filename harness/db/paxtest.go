@@ -41,15 +41,25 @@ func init() {
 
 // NewPaxtest completes p: its Binary defaults to this executable.
 func NewPaxtest(p Paxtest) (*Paxtest, error) {
-	if p.Binary == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("find the paxtest binary: %w", err)
-		}
-		p.Binary = exe
+	bin, err := paxtestBinary(p.Binary)
+	if err != nil {
+		return nil, err
 	}
-	p.httpNodes = newHTTPNodes()
+	p.Binary, p.httpNodes = bin, newHTTPNodes()
 	return &p, nil
+}
+
+// paxtestBinary is bin, or this executable when bin is "": the program
+// the built-in node runs as.
+func paxtestBinary(bin string) (string, error) {
+	if bin != "" {
+		return bin, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find the paxtest binary: %w", err)
+	}
+	return exe, nil
 }
 
 // Name is "paxtest".
