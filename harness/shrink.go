@@ -372,6 +372,9 @@ func describeStep(op fault.Op) string {
 	case fault.Observe:
 		return fmt.Sprintf("observe n%d's commit point (%d)", op.Node, op.Slot)
 	case fault.AwaitAccepted:
+		if op.Sel != nil && op.Sel.New {
+			return fmt.Sprintf("await an entry n%d accepts after the wait began (it held up to slot %d)", op.Node, op.Slot)
+		}
 		return fmt.Sprintf("await an accepted, unchosen slot on n%d (commit point was %d)", op.Node, op.Slot)
 	case fault.AwaitLeader:
 		return fmt.Sprintf("await a leader among %s (was n%d)", fault.Names(op.Nodes), op.Node)

@@ -261,7 +261,7 @@ func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
 			return x.Members.Join(ctx, op.Node)
 		}
 		return x.Members.Retire(op.Node)
-	case fault.AwaitLeader, fault.AwaitAccepted, fault.AwaitCommit, fault.Observe:
+	case fault.AwaitLeader, fault.AwaitAccepted, fault.AwaitCaughtUp, fault.AwaitCommit, fault.Observe:
 		return x.await(ctx, op)
 	case fault.Note:
 	default:
@@ -311,8 +311,11 @@ func (x *Exec) await(ctx context.Context, op *fault.Op) error {
 			return abandon("no leader among %s", fault.Names(op.Nodes))
 		}
 	case fault.AwaitAccepted:
-		if op.Slot > 0 {
+		switch {
+		case op.Slot > 0:
 			return x.awaitAcceptedIn(ctx, op)
+		case op.Sel != nil && op.Sel.New:
+			return x.awaitNewAccepted(ctx, op)
 		}
 		var st api.Status
 		if !pollUntil(ctx, x.within(op, 3*time.Second), 5*time.Millisecond, func() bool {
@@ -323,6 +326,8 @@ func (x *Exec) await(ctx context.Context, op *fault.Op) error {
 			return abandon("n%d holds no unchosen slot", op.Node)
 		}
 		op.Slot = st.CommitPoint
+	case fault.AwaitCaughtUp:
+		return x.awaitCaughtUp(ctx, op)
 	case fault.AwaitCommit:
 		target := op.Slot
 		if !pollUntil(ctx, x.within(op, 3*time.Second), time.Millisecond, func() bool {
@@ -338,6 +343,60 @@ func (x *Exec) await(ctx context.Context, op *fault.Op) error {
 		}
 		op.Slot = st.CommitPoint
 	}
+	return nil
+}
+
+// awaitCaughtUp waits until every node of op.Nodes has reached the
+// commit point the furthest of them had when the wait began (left in
+// op.Slot). A scenario starts from there when it needs every node able to
+// propose into the same slots: a leader proposes only up to α slots past
+// its own commit point.
+func (x *Exec) awaitCaughtUp(ctx context.Context, op *fault.Op) error {
+	op.Slot = 0
+	for _, id := range op.Nodes {
+		st, err := x.Cluster.Status(ctx, id)
+		if err != nil {
+			return abandon("n%d's status is unreadable: %v", id, err)
+		}
+		op.Slot = max(op.Slot, st.CommitPoint)
+	}
+	behind, at := 0, uint64(0)
+	if !pollUntil(ctx, x.within(op, 3*time.Second), 5*time.Millisecond, func() bool {
+		for _, id := range op.Nodes {
+			st, err := x.Cluster.Status(ctx, id)
+			if err != nil || st.CommitPoint < op.Slot {
+				behind, at = id, st.CommitPoint
+				return false
+			}
+		}
+		return true
+	}) {
+		return abandon("n%d's commit point (%d) did not reach slot %d", behind, at, op.Slot)
+	}
+	return nil
+}
+
+// awaitNewAccepted waits until op.Node accepts an entry it did not hold
+// when the wait began, in a slot it has not seen chosen, and leaves in
+// op.Slot the slot before the first such one. What it held before is
+// passed over: it was sent before the steps that came just before the
+// wait (a cut), and may have reached, and been chosen on, the other side.
+func (x *Exec) awaitNewAccepted(ctx context.Context, op *fault.Op) error {
+	st, err := x.Cluster.Status(ctx, op.Node)
+	if err != nil {
+		return abandon("n%d's status is unreadable: %v", op.Node, err)
+	}
+	held := max(st.CommitPoint, st.MaxSlot)
+	if !pollUntil(ctx, x.within(op, 3*time.Second), 5*time.Millisecond, func() bool {
+		st, err = x.Cluster.Status(ctx, op.Node)
+		return err == nil && (st.MaxSlot > held || st.CommitPoint > held)
+	}) {
+		return abandon("n%d accepted no new entry after slot %d", op.Node, held)
+	}
+	if st.CommitPoint > held {
+		return abandon("n%d already saw its new slot %d chosen", op.Node, held+1)
+	}
+	op.Slot = held
 	return nil
 }
 

@@ -123,6 +123,8 @@ func (r resolver) resolve(op fault.Op, sel *fault.Sel) (_ fault.Op, perform bool
 			x.Note(op.Source, op.Attempt, fmt.Sprintf("%s: nobody to %s (%s)", op.F, op.F, strings.Join(sel.Set, " ")))
 			return op, false, nil
 		}
+	case fault.AwaitCaughtUp:
+		op.Nodes, err = r.set(sel.Set, nil)
 	case fault.AwaitCommit:
 		ids, err := r.set(sel.Set, nil)
 		if err != nil {

@@ -153,7 +153,7 @@ func parseStep(verb string, a []string) (fault.Op, error) {
 	op := fault.Op{Sel: &fault.Sel{WithinMs: within.Milliseconds()}}
 	parse, ok := stepParsers[verb]
 	if !ok {
-		return op, fmt.Errorf("unknown step %q (accepted: leader, pick, partition, cut, delay, heal, kill, restart, pause, resume, await-leader, await-accepted, await-commit, sleep, note, option, require-members, spare, members, retire)", verb)
+		return op, fmt.Errorf("unknown step %q (accepted: leader, pick, partition, cut, delay, heal, kill, restart, pause, resume, await-leader, await-accepted, await-caught-up, await-commit, sleep, note, option, require-members, spare, members, retire)", verb)
 	}
 	return op, parse(&op, verb, rest, a)
 }
@@ -193,14 +193,24 @@ var stepParsers = map[string]stepParser{
 		return roles(rest[:1])
 	},
 	"await-accepted": func(op *fault.Op, _ string, rest, _ []string) error {
-		if len(rest) == 5 && rest[1] == "at" && rest[3] == "as" {
+		switch {
+		case len(rest) == 5 && rest[1] == "at" && rest[3] == "as":
 			op.Sel.Slot, rest = rest[2], []string{rest[0], rest[3], rest[4]}
+		case len(rest) == 4 && rest[1] == "new":
+			op.Sel.New, rest = true, []string{rest[0], rest[2], rest[3]}
 		}
 		if len(rest) != 3 || rest[1] != "as" {
-			return fmt.Errorf("want: await-accepted ROLE [at SLOT] as SLOT [within DURATION]")
+			return fmt.Errorf("want: await-accepted ROLE [new | at SLOT] as SLOT [within DURATION]")
 		}
 		op.F, op.Sel.Set, op.Sel.Bind = fault.AwaitAccepted, rest[:1], rest[2:]
 		return roles(rest[2:])
+	},
+	"await-caught-up": func(op *fault.Op, _ string, rest, _ []string) error {
+		if len(rest) == 0 {
+			return fmt.Errorf("want: await-caught-up SET [within DURATION]")
+		}
+		op.F, op.Sel.Set = fault.AwaitCaughtUp, rest
+		return nil
 	},
 	"await-commit": func(op *fault.Op, _ string, rest, _ []string) error {
 		if len(rest) != 2 {

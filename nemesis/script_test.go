@@ -27,6 +27,8 @@ type fakeCluster struct {
 	blocked [][2]int
 	delayed [][2]int
 	actions []string
+	takes   map[int]bool // nodes that accept one more entry at each look at their status
+	chooses map[int]bool // and see it chosen at once
 }
 
 func newFake(n, leader int) *fakeCluster {
@@ -71,7 +73,16 @@ func (f *fakeCluster) Leader(context.Context) int {
 func (f *fakeCluster) Status(_ context.Context, id int) (api.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.status[id], nil
+	st := f.status[id]
+	if f.takes[id] {
+		next := st
+		next.MaxSlot++
+		if f.chooses[id] {
+			next.CommitPoint = next.MaxSlot
+		}
+		f.status[id] = next
+	}
+	return st, nil
 }
 func (f *fakeCluster) IsDown(id int) bool {
 	f.mu.Lock()
@@ -187,8 +198,10 @@ func TestParseScriptNamesTheBadLineAndWhatToWrite(t *testing.T) {
 		{"partition L1 | | F1\n", "an empty group"},
 		{"sleep soon\n", `line 1 (sleep soon): time: invalid duration "soon"`},
 		{"await-leader L2 from A B\n", "want: await-leader ROLE among SET"},
-		{"await-accepted L1 X\n", "want: await-accepted ROLE [at SLOT] as SLOT"},
-		{"await-accepted L1 at X Y\n", "want: await-accepted ROLE [at SLOT] as SLOT"},
+		{"await-accepted L1 X\n", "want: await-accepted ROLE [new | at SLOT] as SLOT"},
+		{"await-accepted L1 at X Y\n", "want: await-accepted ROLE [new | at SLOT] as SLOT"},
+		{"await-accepted L1 new X\n", "want: await-accepted ROLE [new | at SLOT] as SLOT"},
+		{"await-caught-up\n", "want: await-caught-up SET"},
 		{"delay L1 A 5ms\n", "want: delay SET -> SET DURATION"},
 		{"option fast\n", "the only option is bound-clients"},
 		{"require-members three\n", "want: require-members COUNT"},
@@ -334,6 +347,58 @@ func TestAwaitAcceptedAtWaitsInTheSlotBoundBeforeAndAbandonsWhereItWasChosen(t *
 			got := notes(*ops)
 			require.Contains(t, strings.Join(got, "\n"), tc.want)
 			require.Equal(t, tc.kill, len(f.actions) == 1, "the steps after the wait ran only when it bound Y: %v", f.actions)
+		})
+	}
+}
+
+func TestAwaitAcceptedNewBindsTheFirstEntryTheNodeAcceptedAfterTheWaitBegan(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		takes bool   // n1 accepts new entries while the script waits
+		chose bool   // and sees each chosen at once
+		want  string // the last note
+	}{
+		{"entries held when the wait began are passed over", true, false, "X=slot 15"},
+		{"no new entry abandons", false, false, "attempt abandoned: n1 accepted no new entry after slot 14"},
+		{"a new entry seen chosen abandons", true, true, "attempt abandoned: n1 already saw its new slot 15 chosen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(3, 1)
+			f.status[1] = api.Status{Role: "leader", CommitPoint: 10, MaxSlot: 14}
+			f.takes, f.chooses = map[int]bool{1: tc.takes}, map[int]bool{1: tc.chose}
+			x, ops := execFor(f, nil)
+			s, err := ParseScript("t", strings.NewReader("pick L from n1\nawait-accepted L new as X within 50ms\nnote {X}\n"))
+			require.NoError(t, err)
+			require.NoError(t, (&Scripted{Label: "t", Scripts: []*Script{s}}).Start(context.Background(), x))
+			got := notes(*ops)
+			require.Contains(t, got[len(got)-1], tc.want)
+		})
+	}
+}
+
+func TestAwaitCaughtUpWaitsUntilEveryNodeReachesTheFurthestCommitPoint(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		catches bool     // n2 chooses one more slot at each look
+		notes   []string // the roles note (none bound), then why it was abandoned
+		actions []string
+	}{
+		{"a node that catches up lets the script go on", true, []string{"t: "}, []string{"kill n1"}},
+		{"a node left behind abandons the attempt", false,
+			[]string{"t: ", "t: line 1 (await-caught-up all within 50ms): attempt abandoned: n2's commit point (5) did not reach slot 8"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(3, 1)
+			f.status[1] = api.Status{Role: "leader", CommitPoint: 8, MaxSlot: 9}
+			f.status[2] = api.Status{Role: "follower", CommitPoint: 5, MaxSlot: 5}
+			f.status[3] = api.Status{Role: "follower", CommitPoint: 8, MaxSlot: 9}
+			f.takes, f.chooses = map[int]bool{2: tc.catches}, map[int]bool{2: tc.catches}
+			x, ops := execFor(f, nil)
+			s, err := ParseScript("t", strings.NewReader("await-caught-up all within 50ms\nkill n1\n"))
+			require.NoError(t, err)
+			require.NoError(t, (&Scripted{Label: "t", Scripts: []*Script{s}}).Start(context.Background(), x))
+			require.Equal(t, tc.notes, notes(*ops))
+			require.Equal(t, tc.actions, f.actions)
 		})
 	}
 }

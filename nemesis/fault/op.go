@@ -42,11 +42,12 @@ const (
 // Waits on the cluster: performed, not timed, so that a replay stays in
 // step with the cluster; and markers that change nothing.
 const (
-	AwaitLeader   F = "await-leader"   // one of Nodes leads; the winner in Node
-	AwaitAccepted F = "await-accepted" // Node holds an accepted, unchosen slot; its commit point in Slot (with Ref: holds one in the slot after the commit point seen at op Ref)
-	AwaitCommit   F = "await-commit"   // Node's commit point passes the one seen at op Ref
-	Observe       F = "observe"        // Node's commit point, in Slot
-	Note          F = "note"           // a scenario's stage, an attempt's roles or why it was abandoned
+	AwaitLeader   F = "await-leader"    // one of Nodes leads; the winner in Node
+	AwaitAccepted F = "await-accepted"  // Node holds an accepted, unchosen slot; its commit point in Slot (Sel.New: the slot before the first entry accepted after the wait began; with Ref: holds one in the slot after the one seen at op Ref)
+	AwaitCaughtUp F = "await-caught-up" // every one of Nodes reaches the commit point (Slot) the furthest of them had when the wait began
+	AwaitCommit   F = "await-commit"    // Node's commit point passes the one seen at op Ref
+	Observe       F = "observe"         // Node's commit point, in Slot
+	Note          F = "note"            // a scenario's stage, an attempt's roles or why it was abandoned
 )
 
 // Script-only steps: they bind roles or check the cluster and are never
@@ -60,7 +61,7 @@ const (
 var known = map[F]bool{
 	Partition: true, Heal: true, Delay: true, Kill: true, Restart: true, Pause: true, Resume: true,
 	Join: true, Retire: true, Members: true,
-	AwaitLeader: true, AwaitAccepted: true, AwaitCommit: true, Observe: true, Note: true,
+	AwaitLeader: true, AwaitAccepted: true, AwaitCaughtUp: true, AwaitCommit: true, Observe: true, Note: true,
 	Pick: true, Sleep: true, RequireMembers: true,
 }
 
@@ -71,7 +72,7 @@ func Known(f F) bool { return known[f] }
 // faulting it: shrink keeps these, as they keep a replay in step.
 func (f F) IsWait() bool {
 	switch f {
-	case AwaitLeader, AwaitAccepted, AwaitCommit, Observe, Note, Pick, Sleep, RequireMembers:
+	case AwaitLeader, AwaitAccepted, AwaitCaughtUp, AwaitCommit, Observe, Note, Pick, Sleep, RequireMembers:
 		return true
 	}
 	return false
@@ -120,6 +121,9 @@ type Sel struct {
 	// Slot is the slot variable an await-commit waits for, or an
 	// await-accepted waits to be accepted in.
 	Slot string `json:"slot,omitempty"`
+	// New makes an await-accepted pass over every entry the node held when
+	// the wait began: it binds the first one accepted after.
+	New bool `json:"new,omitempty"`
 	// WithinMs bounds a wait; past it the attempt is abandoned.
 	WithinMs int64 `json:"within_ms,omitempty"`
 	// Count is require-members' size.
@@ -210,6 +214,8 @@ func (o Op) Describe() string {
 			return fmt.Sprintf("%s refused: %s", what, c.Error)
 		}
 		return fmt.Sprintf("%s: configuration %v chosen at slot %d, in effect from slot %d", what, c.Members, c.Slot, c.Effect)
+	case AwaitCaughtUp:
+		return fmt.Sprintf("%s reach the commit point %d", Names(o.Nodes), o.Slot)
 	case AwaitLeader:
 		if o.Node == 0 {
 			return "no leader among " + Names(o.Nodes)
