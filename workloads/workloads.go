@@ -84,6 +84,24 @@ type Conn interface {
 	Do(ctx context.Context, req api.Request) (api.Response, error)
 }
 
+// deduplicating is a Conn whose system applies a write at most once per
+// (client, seq), however often it is sent (the target's rule 9): a write
+// whose outcome became unknown may be sent again, to another node. A
+// write through any other Conn is sent once more only when the error
+// proves it never left; otherwise its outcome stays unknown (info), as a
+// second copy could be applied after the first.
+type deduplicating interface{ Deduplicates() bool }
+
+// mayResend reports whether req may be sent again after it may have
+// been applied: a read always, a write only to a deduplicating system.
+func (c *client) mayResend(req api.Request) bool {
+	if req.Op == api.OpGet || req.Op == api.OpRead {
+		return true
+	}
+	d, ok := c.cfg.Nodes[c.node].Conn.(deduplicating)
+	return ok && d.Deduplicates()
+}
+
 // Node is one node as the clients reach it.
 type Node struct {
 	Addr string // its client address, as a not-leader hint names it
@@ -360,10 +378,13 @@ func (c *client) send(ctx context.Context, req api.Request) (string, api.Respons
 		cancel()
 		switch {
 		case err != nil:
+			lastWhy = name + ": " + err.Error()
 			if MaybeSent(err) {
 				maybeSent = true
+				if !c.mayResend(req) {
+					return history.Info, api.Response{}, "", "no definite answer: " + lastWhy
+				}
 			}
-			lastWhy = name + ": " + err.Error()
 			c.node = c.rand.Intn(len(c.cfg.Nodes))
 			c.pause(ctx, 20*time.Millisecond)
 		case res.OK:
@@ -388,6 +409,9 @@ func (c *client) send(ctx context.Context, req api.Request) (string, api.Respons
 		default: // the node said unknown (proposed, not chosen in time), or an answer it should not give
 			maybeSent = true
 			lastWhy = name + ": " + res.Error + " " + res.Detail
+			if !c.mayResend(req) {
+				return history.Info, api.Response{}, "", "no definite answer: " + lastWhy
+			}
 			c.node = c.rand.Intn(len(c.cfg.Nodes))
 			c.pause(ctx, 20*time.Millisecond)
 		}

@@ -390,3 +390,45 @@ func httpNodes(addrs ...string) []Node {
 	}
 	return out
 }
+
+// countingConn fails every request in a way that may have reached the
+// node, and counts the sends.
+type countingConn struct{ sends *atomic.Int64 }
+
+func (c countingConn) Do(context.Context, api.Request) (api.Response, error) {
+	c.sends.Add(1)
+	return api.Response{}, errors.New("connection reset mid-request")
+}
+
+type dedupingConn struct{ countingConn }
+
+func (dedupingConn) Deduplicates() bool { return true }
+
+func TestAWriteThatMayHaveBeenAppliedIsSentAgainOnlyToASystemThatDeduplicates(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		dedupes bool
+		op      Op
+		resent  bool
+	}{
+		{"a write to a system without deduplication is sent once", false, Op{F: api.OpPut, Key: "k", Value: "1"}, false},
+		{"a cas likewise", false, Op{F: api.OpCAS, Key: "k", From: "1", To: "2"}, false},
+		{"a read is sent again: it changes nothing", false, Op{F: api.OpGet, Key: "k"}, true},
+		{"a write to a deduplicating system is sent again", true, Op{F: api.OpPut, Key: "k", Value: "1"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var sends atomic.Int64
+			var conn Conn = countingConn{sends: &sends}
+			if tc.dedupes {
+				conn = dedupingConn{countingConn{sends: &sends}}
+			}
+			h := &memHistory{}
+			cfg := Config{Nodes: []Node{{Addr: "a", Conn: conn}, {Addr: "b", Conn: conn}}, Concurrency: 1, History: h, Counts: &Counts{},
+				Now: func() int64 { return 1 }, OpTimeout: 200 * time.Millisecond, AttemptTimeout: 50 * time.Millisecond}
+			typ, _, err := newClient(cfg, 0, 0).do(context.Background(), tc.op, false)
+			require.NoError(t, err)
+			require.Equal(t, history.Info, typ, "its outcome is unknown")
+			require.Equal(t, tc.resent, sends.Load() > 1, "sent %d times", sends.Load())
+		})
+	}
+}

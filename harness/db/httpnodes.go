@@ -51,7 +51,17 @@ func (h httpNodes) Status(ctx context.Context, n Node) (api.Status, error) {
 
 // Client is bounded by the caller's context only: the workloads give each
 // attempt its own deadline.
-func (h httpNodes) Client(n Node) Client { return h.client(n, 0) }
+func (h httpNodes) Client(n Node) Client { return contractClient{h.client(n, 0)} }
+
+// contractClient is a client of the HTTP contract, whose nodes apply a
+// write once per (client, seq) however often it is sent: the workloads may
+// resend one whose outcome became unknown.
+type contractClient struct{ *api.Client }
+
+// Deduplicates is true: the contract's rule.
+func (contractClient) Deduplicates() bool { return true }
+
+var _ interface{ Deduplicates() bool } = contractClient{}
 
 func (h httpNodes) Log(ctx context.Context, n Node, from, to uint64, values bool) ([]api.LogEntry, error) {
 	cl := h.client(n, 5*time.Second)
