@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -13,10 +14,34 @@ import (
 // peer link from→to passes through a TCP proxy owned by the harness. A
 // blocked link's connections are closed, and new ones are accepted and
 // their bytes discarded, as packets to a partitioned host would be.
+//
+// For a system whose nodes all reach a peer at the one address it
+// advertises (etcd's peer URLs), Share switches the proxy to one listener
+// per node: each connection is put on its link by the sender it names at
+// its start (identify), and it carries both ways of that link, as TCP does.
 type Proxy struct {
 	mu    sync.Mutex
 	links map[[2]int]*link
+	// shared mode: one listener per node, and what names a connection's sender
+	identify Identify
+	shared   map[int]net.Listener
+	byAddr   map[string]int // shared listener address -> node
 }
+
+// Identify reads, from the start of a connection a node opened to a
+// peer, the address the sender advertises as its own, without consuming
+// what it reads (Peek); the connection is forwarded whole.
+type Identify func(br *bufio.Reader) (string, error)
+
+// Sharer is a fault layer that can give every node one address per peer.
+type Sharer interface {
+	// Share is called before Setup: from then on Dial(from, to) is the
+	// same for every from.
+	Share(identify Identify)
+}
+
+// Share makes the proxy give one address per node (before Setup).
+func (p *Proxy) Share(identify Identify) { p.identify = identify }
 
 // NewProxy returns an empty proxy layer; Setup starts the proxies.
 func NewProxy() *Proxy { return &Proxy{links: map[[2]int]*link{}} }
@@ -24,8 +49,12 @@ func NewProxy() *Proxy { return &Proxy{links: map[[2]int]*link{}} }
 // Host: every node binds 127.0.0.1.
 func (*Proxy) Host(int) string { return "127.0.0.1" }
 
-// Setup starts one proxy per ordered pair of nodes.
+// Setup starts one proxy per ordered pair of nodes (shared: one listener
+// per node, and the links' state without listeners of their own).
 func (p *Proxy) Setup(peers map[int]string) error {
+	if p.identify != nil {
+		return p.setupShared(peers)
+	}
 	for from := range peers {
 		for to, addr := range peers {
 			if from == to {
@@ -43,10 +72,13 @@ func (p *Proxy) Setup(peers map[int]string) error {
 	return nil
 }
 
-// Dial is the proxy address of the link from→to.
+// Dial is the proxy address of the link from→to (shared: of node to).
 func (p *Proxy) Dial(from, to int) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.shared != nil {
+		return p.shared[to].Addr().String()
+	}
 	return p.links[[2]int{from, to}].ln.Addr().String()
 }
 
@@ -88,6 +120,12 @@ func (p *Proxy) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
+	for id, ln := range p.shared {
+		if err := ln.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close proxy of n%d: %w", id, err))
+		}
+	}
+	p.shared = nil
 	for _, l := range p.links {
 		if err := l.close(); err != nil {
 			errs = append(errs, err)
@@ -240,6 +278,9 @@ func (l *link) close() error {
 	}
 	l.conns = map[net.Conn]bool{}
 	l.mu.Unlock()
+	if l.ln == nil { // shared mode: the listener is the node's
+		return nil
+	}
 	if err := l.ln.Close(); err != nil {
 		return fmt.Errorf("close proxy n%d->n%d: %w", l.from, l.to, err)
 	}

@@ -1,8 +1,11 @@
 package network
 
 import (
+	"bufio"
+	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,4 +55,75 @@ func TestDelayedLinkHoldsBytesAndACutDropsWhatItHeld(t *testing.T) {
 	b = <-got
 	require.Empty(t, string(b), "what the cut link held was dropped")
 	c.Close()
+}
+
+// echoServer echoes every connection back until it closes.
+func echoServer(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// fromLine names a connection's sender by its first line, "FROM addr".
+func fromLine(br *bufio.Reader) (string, error) {
+	for n := 1; n <= 64; n++ {
+		b, err := br.Peek(n)
+		if err != nil {
+			return "", err
+		}
+		if b[n-1] == '\n' {
+			if addr, ok := strings.CutPrefix(string(b[:n-1]), "FROM "); ok {
+				return addr, nil
+			}
+			break
+		}
+	}
+	return "", errors.New("no FROM line")
+}
+
+// roundTrip sends hello over a new connection to addr, after a first
+// line naming the sender (none: no line), and reports whether it came back.
+func roundTrip(t *testing.T, addr, sender string) bool {
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	msg := "hello\n"
+	if sender != "" {
+		msg = "FROM " + sender + "\n" + msg
+	}
+	_, err = c.Write([]byte(msg))
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
+	b, _ := io.ReadAll(io.LimitReader(c, int64(len(msg))))
+	return string(b) == msg
+}
+
+func TestASharedProxyPutsEachConnectionOnTheLinkOfTheSenderItNames(t *testing.T) {
+	p := NewProxy()
+	p.Share(fromLine)
+	require.NoError(t, p.Setup(map[int]string{1: "127.0.0.1:1", 2: "127.0.0.1:2", 3: echoServer(t)}))
+	t.Cleanup(func() { require.NoError(t, p.Close()) })
+	to3 := p.Dial(1, 3)
+	require.Equal(t, to3, p.Dial(2, 3), "every node reaches n3 at one address")
+	n1, n2 := p.Dial(3, 1), p.Dial(3, 2) // what n1 and n2 advertise
+
+	require.True(t, roundTrip(t, to3, n1))
+	require.NoError(t, p.Block([][2]int{{3, 1}}))
+	require.False(t, roundTrip(t, to3, n1), "a cut of the way back closes n1's connection too")
+	require.True(t, roundTrip(t, to3, n2), "n2's link to n3 is open")
+	require.NoError(t, p.Block([][2]int{{1, 3}, {2, 3}}))
+	require.False(t, roundTrip(t, to3, n2))
+	require.True(t, roundTrip(t, to3, ""), "a connection that names no sender is never cut")
+	require.NoError(t, p.Block(nil))
+	require.True(t, roundTrip(t, to3, n1), "healed")
 }
