@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -128,6 +129,14 @@ func (o *Options) Validate() error {
 	_, logs := sut.(db.LogReader)
 	_, members := sut.(db.MemberChanger)
 	o.NoLogs, o.noMembers = !logs, !members
+	if wl, ok := sut.(db.WorkloadLimited); ok && !slices.Contains(wl.Workloads(), o.Workload) {
+		return bad("--db %s serves the %s workload, not %s", o.DB, strings.Join(wl.Workloads(), ", "), o.Workload)
+	}
+	if _, shared := sut.(db.SharedPeers); shared && o.Net == "iptables" {
+		// iptables tells links apart by their source and destination
+		// addresses; all of these connections come from 127.0.0.1
+		return bad("--net iptables cannot tell apart the peer connections of --db %s (its nodes share one address per peer, and every connection's source is 127.0.0.1): use --net proxy", o.DB)
+	}
 	if err := sut.Close(); err != nil {
 		return err
 	}

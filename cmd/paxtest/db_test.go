@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/paxtest/paxtest/harness/db"
 )
 
 // The built-in target run through --db exec, as a user's own system is:
@@ -99,4 +101,68 @@ func TestAMembershipNemesisIsRefusedAgainstASystemThatCannotChangeItsMembers(t *
 	entries, err := os.ReadDir(store)
 	require.NoError(t, err)
 	require.Empty(t, entries, "no run directory was made")
+}
+
+// etcdOrSkip is the pinned etcd in the user's cache; a machine that never
+// built it skips (CI builds it before the tests, in .ci/run).
+func etcdOrSkip(t *testing.T) string {
+	bin, err := db.EtcdCachePath()
+	require.NoError(t, err)
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("etcd %s is not built at %s: `paxtest run --db etcd` builds it once (so does .ci/run)", db.EtcdVersion, bin)
+	}
+	return bin
+}
+
+// A real etcd cluster, its peer traffic through the proxy fault layer,
+// under partitions and kills: valid, with the nodes' logs not applying.
+func TestARealEtcdClusterUnderPartitionsAndKillsIsValid(t *testing.T) {
+	etcdOrSkip(t)
+	store := t.TempDir()
+	r := paxtest(t, "run", "--db", "etcd", "--nodes", "3", "--nemesis", "partition,kill", "--time-limit", "15s", "--seed", "4", "--store", store)
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	require.NoError(t, err)
+	var res struct {
+		Verdict  string            `json:"verdict"`
+		NotRun   map[string]string `json:"not_run"`
+		Checkers map[string]struct {
+			Verdict string `json:"verdict"`
+		} `json:"checkers"`
+	}
+	require.NoError(t, json.Unmarshal(b, &res))
+	require.Equal(t, "valid", res.Verdict)
+	require.Equal(t, "valid", res.Checkers["linearizability"].Verdict)
+	require.Contains(t, res.NotRun["log-agreement"], "--db etcd serves no committed log")
+	sched, err := os.ReadFile(filepath.Join(dir, "schedule.jsonl"))
+	require.NoError(t, err)
+	require.Contains(t, string(sched), `"f":"partition"`, "the nemesis cut links")
+}
+
+func TestEtcdRefusesWhatItDoesNotOfferBeforeTheRunStarts(t *testing.T) {
+	etcdOrSkip(t)
+	for _, tc := range []struct {
+		name, want string
+		args       []string
+		root       bool
+	}{
+		{"the append workload", "--db etcd serves the register workload, not append", []string{"--workload", "append"}, false},
+		{"a membership nemesis", "changes the membership, which --db etcd does not offer", []string{"--nemesis", "membership"}, false},
+		{"a fault layer that cannot tell its peers apart", "--net iptables cannot tell apart the peer connections of --db etcd", []string{"--net", "iptables"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.root && os.Geteuid() != 0 {
+				t.Skip("--net iptables needs root")
+			}
+			store := t.TempDir()
+			r := paxtest(t, append([]string{"run", "--db", "etcd", "--nodes", "3", "--time-limit", "2s", "--store", store}, tc.args...)...)
+			require.Equal(t, 254, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+			require.Contains(t, r.stderr, tc.want)
+			entries, err := os.ReadDir(store)
+			require.NoError(t, err)
+			require.Empty(t, entries, "refused before a run directory was made")
+		})
+	}
 }

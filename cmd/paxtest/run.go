@@ -63,6 +63,7 @@ Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 the harness fa
 	f.StringSliceVar(&bugList, "bug", nil, "bug switch passed to every node: "+strings.Join(bugs.Names(), ", "))
 	f.StringVar(&o.DB, "db", o.DB, "system under test: "+strings.Join(db.Names(), ", "))
 	f.StringVar(&o.DBConfig, "db-config", "", "file describing the system under test, for a --db that takes one")
+	f.StringVar(&o.Binary, "db-binary", "", "the program the nodes run (default: --db paxtest this program; --db etcd the pinned release, built once into the user's cache)")
 	f.StringVar(&o.Net, "net", o.Net, "network fault layer: proxy (no privileges) or iptables (root)")
 	f.StringVar(&o.Store, "store", o.Store, "directory that keeps the runs")
 	f.DurationVar(&o.CheckTimeout, "check-timeout", o.CheckTimeout, "linearizability check budget; past it the verdict is unknown")

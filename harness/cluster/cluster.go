@@ -61,6 +61,9 @@ type Node struct {
 type Cluster struct {
 	cfg   Config
 	nodes []*Node
+	// shared: every node reaches a peer at one address, which the peer
+	// advertises as its own too (db.SharedPeers)
+	shared bool
 }
 
 // NewCluster allocates loopback ports and directories; it starts nothing.
@@ -113,6 +116,14 @@ func New(cfg Config) (*Cluster, error) {
 		}
 		peers[id] = n.PeerAddr
 		c.nodes = append(c.nodes, n)
+	}
+	if sp, ok := cfg.DB.(db.SharedPeers); ok {
+		sh, ok := cfg.Net.(network.Sharer)
+		if !ok {
+			return nil, fmt.Errorf("this network fault layer cannot tell apart the peer connections of --db %s (its nodes share one address per peer): use --net proxy", cfg.DB.Name())
+		}
+		sh.Share(sp.PeerSender)
+		c.shared = true
 	}
 	if err := cfg.Net.Setup(peers); err != nil {
 		return nil, fmt.Errorf("set up the network fault layer: %w", err)
@@ -260,7 +271,7 @@ func (c *Cluster) command(n *Node) (db.Launch, error) {
 	var members []int
 	for _, p := range c.nodes {
 		dial := p.PeerAddr
-		if p.ID != n.ID {
+		if p.ID != n.ID || c.shared {
 			dial = c.cfg.Net.Dial(n.ID, p.ID)
 		}
 		peers = append(peers, db.Peer{Node: p.Node, Dial: dial})

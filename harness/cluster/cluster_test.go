@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/paxtest/paxtest/harness/db"
+	"github.com/paxtest/paxtest/nemesis/network"
 	"github.com/paxtest/paxtest/target/api"
 )
 
@@ -258,4 +259,26 @@ func TestTheLocalLauncherRunsPausesAndStopsAChild(t *testing.T) {
 
 	_, err = Local{}.Launch(Spec{Name: "ghost", Binary: filepath.Join(dir, "missing"), LogPath: log})
 	require.ErrorContains(t, err, "start ghost")
+}
+
+func TestASystemWhosePeersShareAddressesNeedsAFaultLayerThatCanTellThemApart(t *testing.T) {
+	// a fault layer that can only tell links apart by their own addresses
+	// (as iptables does, by source and destination)
+	_, err := New(Config{Nodes: 3, DB: db.NewEtcd("etcd"), Dir: t.TempDir(), Net: struct{ network.Network }{&network.Direct{}}})
+	require.ErrorContains(t, err, "cannot tell apart the peer connections of --db etcd")
+
+	p := network.NewProxy()
+	c, err := New(Config{Nodes: 3, DB: db.NewEtcd("etcd"), Dir: t.TempDir(), Net: p})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, p.Close()) })
+	l, err := c.command(c.nodes[0])
+	require.NoError(t, err)
+	adv := ""
+	for i, a := range l.Args {
+		if a == "--initial-advertise-peer-urls" {
+			adv = l.Args[i+1]
+		}
+	}
+	require.Equal(t, "http://"+p.Dial(2, 1), adv, "n1 advertises the address its peers dial")
+	require.Equal(t, p.Dial(2, 1), p.Dial(3, 1))
 }

@@ -18,6 +18,7 @@
 package db
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"sort"
@@ -94,6 +95,21 @@ type LogReader interface {
 // which is the leader or hints at it.
 type MemberChanger interface {
 	ChangeMembers(ctx context.Context, n Node, req api.MembersRequest) (api.MembersResponse, error)
+}
+
+// SharedPeers is a DB whose nodes all reach a peer at the one address it
+// advertises (etcd's peer URLs) rather than at an address per link. The
+// fault layer then gives one address per node and puts each connection on
+// its link by the sender it names at its start: PeerSender reads, without
+// consuming it (Peek), the address the sending node advertises.
+type SharedPeers interface {
+	PeerSender(br *bufio.Reader) (string, error)
+}
+
+// WorkloadLimited is a DB whose client serves only some workloads'
+// operations (a DB that is not serves them all).
+type WorkloadLimited interface {
+	Workloads() []string
 }
 
 // Factory builds a DB from the run's options.

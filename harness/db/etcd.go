@@ -1,0 +1,269 @@
+package db
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/grpclog"
+
+	"github.com/paxtest/paxtest/target/api"
+)
+
+// Etcd is a real etcd cluster (--db etcd): one etcd process per node, the
+// release pinned (EtcdVersion), its clients etcd's official Go client.
+// Registers map to get, put and a txn comparing the value (cas). Its
+// peers reach a node at the one URL it advertises, so the fault layer
+// tells their connections apart by the X-PeerURLs header each request of
+// etcd's raft transport carries (SharedPeers).
+type Etcd struct {
+	Binary string
+
+	mu      sync.Mutex
+	clients map[int]*clientv3.Client
+	members map[uint64]int // etcd member id -> node, learnt from each node's own status
+}
+
+var (
+	_ DB              = (*Etcd)(nil)
+	_ SharedPeers     = (*Etcd)(nil)
+	_ WorkloadLimited = (*Etcd)(nil)
+)
+
+func init() {
+	// the client's gRPC connections log every reconnection; a node that a
+	// nemesis killed is not news
+	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, io.Discard))
+	Register("etcd", func(o Options) (DB, error) {
+		switch {
+		case o.Config != "":
+			return nil, fmt.Errorf("--db etcd takes no --db-config (%s)", o.Config)
+		case len(o.Bugs) > 0:
+			return nil, fmt.Errorf("--bug %s: bug switches are the built-in target's; etcd has none", strings.Join(o.Bugs, ","))
+		}
+		bin, err := EtcdBinary(o.Binary)
+		if err != nil {
+			return nil, err
+		}
+		return NewEtcd(bin), nil
+	})
+}
+
+// NewEtcd returns the etcd DB whose nodes run bin.
+func NewEtcd(bin string) *Etcd {
+	return &Etcd{Binary: bin, clients: map[int]*clientv3.Client{}, members: map[uint64]int{}}
+}
+
+// Workloads: the register workload's get, put and cas.
+func (e *Etcd) Workloads() []string { return []string{"register"} }
+
+// Name is "etcd".
+func (e *Etcd) Name() string { return "etcd" }
+
+// Command starts node n as etcd member "n<id>", listening on its own peer
+// address and advertising the one its peers dial.
+func (e *Etcd) Command(n Node, peers []Peer, members []int) (Launch, error) {
+	var initial []string
+	self := ""
+	for _, p := range peers {
+		if p.ID == n.ID {
+			self = p.Dial
+		}
+		if slices.Contains(members, p.ID) {
+			initial = append(initial, fmt.Sprintf("%s=http://%s", p.Name(), p.Dial))
+		}
+	}
+	if self == "" {
+		return Launch{}, fmt.Errorf("start %s: it is not among its peers", n.Name())
+	}
+	return Launch{Binary: e.Binary, Args: []string{
+		"--name", n.Name(), "--data-dir", n.DataDir,
+		"--listen-peer-urls", "http://" + n.PeerAddr,
+		"--initial-advertise-peer-urls", "http://" + self,
+		"--listen-client-urls", "http://" + n.ClientAddr,
+		"--advertise-client-urls", "http://" + n.ClientAddr,
+		"--initial-cluster", strings.Join(initial, ","),
+		"--initial-cluster-state", "new",
+		"--initial-cluster-token", "paxtest",
+		"--log-level", "warn",
+	}}, nil
+}
+
+// Ready reports whether the node's raft transport accepts connections.
+// Its client port is no sign: etcd serves clients only once it has
+// published itself through raft, which a node restarted on the minority
+// side of a partition cannot do until the partition heals.
+func (e *Etcd) Ready(ctx context.Context, n Node) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", n.PeerAddr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.Name(), err)
+	}
+	return c.Close()
+}
+
+// Status is the node's own view (etcd's maintenance status): it leads if
+// the leader it names is itself; its commit point is raft's committed
+// index. etcd does not say what it holds beyond that, so MaxSlot is the
+// commit point: scripts that wait for an accepted, unchosen entry abandon.
+func (e *Etcd) Status(ctx context.Context, n Node) (api.Status, error) {
+	c, err := e.client(n)
+	if err != nil {
+		return api.Status{}, err
+	}
+	resp, err := c.Status(ctx, "http://"+n.ClientAddr)
+	if err != nil {
+		return api.Status{}, fmt.Errorf("status of %s: %w", n.Name(), err)
+	}
+	e.mu.Lock()
+	e.members[resp.Header.MemberId] = n.ID
+	leader := e.members[resp.Leader]
+	e.mu.Unlock()
+	st := api.Status{ID: uint64(n.ID), Role: "follower", Promised: fmt.Sprintf("%d.0", resp.RaftTerm),
+		CommitPoint: resp.RaftIndex, Applied: resp.RaftAppliedIndex, MaxSlot: resp.RaftIndex}
+	if resp.Leader != 0 && resp.Leader == resp.Header.MemberId {
+		st.Role = "leader"
+		leader = n.ID
+	}
+	st.Leader = uint64(leader)
+	st.Violations = append(st.Violations, resp.Errors...) // etcd's own alarms (a corrupt member, say)
+	return st, nil
+}
+
+// client is node n's etcd client, made once.
+func (e *Etcd) client(n Node) (*clientv3.Client, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.clients[n.ID]; ok {
+		return c, nil
+	}
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + n.ClientAddr}, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client of %s: %w", n.Name(), err)
+	}
+	e.clients[n.ID] = c
+	return c, nil
+}
+
+// Client is an etcd client bound to node n.
+func (e *Etcd) Client(n Node) Client { return etcdClient{e: e, n: n} }
+
+// Close closes the clients.
+func (e *Etcd) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var errs []error
+	for _, c := range e.clients {
+		if err := c.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	e.clients = map[int]*clientv3.Client{}
+	return errors.Join(errs...)
+}
+
+// PeerSender reads the sender's advertised peer URL from the X-PeerURLs
+// header of the first request on a connection of etcd's raft transport.
+func (e *Etcd) PeerSender(br *bufio.Reader) (string, error) {
+	head, err := peekHead(br)
+	if err != nil {
+		return "", err
+	}
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
+	if err != nil {
+		return "", fmt.Errorf("not an HTTP request: %w", err)
+	}
+	urls := req.Header.Get("X-PeerURLs")
+	if urls == "" {
+		return "", errors.New("no X-PeerURLs header: not etcd's raft transport")
+	}
+	first, _, _ := strings.Cut(urls, ",")
+	u, err := url.Parse(first)
+	if err != nil {
+		return "", fmt.Errorf("X-PeerURLs %q: %w", urls, err)
+	}
+	return u.Host, nil
+}
+
+// peekHead peeks at an HTTP request's head (up to the blank line).
+func peekHead(br *bufio.Reader) ([]byte, error) {
+	for n := 256; ; n *= 2 {
+		n = min(n, br.Size())
+		b, err := br.Peek(n)
+		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
+			return b[:i+4], nil
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) && len(b) < n {
+			return nil, fmt.Errorf("no request head: %w", err)
+		}
+		if n == br.Size() {
+			return nil, errors.New("request head longer than the buffer")
+		}
+	}
+}
+
+// etcdClient performs the register workload's operations on one node.
+type etcdClient struct {
+	e *Etcd
+	n Node
+}
+
+// errNotConnected says the request was never sent: the client had no
+// connection to the node (it is down, or the way to it is cut).
+var errNotConnected = fmt.Errorf("not connected: %w", syscall.ECONNREFUSED)
+
+// Do maps a register operation onto etcd. A failed txn compare is a
+// definite cas-mismatch; any error once the request may have been sent
+// is returned as such (its outcome unknown): etcd's client does not
+// resend a write after it may have left.
+func (c etcdClient) Do(ctx context.Context, req api.Request) (api.Response, error) {
+	cl, err := c.e.client(c.n)
+	if err != nil {
+		return api.Response{}, err
+	}
+	if st := cl.ActiveConnection().GetState(); st == connectivity.TransientFailure || st == connectivity.Shutdown {
+		cl.ActiveConnection().Connect()
+		return api.Response{}, fmt.Errorf("%s: %w", c.n.Name(), errNotConnected)
+	}
+	switch req.Op {
+	case api.OpPut:
+		if _, err := cl.Put(ctx, req.Key, req.Value); err != nil {
+			return api.Response{}, err
+		}
+		return api.Response{OK: true}, nil
+	case api.OpGet:
+		resp, err := cl.Get(ctx, req.Key)
+		if err != nil {
+			return api.Response{}, err
+		}
+		if len(resp.Kvs) == 0 {
+			return api.Response{OK: true}, nil
+		}
+		return api.Response{OK: true, Found: true, Value: string(resp.Kvs[0].Value)}, nil
+	case api.OpCAS:
+		resp, err := cl.Txn(ctx).
+			If(clientv3.Compare(clientv3.Value(req.Key), "=", req.From)).
+			Then(clientv3.OpPut(req.Key, req.To)).Commit()
+		if err != nil {
+			return api.Response{}, err
+		}
+		if !resp.Succeeded {
+			return api.Response{Error: api.ErrCASMismatch}, nil
+		}
+		return api.Response{OK: true}, nil
+	}
+	return api.Response{Error: api.ErrBadRequest, Detail: fmt.Sprintf("--db etcd serves get, put and cas (the register workload), not %s", req.Op)}, nil
+}

@@ -1,0 +1,76 @@
+package db
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestTheEtcdCommandAdvertisesTheAddressItsPeersDialAndListensOnItsOwn(t *testing.T) {
+	peers := []Peer{
+		{Node: Node{ID: 1, PeerAddr: "127.0.0.1:1001", ClientAddr: "127.0.0.1:2001"}, Dial: "127.0.0.1:3001"},
+		{Node: Node{ID: 2, PeerAddr: "127.0.0.1:1002", ClientAddr: "127.0.0.1:2002"}, Dial: "127.0.0.1:3002"},
+		{Node: Node{ID: 3, PeerAddr: "127.0.0.1:1003", ClientAddr: "127.0.0.1:2003"}, Dial: "127.0.0.1:3003"},
+	}
+	e := NewEtcd("/bin/etcd")
+	l, err := e.Command(Node{ID: 2, PeerAddr: "127.0.0.1:1002", ClientAddr: "127.0.0.1:2002", DataDir: "/d/n2"}, peers, []int{1, 2, 3})
+	require.NoError(t, err)
+	require.Equal(t, "/bin/etcd", l.Binary)
+	for name, want := range map[string]string{
+		"--name":                        "n2",
+		"--data-dir":                    "/d/n2",
+		"--listen-peer-urls":            "http://127.0.0.1:1002",
+		"--initial-advertise-peer-urls": "http://127.0.0.1:3002",
+		"--listen-client-urls":          "http://127.0.0.1:2002",
+		"--initial-cluster":             "n1=http://127.0.0.1:3001,n2=http://127.0.0.1:3002,n3=http://127.0.0.1:3003",
+		"--initial-cluster-state":       "new",
+	} {
+		got, ok := flag(l.Args, name)
+		require.True(t, ok, "%s given", name)
+		require.Equal(t, want, got, name)
+	}
+	_, err = e.Command(Node{ID: 4}, peers, []int{1, 2, 3})
+	require.ErrorContains(t, err, "n4: it is not among its peers")
+}
+
+func TestEtcdPeerSenderReadsTheAdvertisedURLWithoutConsumingTheRequest(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "etcd-stream-request.txt"))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name, input, want, err string
+	}{
+		{"a stream request of etcd's raft transport", string(raw) + "body", "127.0.0.1:21001", ""},
+		{"a request without the header", "GET /version HTTP/1.1\r\nHost: x\r\n\r\n", "", "no X-PeerURLs header"},
+		{"not HTTP", "\x16\x03\x01 hello\r\n\r\n", "", "not an HTTP request"},
+		{"a head that never ends", "GET / HTTP/1.1\r\nHost: x\r\n", "", "no request head"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			br := bufio.NewReaderSize(strings.NewReader(tc.input), 4096)
+			got, err := NewEtcd("etcd").PeerSender(br)
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+			rest, err := io.ReadAll(br)
+			require.NoError(t, err)
+			require.True(t, bytes.Equal([]byte(tc.input), rest), "the request is forwarded whole")
+		})
+	}
+}
+
+func TestOpenEtcdRefusesBugSwitchesAndADescriptionFile(t *testing.T) {
+	_, err := Open("etcd", Options{Bugs: []string{"no-fsync"}, Binary: "/bin/sh"})
+	require.ErrorContains(t, err, "bug switches are the built-in target's; etcd has none")
+	_, err = Open("etcd", Options{Config: "x.json", Binary: "/bin/sh"})
+	require.ErrorContains(t, err, "--db etcd takes no --db-config (x.json)")
+	_, err = Open("etcd", Options{Binary: "/no/such/etcd"})
+	require.ErrorContains(t, err, "--db-binary")
+}
