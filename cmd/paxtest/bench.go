@@ -15,9 +15,10 @@ import (
 func newCmdBench(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure paxtest: bug-finding power (detect, mutants), the cost of α (window)",
+		Short: "Measure paxtest: bug-finding power (detect, mutants), the cost of α (window), check speed, systems side by side (compare)",
 	}
-	cmd.AddCommand(newCmdBenchDetect(stdout, stderr), newCmdBenchWindow(stdout, stderr), newCmdBenchMutants(stdout, stderr), newCmdBenchCheck(stdout, stderr))
+	cmd.AddCommand(newCmdBenchDetect(stdout, stderr), newCmdBenchWindow(stdout, stderr), newCmdBenchMutants(stdout, stderr), newCmdBenchCheck(stdout, stderr),
+		newCmdBenchCompare(stdout, stderr))
 	return cmd
 }
 
@@ -204,4 +205,34 @@ func printBench(stdout io.Writer, table, dir string, err error) error {
 	fmt.Fprint(stdout, table)
 	fmt.Fprintf(stdout, "written to %s\n", dir)
 	return nil
+}
+
+func newCmdBenchCompare(stdout, stderr io.Writer) *cobra.Command {
+	o := harness.CompareOptions{}
+	cmd := &cobra.Command{
+		Use:   "compare",
+		Short: "Systems side by side: throughput, latency and unavailability after a leader kill, as ratios to the first",
+		Long: `Runs every --db on every --nodes size --rounds times, interleaved (each round runs every system
+once), with the same register workload, seed and schedule: steady load, then the leader killed
+halfway through the run and restarted 5 s later. Prints, per system and size, the medians of the
+acknowledged operations per second and the p50/p99 latency before the kill, and how long after the
+kill a write invoked after it was first acknowledged, each as a ratio to the first system on the
+same size; writes compare.md and compare.json (every round) under --store/bench-compare-<time>/.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Progress, o.Started = stderr, time.Now()
+			ctx, stop := interruptible(cmd.Context())
+			defer stop()
+			rows, dir, err := harness.Compare(ctx, o)
+			return printBench(stdout, harness.CompareTable(rows), dir, err)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&o.DBs, "db", []string{"paxtest", "etcd"}, "the systems, comma-separated; the first is the baseline")
+	f.IntSliceVar(&o.Nodes, "nodes", []int{3, 5}, "cluster sizes")
+	f.IntVar(&o.Rounds, "rounds", 3, "runs of each system per size, interleaved; the medians are compared")
+	f.DurationVar(&o.TimeLimit, "time-limit", 20*time.Second, "each run's length; the leader is killed halfway")
+	f.Int64Var(&o.Seed, "seed", 1, "seed of the first round (the next rounds add one)")
+	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs and the table")
+	return cmd
 }
