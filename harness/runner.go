@@ -18,7 +18,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -129,9 +128,6 @@ func (o *Options) Validate() error {
 	_, logs := sut.(db.LogReader)
 	_, members := sut.(db.MemberChanger)
 	o.NoLogs, o.noMembers = !logs, !members
-	if wl, ok := sut.(db.WorkloadLimited); ok && !slices.Contains(wl.Workloads(), o.Workload) {
-		return bad("--db %s serves the %s workload, not %s", o.DB, strings.Join(wl.Workloads(), ", "), o.Workload)
-	}
 	if _, shared := sut.(db.SharedPeers); shared && o.Net == "iptables" {
 		// iptables tells links apart by their source and destination
 		// addresses; all of these connections come from 127.0.0.1

@@ -106,12 +106,6 @@ type SharedPeers interface {
 	PeerSender(br *bufio.Reader) (string, error)
 }
 
-// WorkloadLimited is a DB whose client serves only some workloads'
-// operations (a DB that is not serves them all).
-type WorkloadLimited interface {
-	Workloads() []string
-}
-
 // Factory builds a DB from the run's options.
 type Factory func(o Options) (DB, error)
 

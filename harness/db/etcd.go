@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +26,9 @@ import (
 
 // Etcd is a real etcd cluster (--db etcd): one etcd process per node, the
 // release pinned (EtcdVersion), its clients etcd's official Go client.
-// Registers map to get, put and a txn comparing the value (cas). Its
+// Registers map to get, put and a txn comparing the value (cas); lists (the
+// append workload) to a JSON array rewritten by a txn comparing the key's
+// mod revision. Its
 // peers reach a node at the one URL it advertises, so the fault layer
 // tells their connections apart by the X-PeerURLs header each request of
 // etcd's raft transport carries (SharedPeers).
@@ -38,9 +41,8 @@ type Etcd struct {
 }
 
 var (
-	_ DB              = (*Etcd)(nil)
-	_ SharedPeers     = (*Etcd)(nil)
-	_ WorkloadLimited = (*Etcd)(nil)
+	_ DB          = (*Etcd)(nil)
+	_ SharedPeers = (*Etcd)(nil)
 )
 
 func init() {
@@ -66,9 +68,6 @@ func init() {
 func NewEtcd(bin string) *Etcd {
 	return &Etcd{Binary: bin, clients: map[int]*clientv3.Client{}, members: map[uint64]int{}}
 }
-
-// Workloads: the register workload's get, put and cas.
-func (e *Etcd) Workloads() []string { return []string{"register"} }
 
 // Name is "etcd".
 func (e *Etcd) Name() string { return "etcd" }
@@ -221,9 +220,10 @@ type etcdClient struct {
 	n Node
 }
 
-// errNotConnected says the request was never sent: the client had no
-// connection to the node (it is down, or the way to it is cut).
-var errNotConnected = fmt.Errorf("not connected: %w", syscall.ECONNREFUSED)
+// errNotSent says the request was never sent (the workloads may send it
+// elsewhere): the client had no connection to the node (it is down, or
+// the way to it is cut), or an append failed at its read.
+var errNotSent = fmt.Errorf("not sent: %w", syscall.ECONNREFUSED)
 
 // Do maps a register operation onto etcd. A failed txn compare is a
 // definite cas-mismatch; any error once the request may have been sent
@@ -236,7 +236,7 @@ func (c etcdClient) Do(ctx context.Context, req api.Request) (api.Response, erro
 	}
 	if st := cl.ActiveConnection().GetState(); st == connectivity.TransientFailure || st == connectivity.Shutdown {
 		cl.ActiveConnection().Connect()
-		return api.Response{}, fmt.Errorf("%s: %w", c.n.Name(), errNotConnected)
+		return api.Response{}, fmt.Errorf("%s: %w", c.n.Name(), errNotSent)
 	}
 	switch req.Op {
 	case api.OpPut:
@@ -264,6 +264,65 @@ func (c etcdClient) Do(ctx context.Context, req api.Request) (api.Response, erro
 			return api.Response{Error: api.ErrCASMismatch}, nil
 		}
 		return api.Response{OK: true}, nil
+	case api.OpRead:
+		resp, err := cl.Get(ctx, req.Key)
+		if err != nil {
+			return api.Response{}, err
+		}
+		list, _, err := etcdList(resp)
+		if err != nil {
+			return api.Response{Error: api.ErrUnknown, Detail: err.Error()}, nil
+		}
+		return api.Response{OK: true, List: list}, nil
+	case api.OpAppend:
+		return c.appendValue(ctx, cl, req)
 	}
-	return api.Response{Error: api.ErrBadRequest, Detail: fmt.Sprintf("--db etcd serves get, put and cas (the register workload), not %s", req.Op)}, nil
+	return api.Response{Error: api.ErrBadRequest, Detail: fmt.Sprintf("--db etcd serves get, put, cas, append and read, not %s", req.Op)}, nil
+}
+
+// appendAttempts bounds how often an append retries a compare another
+// writer made fail; each failed compare changed nothing.
+const appendAttempts = 20
+
+// appendValue appends to a key's list (a JSON array) with a txn that
+// writes the longer list only if the key is unchanged since it was read
+// (its mod revision; 0: absent), retrying a lost race. An error once the
+// txn may have been sent leaves the outcome unknown.
+func (c etcdClient) appendValue(ctx context.Context, cl *clientv3.Client, req api.Request) (api.Response, error) {
+	for range appendAttempts {
+		resp, err := cl.Get(ctx, req.Key)
+		if err != nil {
+			return api.Response{}, fmt.Errorf("%w: read before the append: %w", errNotSent, err)
+		}
+		list, rev, err := etcdList(resp)
+		if err != nil {
+			return api.Response{Error: api.ErrBadRequest, Detail: err.Error()}, nil
+		}
+		b, err := json.Marshal(append(list, req.Value))
+		if err != nil {
+			return api.Response{}, err
+		}
+		txn, err := cl.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(req.Key), "=", rev)).
+			Then(clientv3.OpPut(req.Key, string(b))).Commit()
+		if err != nil {
+			return api.Response{}, err
+		}
+		if txn.Succeeded {
+			return api.Response{OK: true}, nil
+		}
+	}
+	return api.Response{Error: api.ErrBusy, Detail: fmt.Sprintf("the key changed under each of %d attempts", appendAttempts)}, nil
+}
+
+// etcdList is a key's list and its mod revision (an absent key: empty, 0).
+func etcdList(resp *clientv3.GetResponse) ([]string, int64, error) {
+	if len(resp.Kvs) == 0 {
+		return []string{}, 0, nil
+	}
+	var list []string
+	if err := json.Unmarshal(resp.Kvs[0].Value, &list); err != nil {
+		return nil, 0, fmt.Errorf("the key holds %q, not a list", resp.Kvs[0].Value)
+	}
+	return list, resp.Kvs[0].ModRevision, nil
 }
