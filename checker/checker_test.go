@@ -239,3 +239,17 @@ func TestAClientNumberBeyondWhatTheCheckerKeepsIsRefusedNotWrapped(t *testing.T)
 	require.Equal(t, 1, pe.Line)
 	require.Equal(t, "process", pe.Field)
 }
+
+func TestAnIndeterminateGetIsLeftOutOfTheSearchAndAnIndeterminateWriteKeptOpen(t *testing.T) {
+	ops := []*Op{
+		{F: "put", Key: "k", Value: "1", Type: history.OK, Call: 1, Return: 2},
+		{F: "get", Key: "k", Type: history.Info, Call: 3},
+		{F: "put", Key: "k", Value: "2", Type: history.Info, Call: 4},
+		{F: "get", Key: "k", Type: "", Call: 5}, // no completion
+		{F: "get", Key: "k", Value: "1", Found: true, Type: history.OK, Call: 6, Return: 7},
+	}
+	got := keyOperations(ops)
+	require.Len(t, got, 3)
+	require.Equal(t, "put", got[1].Input.(*Op).F)
+	require.Equal(t, int64(never), got[1].Return, "the write may take effect at any later time")
+}

@@ -110,12 +110,17 @@ const never = math.MaxInt64 / 2
 // keyOperations turns one key's ops into porcupine operations. A failed
 // get or put certainly did not happen and is left out; a failed cas is
 // kept as evidence that it did not match, unless it was refused before it
-// was proposed (Refused); an indeterminate op (info, or no completion) is
-// kept with an open end.
+// was proposed (Refused); an indeterminate get is left out too (it reads
+// nothing back and changes nothing, so any order allows it, while every
+// op left open multiplies the orders porcupine tries); any other
+// indeterminate op (info, or no completion) is kept with an open end.
 func keyOperations(ops []*Op) []porcupine.Operation {
 	out := make([]porcupine.Operation, 0, len(ops))
 	for _, op := range ops {
 		if op.Type == history.Fail && (op.F != "cas" || Refused(op.Error)) {
+			continue
+		}
+		if op.F == "get" && op.Indeterminate() {
 			continue
 		}
 		ret := op.Return

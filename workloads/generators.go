@@ -13,14 +13,19 @@ import (
 // keys hands each group of a few workers one key at a time, moving the
 // group to a fresh key after a bounded number of operations — Jepsen's
 // independent keys, which keep each key's history small enough for
-// porcupine.
+// porcupine — or sooner, once writes of indeterminate outcome pile up on
+// it: each stays open to the end of the history, and the orders the
+// check must try grow with every one (a system unavailable for seconds
+// turns every write it is sent into one).
 type keys struct {
 	groupSize int
 	opsPerKey int
 
 	mu    sync.Mutex
-	count map[int]int // ops issued on the group's current key
-	gen   map[int]int // the group's current key generation
+	count map[int]int    // ops issued on the group's current key
+	open  map[int]int    // writes of unknown outcome on the group's current key
+	gen   map[int]int    // the group's current key generation
+	cur   map[int]string // the group's current key
 	used  []string
 	seen  map[string]bool
 
@@ -28,19 +33,33 @@ type keys struct {
 }
 
 func newKeys(concurrency, groupSize, opsPerKey int) *keys {
-	return &keys{groupSize: groupSize, opsPerKey: opsPerKey, count: map[int]int{}, gen: map[int]int{}, seen: map[string]bool{}}
+	return &keys{groupSize: groupSize, opsPerKey: opsPerKey, count: map[int]int{}, open: map[int]int{}, gen: map[int]int{}, cur: map[int]string{}, seen: map[string]bool{}}
+}
+
+// openWritesPerKey is how many writes of unknown outcome a key takes
+// before its group moves on.
+const openWritesPerKey = 5
+
+// indeterminate counts a write of unknown outcome on key, worker w's.
+func (k *keys) indeterminate(w int, key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if g := w / k.groupSize; key == k.cur[g] {
+		k.open[g]++
+	}
 }
 
 func (k *keys) next(prefix string, w int) string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	g := w / k.groupSize
-	if k.count[g] >= k.opsPerKey {
-		k.count[g] = 0
+	if k.count[g] >= k.opsPerKey || k.open[g] >= openWritesPerKey {
+		k.count[g], k.open[g] = 0, 0
 		k.gen[g]++
 	}
 	k.count[g]++
 	key := fmt.Sprintf("%s%d-%d", prefix, g, k.gen[g])
+	k.cur[g] = key
 	if !k.seen[key] {
 		k.seen[key] = true
 		k.used = append(k.used, key)
@@ -83,7 +102,10 @@ func (r *Register) Next(w int, rnd *rand.Rand) Op {
 	}
 }
 
-func (r *Register) Observe(_ int, op Op, typ string, res api.Response) {
+func (r *Register) Observe(w int, op Op, typ string, res api.Response) {
+	if typ == history.Info && op.F != api.OpGet {
+		r.keys.indeterminate(w, op.Key)
+	}
 	if typ != history.OK {
 		return
 	}

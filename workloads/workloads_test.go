@@ -432,3 +432,22 @@ func TestAWriteThatMayHaveBeenAppliedIsSentAgainOnlyToASystemThatDeduplicates(t 
 		})
 	}
 }
+
+func TestARegisterKeyIsLeftOnceWritesOfUnknownOutcomePileUpOnIt(t *testing.T) {
+	r, err := New("register", 3, 0, 0)
+	require.NoError(t, err)
+	wl, ok := r.(*Register)
+	require.True(t, ok)
+	rnd := rand.New(rand.NewSource(1))
+	first := wl.Next(0, rnd).Key
+	for i := 0; i < openWritesPerKey-1; i++ {
+		wl.Observe(i%3, Op{F: api.OpPut, Key: first, Value: "v"}, history.Info, api.Response{})
+		wl.Observe(1, Op{F: api.OpGet, Key: first}, history.Info, api.Response{}) // a read changes nothing: not counted
+	}
+	require.Equal(t, first, wl.Next(1, rnd).Key, "fewer open writes than the bound: the group stays")
+	wl.Observe(2, Op{F: api.OpCAS, Key: first, From: "a", To: "b"}, history.Info, api.Response{})
+	next := wl.Next(2, rnd).Key
+	require.NotEqual(t, first, next, "the bound reached: the group moves to a fresh key")
+	wl.Observe(0, Op{F: api.OpPut, Key: first, Value: "v"}, history.Info, api.Response{})
+	require.Equal(t, next, wl.Next(0, rnd).Key, "a late answer about the key left behind does not count against the new one")
+}
