@@ -8,12 +8,13 @@
 //
 // The built-in target is one implementation (Paxtest, --db paxtest, the
 // default); a system described by a file and speaking the target's HTTP
-// contract is another (Exec, --db exec). Nothing outside this package
-// names a system.
+// contract is another (Exec, --db exec); a real etcd cluster a third
+// (Etcd, --db etcd). Nothing outside this package names a system.
 //
 // It owns the interfaces, the node's place (Node) and the registry of
-// systems. It must not start or signal processes (harness/cluster does,
-// from a DB's Command), decide faults, generate operations or judge
+// systems. It must not start or signal nodes (harness/cluster does, from a
+// DB's Command; the one process it runs is the Go toolchain, building a
+// pinned system once), decide faults, generate operations or judge
 // histories.
 package db
 
