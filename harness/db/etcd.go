@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -123,6 +124,10 @@ func (e *Etcd) Status(ctx context.Context, n Node) (api.Status, error) {
 	if err != nil {
 		return api.Status{}, err
 	}
+	// bounded as the HTTP contract's status is: the client waits for a
+	// connection, and a node that is down or cut off never gives it one
+	ctx, cancel := context.WithTimeout(ctx, statusWithin)
+	defer cancel()
 	resp, err := c.Status(ctx, "http://"+n.ClientAddr)
 	if err != nil {
 		return api.Status{}, fmt.Errorf("status of %s: %w", n.Name(), err)
@@ -141,6 +146,9 @@ func (e *Etcd) Status(ctx context.Context, n Node) (api.Status, error) {
 	st.Violations = append(st.Violations, resp.Errors...) // etcd's own alarms (a corrupt member, say)
 	return st, nil
 }
+
+// statusWithin bounds one status request.
+const statusWithin = time.Second
 
 // client is node n's etcd client, made once.
 func (e *Etcd) client(n Node) (*clientv3.Client, error) {

@@ -3,11 +3,14 @@ package db
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -73,4 +76,23 @@ func TestOpenEtcdRefusesBugSwitchesAndADescriptionFile(t *testing.T) {
 	require.ErrorContains(t, err, "--db etcd takes no --db-config (x.json)")
 	_, err = Open("etcd", Options{Binary: "/no/such/etcd"})
 	require.ErrorContains(t, err, "--db-binary")
+}
+
+func TestEtcdStatusOfANodeThatNeverAnswersEndsInAnError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // accepts nothing: the handshake never completes
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	e := NewEtcd("etcd")
+	t.Cleanup(func() { require.NoError(t, e.Close()) })
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Status(context.Background(), Node{ID: 1, ClientAddr: ln.Addr().String()})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.ErrorContains(t, err, "status of n1")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the status request was not bounded: a leader search would wait for it forever")
+	}
 }
