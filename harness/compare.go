@@ -88,14 +88,14 @@ func Compare(ctx context.Context, o CompareOptions) ([]CompareRow, string, error
 	if err := os.WriteFile(script, []byte(leaderKillScript(o.TimeLimit/2)), 0o644); err != nil {
 		return nil, "", err
 	}
-	rows := map[[2]string]*CompareRow{}
+	rows := map[compareKey]*CompareRow{}
 	for r := 0; r < o.Rounds && ctx.Err() == nil; r++ {
 		for _, n := range o.Nodes {
 			for _, name := range o.DBs {
-				row := rows[[2]string{name, fmt.Sprint(n)}]
+				row := rows[compareKey{name, n}]
 				if row == nil {
 					row = &CompareRow{DB: name, Nodes: n}
-					rows[[2]string{name, fmt.Sprint(n)}] = row
+					rows[compareKey{name, n}] = row
 				}
 				fmt.Fprintf(o.Progress, "compare: round %d/%d: --db %s --nodes %d\n", r+1, o.Rounds, name, n)
 				ro := DefaultOptions()
@@ -126,14 +126,20 @@ func Compare(ctx context.Context, o CompareOptions) ([]CompareRow, string, error
 	return out, dir, os.WriteFile(filepath.Join(dir, "compare.md"), []byte(CompareTable(out)), 0o644)
 }
 
+// compareKey names a row: a system on a cluster size.
+type compareKey struct {
+	db    string
+	nodes int
+}
+
 // compareRows takes each row's medians and its ratios to the first
 // system on the same size, in the order of the options.
-func compareRows(o CompareOptions, rows map[[2]string]*CompareRow) []CompareRow {
+func compareRows(o CompareOptions, rows map[compareKey]*CompareRow) []CompareRow {
 	var out []CompareRow
 	for _, n := range o.Nodes {
 		var base *CompareRow
 		for _, name := range o.DBs {
-			row := rows[[2]string{name, fmt.Sprint(n)}]
+			row := rows[compareKey{name, n}]
 			if row == nil {
 				continue
 			}

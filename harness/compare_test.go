@@ -43,9 +43,9 @@ func TestACompareRoundMeasuresBeforeTheKillAndTheFirstWriteAcknowledgedAfterIt(t
 
 func TestCompareRatiosAreToTheFirstSystemOnTheSameSize(t *testing.T) {
 	o := CompareOptions{DBs: []string{"a", "b"}, Nodes: []int{3}}
-	rows := map[[2]string]*CompareRow{
-		{"a", "3"}: {DB: "a", Nodes: 3, Rounds: []CompareRound{{100, 2, 10, 1}, {300, 4, 30, 3}, {200, 3, 20, 2}}},
-		{"b", "3"}: {DB: "b", Nodes: 3, Rounds: []CompareRound{{100, 6, 40, -1}, {100, 6, 40, 4}}},
+	rows := map[compareKey]*CompareRow{
+		{"a", 3}: {DB: "a", Nodes: 3, Rounds: []CompareRound{{100, 2, 10, 1}, {300, 4, 30, 3}, {200, 3, 20, 2}}},
+		{"b", 3}: {DB: "b", Nodes: 3, Rounds: []CompareRound{{100, 6, 40, -1}, {100, 6, 40, 4}}},
 	}
 	out := compareRows(o, rows)
 	require.Len(t, out, 2)

@@ -127,14 +127,15 @@ func (o *Options) Validate() error {
 	}
 	_, logs := sut.(db.LogReader)
 	_, members := sut.(db.MemberChanger)
+	_, shared := sut.(db.SharedPeers)
 	o.NoLogs, o.noMembers = !logs, !members
-	if _, shared := sut.(db.SharedPeers); shared && o.Net == "iptables" {
+	if err := sut.Close(); err != nil { // a probe: the run opens its own
+		return err
+	}
+	if shared && o.Net == "iptables" {
 		// iptables tells links apart by their source and destination
 		// addresses; all of these connections come from 127.0.0.1
 		return bad("--net iptables cannot tell apart the peer connections of --db %s (its nodes share one address per peer, and every connection's source is 127.0.0.1): use --net proxy", o.DB)
-	}
-	if err := sut.Close(); err != nil {
-		return err
 	}
 	if o.Replay != "" {
 		if _, err := fault.Read(replaySchedule(o.Replay)); err != nil {

@@ -261,10 +261,11 @@ func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
 			return x.Members.Join(ctx, op.Node)
 		}
 		return x.Members.Retire(op.Node)
-	case fault.AwaitLeader, fault.AwaitAccepted, fault.AwaitCaughtUp, fault.AwaitCommit, fault.Observe:
-		return x.await(ctx, op)
 	case fault.Note:
 	default:
+		if op.F.AwaitsCluster() || op.F == fault.Observe {
+			return x.await(ctx, op)
+		}
 		return fmt.Errorf("op %q cannot be performed as it stands (resolve it first)", op.F)
 	}
 	return nil
@@ -360,18 +361,23 @@ func (x *Exec) awaitCaughtUp(ctx context.Context, op *fault.Op) error {
 		}
 		op.Slot = max(op.Slot, st.CommitPoint)
 	}
-	behind, at := 0, uint64(0)
+	behind := ""
 	if !pollUntil(ctx, x.within(op, 3*time.Second), 5*time.Millisecond, func() bool {
 		for _, id := range op.Nodes {
 			st, err := x.Cluster.Status(ctx, id)
-			if err != nil || st.CommitPoint < op.Slot {
-				behind, at = id, st.CommitPoint
-				return false
+			switch {
+			case err != nil:
+				behind = fmt.Sprintf("n%d's status is unreadable (%v)", id, err)
+			case st.CommitPoint < op.Slot:
+				behind = fmt.Sprintf("n%d's commit point (%d) did not reach slot %d", id, st.CommitPoint, op.Slot)
+			default:
+				continue
 			}
+			return false
 		}
 		return true
 	}) {
-		return abandon("n%d's commit point (%d) did not reach slot %d", behind, at, op.Slot)
+		return abandon("%s", behind)
 	}
 	return nil
 }

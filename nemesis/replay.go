@@ -108,7 +108,7 @@ func (p *Replay) Run(ctx context.Context, x *Exec) error {
 	var errs []error
 	for i, s := range p.Ops {
 		due := s.Time
-		if (s.F == fault.AwaitLeader || s.F == fault.AwaitAccepted || s.F == fault.AwaitCaughtUp || s.F == fault.AwaitCommit) && i > 0 {
+		if s.F.AwaitsCluster() && i > 0 {
 			// a wait is recorded when it ended; it began right after the op
 			// before, and must begin so here too, or what it waits for may
 			// have happened long before the replay looks

@@ -65,6 +65,17 @@ var known = map[F]bool{
 	Pick: true, Sleep: true, RequireMembers: true,
 }
 
+// AwaitsCluster reports whether f waits for a state of the cluster (a
+// leader, an entry, a commit point): performed by polling it, and begun
+// in a replay right after the op before it.
+func (f F) AwaitsCluster() bool {
+	switch f {
+	case AwaitLeader, AwaitAccepted, AwaitCaughtUp, AwaitCommit:
+		return true
+	}
+	return false
+}
+
 // Known reports whether f is an op of this vocabulary.
 func Known(f F) bool { return known[f] }
 
