@@ -253,3 +253,34 @@ func TestAnIndeterminateGetIsLeftOutOfTheSearchAndAnIndeterminateWriteKeptOpen(t
 	require.Equal(t, "put", got[1].Input.(*Op).F)
 	require.Equal(t, int64(never), got[1].Return, "the write may take effect at any later time")
 }
+
+func TestClientsNumberedBeyondTheDenseTablePairTheirInvocationsAndCompletions(t *testing.T) {
+	far := history.Process(denseClients) + 7 // kept in the map, not the slice
+	ev := func(p history.Process, typ string, line int) history.Event {
+		return history.Event{Index: line - 1, Time: int64(line), Process: p, Type: typ, F: "get", Key: "k", Line: line}
+	}
+	h, err := NewHistory("h.jsonl", "register", []history.Event{
+		ev(3, history.Invoke, 1), ev(far, history.Invoke, 2), ev(far, history.OK, 3), ev(3, history.OK, 4),
+	})
+	require.NoError(t, err)
+	require.Len(t, h.Ops, 2)
+	require.Equal(t, int32(4), h.Ops[0].DoneLine, "client 3 completes at line 4")
+	require.Equal(t, int32(3), h.Ops[1].DoneLine, "the far client completes at line 3")
+
+	for _, tc := range []struct {
+		name   string
+		events []history.Event
+		line   int
+	}{
+		{"a far client completes with nothing open", []history.Event{ev(far, history.OK, 1)}, 1},
+		{"a far client invokes twice", []history.Event{ev(far, history.Invoke, 1), ev(far, history.Invoke, 2)}, 2},
+		{"a near client completes twice", []history.Event{ev(5, history.Invoke, 1), ev(5, history.OK, 2), ev(5, history.OK, 3)}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewHistory("h.jsonl", "register", tc.events)
+			var pe *history.ParseError
+			require.ErrorAs(t, err, &pe)
+			require.Equal(t, tc.line, pe.Line)
+		})
+	}
+}

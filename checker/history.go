@@ -81,8 +81,8 @@ type loader struct {
 	h      *History
 	name   string
 	vocab  []string
-	open   map[history.Process]int // process -> index of its open op, or -1
-	kind   byte                    // 's' string values, 'i' integer values, 0 not yet known
+	open   openOps
+	kind   byte // 's' string values, 'i' integer values, 0 not yet known
 	kindAt int
 	// keys and byKey index the ops by key while loading (one map lookup
 	// per invocation); History.ByKey is built from them at the end
@@ -95,7 +95,42 @@ func newLoader(name, workload string) (*loader, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown workload %q (accepted: register, append)", workload)
 	}
-	return &loader{h: &History{Workload: workload, ByKey: map[string][]int32{}}, name: name, vocab: words, open: map[history.Process]int{}, keys: map[string]int{}}, nil
+	return &loader{h: &History{Workload: workload, ByKey: map[string][]int32{}}, name: name, vocab: words, keys: map[string]int{}}, nil
+}
+
+// openOps maps a client to the index of its open op (-1: none). Clients
+// are numbered densely from 0 by every writer we know, so most live in a
+// slice (one load and one store per event, where a map lookup hashed
+// each); a number beyond denseClients goes to the map.
+type openOps struct {
+	dense  []int32 // index+1; 0: none
+	sparse map[history.Process]int
+}
+
+const denseClients = 1 << 22
+
+func (o *openOps) get(p history.Process) int {
+	if p >= 0 && int(p) < len(o.dense) {
+		return int(o.dense[p]) - 1
+	}
+	if i, ok := o.sparse[p]; ok {
+		return i
+	}
+	return -1
+}
+
+func (o *openOps) set(p history.Process, i int) {
+	if p >= 0 && p < denseClients { // i fits: lines, and so ops, are fewer than MaxInt32
+		if int(p) >= len(o.dense) {
+			o.dense = append(o.dense, make([]int32, int(p)+1-len(o.dense))...)
+		}
+		o.dense[p] = int32(i + 1)
+		return
+	}
+	if o.sparse == nil {
+		o.sparse = map[history.Process]int{}
+	}
+	o.sparse[p] = i
 }
 
 func (l *loader) refuse(line int, field string, format string, args ...any) error {
@@ -117,7 +152,7 @@ func (l *loader) add(e *history.Event) error {
 		return l.refuse(e.Line, "process", "client number %d (line %d) is beyond what the checker keeps (%d): number the clients from 0", e.Process, e.Line, math.MaxInt32)
 	}
 	if e.Type == history.Invoke {
-		if i, busy := l.open[e.Process]; busy && i >= 0 {
+		if i := l.open.get(e.Process); i >= 0 {
 			return l.refuse(e.Line, "process", "process %d invokes again while its operation from line %d has not completed (one operation at a time per process)", e.Process, l.h.Ops[i].Line)
 		}
 		op := Op{Process: int32(e.Process), F: e.F, Key: e.Key, Call: e.Time, Client: e.Client, Seq: e.Seq, Final: e.Final, Line: int32(e.Line)}
@@ -132,12 +167,12 @@ func (l *loader) add(e *history.Event) error {
 			l.byKey = append(l.byKey, nil)
 		}
 		l.byKey[k] = append(l.byKey[k], int32(len(l.h.Ops)))
-		l.open[e.Process] = len(l.h.Ops)
+		l.open.set(e.Process, len(l.h.Ops))
 		l.h.Ops = append(l.h.Ops, op)
 		return nil
 	}
-	i, ok := l.open[e.Process]
-	if !ok || i < 0 {
+	i := l.open.get(e.Process)
+	if i < 0 {
 		return l.refuse(e.Line, "type", "%s completion of process %d, which has no operation open (no invocation before it)", e.Type, e.Process)
 	}
 	op := &l.h.Ops[i]
@@ -147,7 +182,7 @@ func (l *loader) add(e *history.Event) error {
 	if e.Time < op.Call {
 		return l.refuse(e.Line, "time", "completion at %d is before its invocation at %d (line %d)", e.Time, op.Call, op.Line)
 	}
-	l.open[e.Process] = -1 // closed; kept, so that the map does not churn
+	l.open.set(e.Process, -1)
 	op.Type, op.Return, op.Node, op.Error, op.DoneLine = e.Type, e.Time, e.Node, e.Error, int32(e.Line)
 	if e.Type == history.OK {
 		return l.output(op, e)
