@@ -284,3 +284,60 @@ func TestClientsNumberedBeyondTheDenseTablePairTheirInvocationsAndCompletions(t 
 		})
 	}
 }
+
+// stored is a revision of a key-value store: what it stored, no client.
+func stored(key, value string) string {
+	b, _ := json.Marshal(api.Request{Op: "put", Key: key, Value: value})
+	return string(b)
+}
+
+func TestALogThatNamesNoClientHoldsAWriteByItsKeyAndValue(t *testing.T) {
+	reg := new(hb).add(1, 0, "invoke", "put", "k", "1").add(2, 0, "ok", "put", "k", "1").
+		add(3, 1, "invoke", "cas", "k", history.CAS{From: "1", To: "2"}).add(4, 1, "ok", "cas", "k", history.CAS{From: "1", To: "2"})
+	app := new(hb).add(1, 0, "invoke", "append", "k", "a").add(2, 0, "ok", "append", "k", "a").
+		add(3, 1, "invoke", "append", "k", "b").add(4, 1, "ok", "append", "k", "b")
+	final := func(values ...string) []LogSample {
+		s := LogSample{Time: 5, Node: "n1", Final: true}
+		for i, v := range values {
+			s.Entries = append(s.Entries, entry(uint64(i+2), "", v))
+		}
+		return []LogSample{s}
+	}
+	for _, tc := range []struct {
+		name     string
+		h        *hb
+		workload string
+		log      []LogSample
+		want     Verdict
+		lost     string
+	}{
+		{"both register writes stored", reg, "register", final(stored("k", "1"), stored("k", "2")), Valid, ""},
+		{"the cas's value never stored", reg, "register", final(stored("k", "1")), Invalid, "cas k by p1"},
+		{"a value stored under another key", reg, "register", final(stored("k", "1"), stored("j", "2")), Invalid, "cas k by p1"},
+		{"each item of the stored lists", app, "append", final(stored("k", `["a"]`), stored("k", `["a","b"]`)), Valid, ""},
+		{"an item in no stored list", app, "append", final(stored("k", `["a"]`)), Invalid, "append k by p1"},
+		{"several keys in one revision", reg, "register", final(`[` + stored("k", "1") + `,` + stored("k", "2") + `]`), Valid, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := CheckLogAgreement(tc.h.on(t, tc.workload), tc.log)
+			require.Equal(t, tc.want, r.Verdict, r.Detail)
+			if tc.lost != "" {
+				require.Len(t, r.Anomalies, 1)
+				require.Equal(t, KindAckWriteLost, r.Anomalies[0].Kind)
+				require.Contains(t, r.Anomalies[0].Detail, tc.lost)
+			}
+		})
+	}
+}
+
+func TestARevisionStoredWithTwoMeaningsIsCommittedThenOverwritten(t *testing.T) {
+	samples := []LogSample{
+		{Time: 1e9, Node: "n1", Entries: []api.LogEntry{entry(2, "", stored("k", "1"))}},
+		{Time: 2e9, Node: "n3", Entries: []api.LogEntry{entry(2, "", stored("k", "7"))}},
+	}
+	r := CheckLogAgreement(nil, samples)
+	require.Equal(t, Invalid, r.Verdict)
+	require.Equal(t, KindCommittedThenOverwritten, r.Anomalies[0].Kind)
+	require.Contains(t, r.Anomalies[0].Detail, `"value":"1"} on n1`, "no ballot is named where the system keeps none")
+	require.Contains(t, r.Anomalies[0].Detail, `"value":"7"} on n3`)
+}

@@ -216,7 +216,11 @@ func (a *logAudit) overwritten() []Anomaly {
 		sort.Slice(sgs, func(x, y int) bool { return sgs[x].First < sgs[y].First })
 		var parts []string
 		for _, sg := range sgs {
-			parts = append(parts, fmt.Sprintf("%s at ballot %s on %s (first seen %.3fs)", short(sg.Value), sg.Ballot, strings.Join(sg.Nodes, ","), float64(sg.First)/1e9))
+			at := "" // a system that keeps no ballot per entry (etcd's revisions)
+			if sg.Ballot != "" {
+				at = " at ballot " + sg.Ballot
+			}
+			parts = append(parts, fmt.Sprintf("%s%s on %s (first seen %.3fs)", short(sg.Value), at, strings.Join(sg.Nodes, ","), float64(sg.First)/1e9))
 		}
 		out = append(out, Anomaly{
 			// detectable from the moment a second value was seen
@@ -228,8 +232,16 @@ func (a *logAudit) overwritten() []Anomaly {
 	return out
 }
 
-// lostWrites reports every acknowledged write in no final log.
+// lostWrites reports every acknowledged write in no final log. A command
+// names its write by client and seq (the target's log). A log that names
+// no client (a key-value store's revisions, as etcd's are read) holds
+// values: a write is found there by its key and the value it wrote, and
+// a stored JSON list holds each of its items (the append workload keeps a
+// key's list as one value).
 func (a *logAudit) lostWrites(h *History) []Anomaly {
+	if h == nil {
+		return nil
+	}
 	final := map[string]bool{}
 	decoded := map[string]bool{} // each distinct command once: the nodes' logs mostly agree
 	for node := range a.finalNodes {
@@ -238,19 +250,25 @@ func (a *logAudit) lostWrites(h *History) []Anomaly {
 				continue
 			}
 			decoded[e.Value] = true
-			var req api.Request
-			if json.Unmarshal([]byte(e.Value), &req) == nil {
-				final[cmdKey(req.Client, req.Seq)] = true
+			for _, req := range commands(e.Value) {
+				if req.Client != "" {
+					final[cmdKey(req.Client, req.Seq)] = true
+					continue
+				}
+				final[kvKey(req.Key, req.Value)] = true
+				var items []string
+				if json.Unmarshal([]byte(req.Value), &items) == nil {
+					for _, it := range items {
+						final[kvKey(req.Key, it)] = true
+					}
+				}
 			}
 		}
 	}
 	var lost []Anomaly
-	if h == nil {
-		return nil
-	}
 	for i := range h.Ops {
 		p := &h.Ops[i]
-		if p.Type != history.OK || !isWrite(p.F) || final[cmdKey(p.Client, p.Seq)] {
+		if p.Type != history.OK || !isWrite(p.F) || final[cmdKey(p.Client, p.Seq)] || final[kvKey(p.Key, p.Value)] {
 			continue
 		}
 		lost = append(lost, Anomaly{
@@ -262,6 +280,24 @@ func (a *logAudit) lostWrites(h *History) []Anomaly {
 	}
 	return lost
 }
+
+// commands reads a log entry's value: one request, or a list of them (a
+// revision that changed several keys).
+func commands(value string) []api.Request {
+	var one api.Request
+	if json.Unmarshal([]byte(value), &one) == nil {
+		return []api.Request{one}
+	}
+	var many []api.Request
+	if json.Unmarshal([]byte(value), &many) == nil {
+		return many
+	}
+	return nil
+}
+
+// kvKey names a write by what it stored; "\x00" cannot be in a key the
+// workloads make.
+func kvKey(key, value string) string { return "kv\x00" + key + "\x00" + value }
 
 func isWrite(f string) bool { return f == api.OpPut || f == api.OpCAS || f == api.OpAppend }
 

@@ -169,15 +169,7 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 		return res, err
 	}
 	res.Config = cfgBytes
-	asked := o.Checkers
-	notRun := "not asked for (--checkers)"
-	switch {
-	case len(asked) == 0 && run.Format != "":
-		asked = strings.Split(historyCheckers(run.Workload), ",")[:1] // an import has no nodes' logs: the history's own checker
-	case len(asked) == 0 && run.NoLogs:
-		asked = strings.Split(historyCheckers(run.Workload), ",")
-		notRun = fmt.Sprintf("does not apply: --db %s serves no committed log (the run has no logs.jsonl)", run.DB)
-	}
+	asked, notRun := applicable(o.Checkers, run)
 	names, err := wanted(asked, run.Workload)
 	if err != nil {
 		return res, UsageError{err}
@@ -206,7 +198,7 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	res.NotRun = map[string]string{}
 	for _, n := range Checkers() {
 		if !slices.Contains(names, n) {
-			res.NotRun[n] = notRun
+			res.NotRun[n] = notRun(n)
 		}
 	}
 	if r, ok := historyResult(h); ok {
@@ -236,6 +228,31 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 		return res, err
 	}
 	return res, render(lay, res, h, logs)
+}
+
+// applicable is the checkers to run when --checkers names none (those
+// that apply to what the run has), and why a checker was not run.
+func applicable(asked []string, run Options) ([]string, func(name string) string) {
+	notAsked := func(string) string { return "not asked for (--checkers)" }
+	hist := strings.Split(historyCheckers(run.Workload), ",")
+	switch {
+	case len(asked) > 0:
+		return asked, notAsked
+	case run.Format != "":
+		return hist[:1], notAsked // an import has no nodes' logs: the history's own checker
+	case run.NoLogs:
+		return hist, func(string) string {
+			return fmt.Sprintf("does not apply: --db %s serves no committed log (the run has no logs.jsonl)", run.DB)
+		}
+	case run.NoInvariants:
+		return append(hist, CheckLogAgreement), func(n string) string {
+			if n == CheckNodeInvariant {
+				return fmt.Sprintf("does not apply: --db %s's nodes report no invariants of their own", run.DB)
+			}
+			return notAsked(n)
+		}
+	}
+	return nil, notAsked
 }
 
 // readRunConfig reads the run's config.json.

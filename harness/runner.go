@@ -52,7 +52,10 @@ type Options struct {
 	// has no logs.jsonl, and the checks of the nodes' logs do not apply.
 	// Validate finds it out, and whether the system can change its
 	// members (noMembers), from the system itself.
-	NoLogs       bool `json:"no_logs,omitempty"`
+	NoLogs bool `json:"no_logs,omitempty"`
+	// NoInvariants says its nodes report no invariants of their own: the
+	// node-invariants check does not apply.
+	NoInvariants bool `json:"no_invariants,omitempty"`
 	noMembers    bool
 	Net          string        `json:"net"`
 	Store        string        `json:"store"`
@@ -128,7 +131,8 @@ func (o *Options) Validate() error {
 	_, logs := sut.(db.LogReader)
 	_, members := sut.(db.MemberChanger)
 	_, shared := sut.(db.SharedPeers)
-	o.NoLogs, o.noMembers = !logs, !members
+	_, invariants := sut.(db.InvariantReporter)
+	o.NoLogs, o.NoInvariants, o.noMembers = !logs, !invariants, !members
 	if err := sut.Close(); err != nil { // a probe: the run opens its own
 		return err
 	}

@@ -98,6 +98,15 @@ type MemberChanger interface {
 	ChangeMembers(ctx context.Context, n Node, req api.MembersRequest) (api.MembersResponse, error)
 }
 
+// InvariantReporter is a DB whose nodes' status carries the invariants
+// they saw themselves break (api.Status's Violations), which the
+// node-invariants check judges. A system whose nodes report none (etcd)
+// is not one: that check does not apply to its runs, rather than pass
+// for want of evidence.
+type InvariantReporter interface {
+	ReportsInvariants()
+}
+
 // SharedPeers is a DB whose nodes all reach a peer at the one address it
 // advertises (etcd's peer URLs) rather than at an address per link. The
 // fault layer then gives one address per node and puts each connection on

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 func TestTheEtcdCommandAdvertisesTheAddressItsPeersDialAndListensOnItsOwn(t *testing.T) {
@@ -95,4 +96,41 @@ func TestEtcdStatusOfANodeThatNeverAnswersEndsInAnError(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the status request was not bounded: a leader search would wait for it forever")
 	}
+}
+
+func TestEachRevisionIsOneEntryNamingWhatItChanged(t *testing.T) {
+	put := func(rev int64, k, v string) *mvccpb.Event {
+		return &mvccpb.Event{Type: mvccpb.PUT, Kv: &mvccpb.KeyValue{Key: []byte(k), Value: []byte(v), ModRevision: rev}}
+	}
+	del := &mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte("j"), ModRevision: 4}}
+	changes := map[uint64][]*mvccpb.Event{3: {put(3, "k", "2")}, 2: {put(2, "k", "1")}, 4: {del}, 5: {put(5, "a", "x"), put(5, "b", "y")}}
+	got, err := revisionEntries(changes, true)
+	require.NoError(t, err)
+	require.Len(t, got, 4)
+	for i, want := range []struct {
+		index uint64
+		value string
+	}{
+		{2, `{"op":"put","key":"k","value":"1"}`},
+		{3, `{"op":"put","key":"k","value":"2"}`},
+		{4, `{"op":"delete","key":"j"}`},
+		{5, `[{"op":"put","key":"a","value":"x"},{"op":"put","key":"b","value":"y"}]`},
+	} {
+		require.Equal(t, want.index, got[i].Index, "in revision order")
+		require.JSONEq(t, want.value, got[i].Value)
+		require.Equal(t, "command", got[i].Kind)
+	}
+	require.NotEqual(t, got[0].Digest, got[1].Digest, "another value, another digest")
+
+	// without values: the same digests, no values
+	bare, err := revisionEntries(changes, false)
+	require.NoError(t, err)
+	for i := range bare {
+		require.Equal(t, got[i].Digest, bare[i].Digest)
+		require.Empty(t, bare[i].Value)
+	}
+	// the same change read through another member has the same digest
+	again, err := revisionEntries(map[uint64][]*mvccpb.Event{2: {put(2, "k", "1")}}, false)
+	require.NoError(t, err)
+	require.Equal(t, got[0].Digest, again[0].Digest)
 }

@@ -27,7 +27,13 @@ type Exec struct {
 	seed int64
 }
 
-var _ DB = (*Exec)(nil)
+var (
+	_ DB                = (*Exec)(nil)
+	_ InvariantReporter = (*Exec)(nil)
+)
+
+// ReportsInvariants: the contract's status carries violations.
+func (e *Exec) ReportsInvariants() {}
 
 // ExecConfig is the description file.
 type ExecConfig struct {

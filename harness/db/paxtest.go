@@ -28,7 +28,12 @@ var (
 	_ DB            = (*Paxtest)(nil)
 	_ LogReader     = (*Paxtest)(nil)
 	_ MemberChanger = (*Paxtest)(nil)
+
+	_ InvariantReporter = (*Paxtest)(nil)
 )
+
+// ReportsInvariants: a node's status carries the invariants it broke.
+func (p *Paxtest) ReportsInvariants() {}
 
 func init() {
 	Register("paxtest", func(o Options) (DB, error) {
