@@ -37,6 +37,9 @@ type MemberControl interface {
 	Join(ctx context.Context, id int) error
 	Retire(id int) error
 	ChangeMembers(ctx context.Context, req api.MembersRequest) (api.MembersResponse, error)
+	// AddedBeforeStart: a spare starts only once it was added (etcd),
+	// not before (the built-in target).
+	AddedBeforeStart() bool
 }
 
 // ErrAbandon marks an attempt whose roles did not line up (no leader in

@@ -11,7 +11,9 @@ import (
 )
 
 // Membership changes the configuration through the leader's admin API: it
-// adds a spare (started first, so it can learn the log), removes a member
+// adds a spare (started first, so it can learn the log; or just after the
+// addition, on a system that admits only a member: AddedBeforeStart),
+// removes a member
 // (retired once the removal is in effect), or replaces one with a spare.
 // It keeps at least three members, and never makes a change after which
 // the live members of the new configuration would not be a majority of it.
@@ -47,10 +49,10 @@ func (m *Membership) Start(ctx context.Context, x *Exec) error {
 	return m.change(ctx, x)
 }
 
-// canSplit: three members, none pending, a spare to start.
+// canSplit: three members, none pending, a spare that may start first.
 func (m *Membership) canSplit(ctx context.Context, x *Exec) bool {
-	if x.Members == nil || len(x.Members.Spares()) == 0 {
-		return false
+	if x.Members == nil || len(x.Members.Spares()) == 0 || x.Members.AddedBeforeStart() {
+		return false // the split starts its spare before the replace
 	}
 	l := x.Cluster.Leader(ctx)
 	if l == 0 {
@@ -92,9 +94,18 @@ func (m *Membership) change(ctx context.Context, x *Exec) error {
 	if ch.Op == api.ChangeReplace {
 		joining = ch.With
 	}
-	if ch.Op != api.ChangeRemove {
+	join := func() error {
 		if _, err := x.Perform(ctx, op(fault.Op{F: fault.Join, Node: joining})); err != nil {
 			return fmt.Errorf("membership: start n%d: %w", joining, err)
+		}
+		return nil
+	}
+	// a spare starts first, to learn the log, unless the system admits
+	// only a member it already added
+	first := ch.Op != api.ChangeRemove && !mc.AddedBeforeStart()
+	if first {
+		if err := join(); err != nil {
+			return err
 		}
 	}
 	done, err := x.Perform(ctx, op(fault.Op{F: fault.Members, Change: &ch}))
@@ -103,12 +114,20 @@ func (m *Membership) change(ctx context.Context, x *Exec) error {
 	}
 	res := done.Change
 	if !res.OK {
-		if ch.Op != api.ChangeRemove && res.Error != api.ErrUnknown {
+		if first && res.Error != api.ErrUnknown {
 			// definitely not added: out of play again
 			_, err := x.Perform(ctx, op(fault.Op{F: fault.Retire, Node: joining}))
 			return err
 		}
+		// not started, or perhaps added: a spare that may be a member
+		// but never started is a member down, which the next change's
+		// majority counts
 		return nil
+	}
+	if ch.Op != api.ChangeRemove && !first {
+		if err := join(); err != nil {
+			return err
+		}
 	}
 	if ch.Op != api.ChangeAdd {
 		// the removed node leaves play once no slot it decides is left
@@ -139,6 +158,9 @@ func changesKeepingAMajority(x *Exec, members, spares []int) []fault.Change {
 	}
 	var choices []fault.Change
 	for _, s := range spares {
+		if contains(members, s) {
+			continue // added but never started (its addition's outcome was unknown)
+		}
 		if allowed(append(append([]int(nil), members...), s)) {
 			choices = append(choices, fault.Change{Op: api.ChangeAdd, Node: s})
 		}

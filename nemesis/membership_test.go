@@ -26,7 +26,15 @@ type memberFake struct {
 	retired []int
 	asked   []api.MembersRequest
 	changed func(req api.MembersRequest) // called after each accepted change
+	// addedFirst: a spare starts only once added (etcd); refuse: every
+	// change is refused with this error
+	addedFirst bool
+	refuse     string
 }
+
+var _ MemberControl = (*memberFake)(nil)
+
+func (m *memberFake) AddedBeforeStart() bool { return m.addedFirst }
 
 // IDs: the nodes in play (spares are not).
 func (m *memberFake) IDs() []int {
@@ -67,6 +75,9 @@ func (m *memberFake) Retire(id int) error {
 }
 func (m *memberFake) ChangeMembers(_ context.Context, req api.MembersRequest) (api.MembersResponse, error) {
 	m.asked = append(m.asked, req)
+	if m.refuse != "" {
+		return api.MembersResponse{Error: m.refuse}, nil
+	}
 	next := []int{}
 	for _, x := range m.members {
 		if x != int(req.Node) {
@@ -121,6 +132,38 @@ func TestMembershipKeepsALiveMajorityOfAtLeastThreeAndStartsOrRetiresTheNodes(t 
 				require.Equal(t, int(last.Node), m.retired[len(m.retired)-1])
 			}
 		}
+	}
+}
+
+func TestOnASystemThatAdmitsOnlyMembersASpareStartsAfterItsAdditionAndOnlyIfItWasAdded(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		refuse  string
+		started bool
+	}{
+		{"added", "", true},
+		{"refused before it was proposed", api.ErrBadRequest, false},
+		{"outcome unknown", api.ErrUnknown, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(4, 1)
+			m := &memberFake{fakeCluster: f, members: []int{1, 2, 3}, spares: map[int]bool{4: true}, addedFirst: true, refuse: tc.refuse}
+			x, ops := execFor(f, m)
+			require.NoError(t, (&Membership{}).Start(context.Background(), x))
+			var fs []string
+			for _, op := range *ops {
+				fs = append(fs, string(op.F))
+			}
+			require.NotEqual(t, api.ChangeRemove, m.asked[0].Op, "three members: a removal would leave two")
+			if tc.started {
+				require.Equal(t, []int{4}, m.joined)
+				require.GreaterOrEqual(t, len(fs), 2)
+				require.Equal(t, []string{string(fault.Members), string(fault.Join)}, fs[:2], "the change, then the start")
+			} else {
+				require.Empty(t, m.joined, "a spare that was not added is never started")
+				require.Empty(t, m.retired, "nor retired: it never left the spares")
+			}
+		})
 	}
 }
 

@@ -475,6 +475,10 @@ func (r resolver) spare() (int, error) {
 	if mc == nil {
 		return 0, fmt.Errorf("spare needs a cluster with spare nodes")
 	}
+	if mc.AddedBeforeStart() {
+		// the scripts start a spare before its addition, to learn the log
+		return 0, abandon("this system starts a node only once it was added: a spare cannot start first")
+	}
 	st, err := r.config()
 	if err != nil {
 		return 0, err

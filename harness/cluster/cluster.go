@@ -225,6 +225,13 @@ func (c *Cluster) Retire(id int) error {
 	return nil
 }
 
+// AddedBeforeStart reports whether a spare must be in the configuration
+// before it starts (db.AddedBeforeStart).
+func (c *Cluster) AddedBeforeStart() bool {
+	_, ok := c.cfg.DB.(db.AddedBeforeStart)
+	return ok
+}
+
 // ChangeMembers sends a membership change to the leader, following
 // not-leader hints, if the system under test can change its membership.
 func (c *Cluster) ChangeMembers(ctx context.Context, req api.MembersRequest) (api.MembersResponse, error) {

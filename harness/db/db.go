@@ -98,6 +98,15 @@ type MemberChanger interface {
 	ChangeMembers(ctx context.Context, n Node, req api.MembersRequest) (api.MembersResponse, error)
 }
 
+// AddedBeforeStart is a MemberChanger whose new member can start only once
+// it is in the configuration (etcd admits no other); the membership nemesis
+// then adds a spare before it starts it. Otherwise a spare starts first and
+// learns of its addition (the built-in target: it can then catch up on the
+// log before it counts).
+type AddedBeforeStart interface {
+	AddedBeforeStart()
+}
+
 // InvariantReporter is a DB whose nodes' status carries the invariants
 // they saw themselves break (api.Status's Violations), which the
 // node-invariants check judges. A system whose nodes report none (etcd)

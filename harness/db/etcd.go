@@ -39,6 +39,11 @@ type Etcd struct {
 	mu      sync.Mutex
 	clients map[int]*clientv3.Client
 	members map[uint64]int // etcd member id -> node, learnt from each node's own status
+	urls    map[int]string // node -> the peer URL it advertises
+	byURL   map[string]int
+	joins   map[int]etcdJoin // node -> how it joins, since its last addition
+	added   map[int]int      // node -> how often it was added
+	dirs    map[int]string   // node -> its data directory
 }
 
 var (
@@ -67,36 +72,50 @@ func init() {
 
 // NewEtcd returns the etcd DB whose nodes run bin.
 func NewEtcd(bin string) *Etcd {
-	return &Etcd{Binary: bin, clients: map[int]*clientv3.Client{}, members: map[uint64]int{}}
+	return &Etcd{Binary: bin, clients: map[int]*clientv3.Client{}, members: map[uint64]int{},
+		urls: map[int]string{}, byURL: map[string]int{}, joins: map[int]etcdJoin{}, added: map[int]int{}, dirs: map[int]string{}}
 }
 
 // Name is "etcd".
 func (e *Etcd) Name() string { return "etcd" }
 
 // Command starts node n as etcd member "n<id>", listening on its own peer
-// address and advertising the one its peers dial.
+// address and advertising the one its peers dial. A member of the initial
+// configuration starts a new cluster; a node added later (ChangeMembers)
+// joins the existing one, with the configuration its addition returned,
+// in a data directory of that addition's own.
 func (e *Etcd) Command(n Node, peers []Peer, members []int) (Launch, error) {
 	var initial []string
 	self := ""
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	for _, p := range peers {
+		url := "http://" + p.Dial
+		e.urls[p.ID], e.byURL[url], e.dirs[p.ID] = url, p.ID, p.DataDir
 		if p.ID == n.ID {
 			self = p.Dial
 		}
 		if slices.Contains(members, p.ID) {
-			initial = append(initial, fmt.Sprintf("%s=http://%s", p.Name(), p.Dial))
+			initial = append(initial, fmt.Sprintf("%s=%s", p.Name(), url))
 		}
 	}
 	if self == "" {
 		return Launch{}, fmt.Errorf("start %s: it is not among its peers", n.Name())
 	}
+	dir, state, cluster := n.DataDir, "new", strings.Join(initial, ",")
+	if j, ok := e.joins[n.ID]; ok {
+		dir, state, cluster = j.dir, "existing", j.initial
+	} else if !slices.Contains(members, n.ID) {
+		return Launch{}, fmt.Errorf("start %s: it is no member yet, and an etcd node starts only once it was added", n.Name())
+	}
 	return Launch{Binary: e.Binary, Args: []string{
-		"--name", n.Name(), "--data-dir", n.DataDir,
+		"--name", n.Name(), "--data-dir", dir,
 		"--listen-peer-urls", "http://" + n.PeerAddr,
 		"--initial-advertise-peer-urls", "http://" + self,
 		"--listen-client-urls", "http://" + n.ClientAddr,
 		"--advertise-client-urls", "http://" + n.ClientAddr,
-		"--initial-cluster", strings.Join(initial, ","),
-		"--initial-cluster-state", "new",
+		"--initial-cluster", cluster,
+		"--initial-cluster-state", state,
 		"--initial-cluster-token", "paxtest",
 		"--log-level", "warn",
 	}}, nil
@@ -145,6 +164,11 @@ func (e *Etcd) Status(ctx context.Context, n Node) (api.Status, error) {
 	// resp.Errors are not broken invariants ("no leader" is etcd's state
 	// during any partition): they are not reported as Violations
 	st.Leader = uint64(leader)
+	// the configuration as this member holds it (no change is pending
+	// in etcd: one takes effect as it commits)
+	if st.Members, err = e.memberIDs(ctx, c); err != nil {
+		return api.Status{}, fmt.Errorf("members of %s: %w", n.Name(), err)
+	}
 	return st, nil
 }
 
