@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -136,8 +137,10 @@ func (e *Etcd) Ready(ctx context.Context, n Node) error {
 
 // Status is the node's own view (etcd's maintenance status): it leads if
 // the leader it names is itself; its commit point is raft's committed
-// index. etcd does not say what it holds beyond that, so MaxSlot is the
-// commit point: scripts that wait for an accepted, unchosen entry abandon.
+// index. A follower does not say what it holds beyond that, so its
+// MaxSlot is its commit point; a leader's is the last index of its own
+// log (its raft status, leaderLast), so a script can bind an entry a
+// cut-off leader appended and could not commit.
 func (e *Etcd) Status(ctx context.Context, n Node) (api.Status, error) {
 	c, err := e.client(n)
 	if err != nil {
@@ -160,6 +163,11 @@ func (e *Etcd) Status(ctx context.Context, n Node) (api.Status, error) {
 	if resp.Leader != 0 && resp.Leader == resp.Header.MemberId {
 		st.Role = "leader"
 		leader = n.ID
+		// a leader's raft status says how far its own log reaches;
+		// unread, what it holds beyond its commit point stays unsaid
+		if last, err := e.leaderLast(ctx, n, resp.Header.MemberId); err == nil {
+			st.MaxSlot = max(st.MaxSlot, last)
+		}
 	}
 	// resp.Errors are not broken invariants ("no leader" is etcd's state
 	// during any partition): they are not reported as Violations
@@ -170,6 +178,36 @@ func (e *Etcd) Status(ctx context.Context, n Node) (api.Status, error) {
 		return api.Status{}, fmt.Errorf("members of %s: %w", n.Name(), err)
 	}
 	return st, nil
+}
+
+// leaderLast reads the last index of a leader's own log from its raft
+// status (expvar "raft.status" at /debug/vars: the leader's progress of
+// itself).
+func (e *Etcd) leaderLast(ctx context.Context, n Node, self uint64) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.ClientAddr+"/debug/vars", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var vars struct {
+		Raft struct {
+			Progress map[string]struct {
+				Match uint64 `json:"match"`
+			} `json:"progress"`
+		} `json:"raft.status"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&vars); err != nil {
+		return 0, fmt.Errorf("raft status of %s: %w", n.Name(), err)
+	}
+	p, ok := vars.Raft.Progress[strconv.FormatUint(self, 16)]
+	if !ok {
+		return 0, fmt.Errorf("raft status of %s: no progress of itself (not leading)", n.Name())
+	}
+	return p.Match, nil
 }
 
 // statusWithin bounds one status request.

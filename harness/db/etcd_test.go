@@ -6,6 +6,8 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,4 +135,21 @@ func TestEachRevisionIsOneEntryNamingWhatItChanged(t *testing.T) {
 	again, err := revisionEntries(map[uint64][]*mvccpb.Event{2: {put(2, "k", "1")}}, false)
 	require.NoError(t, err)
 	require.Equal(t, got[0].Digest, again[0].Digest)
+}
+
+func TestAnEtcdLeaderSaysHowFarItsOwnLogReachesFromItsRaftStatus(t *testing.T) {
+	vars := `{"cmdline":["etcd"],"raft.status":{"id":"7fd953e3de67d0dd","commit":945,"raftState":"StateLeader",
+		"progress":{"7fd953e3de67d0dd":{"match":951,"next":952},"b90fda68b08d4548":{"match":945,"next":950}}}}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.Equal(t, "/debug/vars", r.URL.Path)
+		_, _ = io.WriteString(w, vars)
+	}))
+	defer srv.Close()
+	n := Node{ID: 1, ClientAddr: strings.TrimPrefix(srv.URL, "http://")}
+	e := NewEtcd("etcd")
+	last, err := e.leaderLast(context.Background(), n, 0x7fd953e3de67d0dd)
+	require.NoError(t, err)
+	require.Equal(t, uint64(951), last, "its own progress: the last index of its log, beyond the commit point")
+	_, err = e.leaderLast(context.Background(), n, 0x1234)
+	require.Error(t, err, "a member with no progress of itself does not lead: nothing is said")
 }
