@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/paxtest/paxtest/checker"
+	"github.com/paxtest/paxtest/harness/disk"
+	"github.com/paxtest/paxtest/nemesis"
 	"github.com/paxtest/paxtest/reports"
 	"github.com/paxtest/paxtest/target/bugs"
 )
@@ -56,6 +58,9 @@ type DetectCell struct {
 	Seeds    []int64   `json:"seeds"`
 	Kinds    []string  `json:"anomaly_kinds"`
 	Dirs     []string  `json:"dirs"`
+	// NotRun says why the cell ran nothing (its nemesis needs what this
+	// machine lacks: the lazy disk needs root and FUSE).
+	NotRun string `json:"not_run,omitempty"`
 }
 
 // FalseAlarms counts invalid verdicts on the correct build.
@@ -106,10 +111,30 @@ func Detect(ctx context.Context, o DetectOptions) ([]DetectCell, error) {
 			if n == "membership-split" {
 				cellNodes = 3 // it splits a three-member configuration
 			}
+			if why := cannotRun(n); why != "" {
+				cells = append(cells, DetectCell{Bug: b, Nemesis: n, Nodes: cellNodes, NotRun: why})
+				continue
+			}
 			cells = append(cells, detectCell(ctx, o, b, n, cellNodes))
 		}
 	}
 	return cells, ctx.Err()
+}
+
+// cannotRun says why a nemesis cannot run on this machine ("" : it can).
+func cannotRun(spec string) string {
+	nems, err := nemesis.Parse(spec, nemesis.ShapeRandom)
+	if err != nil {
+		return "" // the run reports it
+	}
+	for _, n := range nems {
+		if d, ok := n.(interface{ NeedsLazyDisk() bool }); ok && d.NeedsLazyDisk() {
+			if err := disk.Available(); err != nil {
+				return fmt.Sprintf("%s needs the lazy disk: %v", n.Name(), err)
+			}
+		}
+	}
+	return ""
 }
 
 // detectCell runs one switch × nemesis Runs times with distinct seeds.
@@ -174,6 +199,10 @@ func DetectTable(cells []DetectCell, runs int, limit time.Duration) string {
 			fmt.Fprintf(&b, "| %s | — | | not run: no live nemesis exposes it yet (see the simulation tests) | | | | | |\n", c.Bug)
 			continue
 		}
+		if c.NotRun != "" {
+			fmt.Fprintf(&b, "| %s | %s | %d | not run: %s | | | | | |\n", c.Bug, c.Nemesis, c.Nodes, c.NotRun)
+			continue
+		}
 		det := fmt.Sprintf("%d/%d", c.Detected, c.Runs)
 		med := "—"
 		if c.Detected > 0 {
@@ -227,7 +256,7 @@ func DetectGate(cells []DetectCell) []string {
 			}
 			continue
 		}
-		if c.Nemesis == "" {
+		if c.Nemesis == "" || c.NotRun != "" {
 			continue // not run
 		}
 		caught[c.Bug] = caught[c.Bug] || c.Detected > 0

@@ -12,6 +12,7 @@ import (
 
 	"github.com/paxtest/paxtest/harness/cluster"
 	"github.com/paxtest/paxtest/harness/db"
+	"github.com/paxtest/paxtest/harness/disk"
 	"github.com/paxtest/paxtest/harness/layout"
 
 	"github.com/paxtest/paxtest/checker/history"
@@ -108,6 +109,37 @@ func (r *run) teardown() error {
 	return errors.Join(errs...)
 }
 
+// powerLosser is the lazy disk as the nemesis drops writes through it
+// (nil: none).
+func powerLosser(l *disk.Lazy) nemesis.PowerLosser {
+	if l == nil {
+		return nil
+	}
+	return lossReporter{l}
+}
+
+type lossReporter struct{ l *disk.Lazy }
+
+func (r lossReporter) PowerLoss(id int, tear *rand.Rand) (fmt.Stringer, error) {
+	return r.l.PowerLoss(id, tear)
+}
+
+// lazyDisk is the lazy disk the run asked for (nil: none), after removing
+// the lazy disks a killed harness left mounted.
+func (r *run) lazyDisk() (*disk.Lazy, error) {
+	if r.o.Disk != DiskLazy {
+		return nil, nil
+	}
+	removed, err := disk.RemoveStale()
+	for _, dir := range removed {
+		fmt.Fprintf(r.o.Progress, "removed a lazy disk left mounted by a harness that was killed: %s\n", dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return disk.NewLazy(), nil
+}
+
 // start brings up the fault layer and the cluster, then opens the run's
 // files: history, log samples and the fault schedule.
 func (r *run) start(ctx context.Context) error {
@@ -131,8 +163,19 @@ func (r *run) start(ctx context.Context) error {
 	// its run has no logs.jsonl, and the checks of the nodes' logs do not
 	// apply
 	logs, _ := sut.(db.LogReader)
-	r.cluster, err = cluster.New(cluster.Config{Nodes: o.Nodes, Spares: o.Spares, DB: sut, Env: o.Env, Dir: r.lay.Dir, Net: r.net})
+	lazy, err := r.lazyDisk()
 	if err != nil {
+		return errors.Join(err, sut.Close(), r.net.Close())
+	}
+	cfg := cluster.Config{Nodes: o.Nodes, Spares: o.Spares, DB: sut, Env: o.Env, Dir: r.lay.Dir, Net: r.net}
+	if lazy != nil {
+		cfg.Disk = lazy
+	}
+	r.cluster, err = cluster.New(cfg)
+	if err != nil {
+		if lazy != nil {
+			err = errors.Join(err, lazy.Close())
+		}
 		return errors.Join(err, sut.Close(), r.net.Close())
 	}
 	if err := r.cluster.Start(ctx); err != nil {
@@ -157,7 +200,7 @@ func (r *run) start(ctx context.Context) error {
 		r.onClose(r.samp.close)
 	}
 	r.x, err = nemesis.NewExec(nemesis.ExecConfig{Cluster: r.cluster, Members: r.cluster, Net: r.net, Delays: r.delays,
-		Rand: rand.New(rand.NewSource(o.Seed)), Now: r.clock.Now, Schedule: r.lay.Schedule()})
+		Disk: powerLosser(lazy), Rand: rand.New(rand.NewSource(o.Seed)), Now: r.clock.Now, Schedule: r.lay.Schedule()})
 	if err != nil {
 		return err
 	}
@@ -392,3 +435,5 @@ func progress(ctx context.Context, o Options, clock Clock, counts *workloads.Cou
 		}
 	}
 }
+
+var _ nemesis.PowerLosser = lossReporter{}

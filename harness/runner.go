@@ -16,13 +16,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/checker/history"
 	"github.com/paxtest/paxtest/harness/db"
+	"github.com/paxtest/paxtest/harness/disk"
 	"github.com/paxtest/paxtest/harness/layout"
 	"github.com/paxtest/paxtest/nemesis"
 	"github.com/paxtest/paxtest/nemesis/fault"
@@ -57,7 +60,11 @@ type Options struct {
 	// node-invariants check does not apply.
 	NoInvariants bool `json:"no_invariants,omitempty"`
 	noMembers    bool
-	Net          string        `json:"net"`
+	Net          string `json:"net"`
+	// Disk is the disk layer under the nodes' data directories: "" (none)
+	// or "lazy" (harness/disk: unsynced writes held in memory, which a
+	// power loss drops); a nemesis that needs it turns it on.
+	Disk         string        `json:"disk,omitempty"`
 	Store        string        `json:"store"`
 	CheckTimeout time.Duration `json:"check_timeout"`
 	// BoundClients starts every operation at the worker's own node.
@@ -160,6 +167,9 @@ func (o *Options) Validate() error {
 	if o.Net != "proxy" && o.Net != "iptables" {
 		return bad("--net %q: accepted: proxy, iptables", o.Net)
 	}
+	if o.Disk != "" && o.Disk != "none" && o.Disk != DiskLazy {
+		return bad("--disk %q: accepted: none, lazy", o.Disk)
+	}
 	if o.TimeLimit <= 0 {
 		return bad("--time-limit must be positive, not %v", o.TimeLimit)
 	}
@@ -180,6 +190,9 @@ func (o *Options) Validate() error {
 	}
 	return nil
 }
+
+// DiskLazy is --disk lazy.
+const DiskLazy = "lazy"
 
 // openDB opens the system under test the options name, refusing (as a
 // usage error) a name, description file or bug switch it does not take.
@@ -267,11 +280,22 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 			if sp, ok := n.(interface{ NeedsSpares() bool }); ok && sp.NeedsSpares() && o.Spares == 0 {
 				o.Spares = 2 // nodes the membership nemesis can add
 			}
+			if d, ok := n.(interface{ NeedsLazyDisk() bool }); ok && d.NeedsLazyDisk() && (o.Disk == "" || o.Disk == "none") {
+				if o.Disk == "none" {
+					return reports.Results{}, UsageError{fmt.Errorf("--nemesis %s drops unsynced writes, which needs --disk lazy, not --disk none", n.Name())}
+				}
+				o.Disk = DiskLazy
+			}
 		}
 		o.BoundClients = o.BoundClients || bound
 	}
 	if err := o.offersMembership(); err != nil {
 		return reports.Results{}, err
+	}
+	if o.Disk == DiskLazy {
+		if err := disk.Available(); err != nil {
+			return reports.Results{}, UsageError{fmt.Errorf("--disk lazy: %w (run as root on a machine with FUSE, or choose nemeses without power-loss)", err)}
+		}
 	}
 	wl, _ := workloads.New(o.Workload, o.Concurrency, 0, 0)
 	if o.Seed == 0 {
@@ -296,6 +320,12 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 	interrupted, stop, err := execute(ctx, o, lay, nems, wl)
 	if err != nil {
 		return reports.Results{Dir: lay.Dir}, errors.Join(err, stop())
+	}
+	if _, serr := os.Stat(lay.History()); interrupted && errors.Is(serr, fs.ErrNotExist) {
+		// interrupted while the cluster started: nothing to check
+		res := reports.Results{Dir: lay.Dir, Interrupted: true, Verdict: checker.Unknown, Checkers: map[string]checker.Result{},
+			Anomalies: []checker.Anomaly{}, NotRun: map[string]string{"all": "interrupted before the first operation: there is no history"}}
+		return res, errors.Join(reports.WriteJSON(lay.Results(), res), stop())
 	}
 	// the files are closed: check them while the nodes stop
 	stopped := make(chan error, 1)

@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,12 @@ type Control interface {
 	Restart(ctx context.Context, id int) error
 	Pause(id int) error
 	Resume(id int) error
+}
+
+// PowerLosser is a disk layer that can lose what a node did not sync
+// (harness/disk's lazy disk): with tear, one write reaches the disk in part.
+type PowerLosser interface {
+	PowerLoss(id int, tear *rand.Rand) (fmt.Stringer, error)
 }
 
 // MemberControl is what membership ops need of the cluster beyond
@@ -61,7 +68,10 @@ type Exec struct {
 	// Members changes the configuration; nil for a cluster without spare
 	// nodes (membership ops then fail, saying so).
 	Members MemberControl
-	Net     network.FaultLayer
+	// Disk drops unsynced writes in a power loss; nil without the lazy
+	// disk (power-loss ops then fail, saying so).
+	Disk PowerLosser
+	Net  network.FaultLayer
 	// Delays slows links down; nil for a layer that only cuts them.
 	Delays network.Delayer
 	Rand   *rand.Rand
@@ -86,6 +96,7 @@ type Exec struct {
 type ExecConfig struct {
 	Cluster  Control
 	Members  MemberControl // nil: no membership changes
+	Disk     PowerLosser   // nil: no lazy disk
 	Net      network.FaultLayer
 	Delays   network.Delayer // nil: links cannot be slowed
 	Rand     *rand.Rand
@@ -97,7 +108,7 @@ type ExecConfig struct {
 // there (the file is created, never overwritten) and polls the leader in
 // the background, so that recording an op never waits on a paused node.
 func NewExec(cfg ExecConfig) (*Exec, error) {
-	x := &Exec{Cluster: cfg.Cluster, Members: cfg.Members, Net: cfg.Net, Delays: cfg.Delays, Rand: cfg.Rand, Now: cfg.Now, paused: map[int]bool{}}
+	x := &Exec{Cluster: cfg.Cluster, Members: cfg.Members, Disk: cfg.Disk, Net: cfg.Net, Delays: cfg.Delays, Rand: cfg.Rand, Now: cfg.Now, paused: map[int]bool{}}
 	schedule := cfg.Schedule
 	if schedule == "" {
 		return x, nil
@@ -256,6 +267,8 @@ func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
 		return x.Delays.Delay(op.Links, time.Duration(op.Ms)*time.Millisecond)
 	case fault.Kill, fault.Restart, fault.Pause, fault.Resume:
 		return x.performOnNodes(ctx, op)
+	case fault.PowerLoss:
+		return x.powerLoss(op)
 	case fault.Join, fault.Retire:
 		if x.Members == nil {
 			return fmt.Errorf("%s: this cluster has no spare nodes", op.F)
@@ -301,6 +314,34 @@ func (x *Exec) performOnNodes(ctx context.Context, op *fault.Op) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// powerLoss kills every node of op at once, then drops what each had not
+// synced; they stay down until a restart. What was dropped is noted.
+func (x *Exec) powerLoss(op *fault.Op) error {
+	if x.Disk == nil {
+		return fmt.Errorf("power-loss needs the lazy disk (--disk lazy): without it a killed node's writes survive in the page cache")
+	}
+	for _, id := range op.Nodes {
+		if err := x.Cluster.Kill(id); err != nil {
+			return err
+		}
+		delete(x.paused, id)
+	}
+	var notes []string
+	for _, id := range op.Nodes {
+		var tear *rand.Rand
+		if op.Tear {
+			tear = x.Rand
+		}
+		lost, err := x.Disk.PowerLoss(id, tear)
+		if err != nil {
+			return fmt.Errorf("power loss of n%d: %w", id, err)
+		}
+		notes = append(notes, fmt.Sprintf("n%d %s", id, lost))
+	}
+	op.Note = strings.Join(notes, "; ")
 	return nil
 }
 

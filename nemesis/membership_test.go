@@ -267,3 +267,34 @@ func TestMembershipAlternatesSplitsAndRandomChangesOnThreeMembers(t *testing.T) 
 	m.spares = map[int]bool{4: true}
 	require.True(t, nem.canSplit(ctx, x))
 }
+
+// diskFake records the power losses it was asked for.
+type diskFake struct {
+	lost []int
+	tore []bool
+}
+
+func (d *diskFake) PowerLoss(id int, tear *rand.Rand) (fmt.Stringer, error) {
+	d.lost, d.tore = append(d.lost, id), append(d.tore, tear != nil)
+	return lossText(fmt.Sprintf("dropped 9 bytes of n%d", id)), nil
+}
+
+type lossText string
+
+func (l lossText) String() string { return string(l) }
+
+func TestAPowerLossKillsItsNodesThenDropsWhatTheyDidNotSyncAndLeavesThemDown(t *testing.T) {
+	f := newFake(3, 1)
+	x, _ := execFor(f, nil)
+	_, err := x.Perform(context.Background(), fault.Op{F: fault.PowerLoss, Nodes: []int{1, 2}})
+	require.ErrorContains(t, err, "--disk lazy", "without the lazy disk it says what it needs")
+
+	d := &diskFake{}
+	x.Disk = d
+	op, err := x.Perform(context.Background(), fault.Op{F: fault.PowerLoss, Nodes: []int{1, 2}, Tear: true})
+	require.NoError(t, err)
+	require.True(t, f.down[1] && f.down[2], "both killed, and left down until a restart")
+	require.Equal(t, []int{1, 2}, d.lost)
+	require.Equal(t, []bool{true, true}, d.tore)
+	require.Equal(t, "n1 dropped 9 bytes of n1; n2 dropped 9 bytes of n2", op.Note)
+}

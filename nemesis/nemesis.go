@@ -42,7 +42,7 @@ type Pacer interface {
 
 // Kinds lists the accepted --nemesis values.
 func Kinds() []string {
-	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "figure8-regain", "zombie-leader", "bridge-restart", "fresh-leader-kill", "membership", "membership-split", "all"}
+	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "figure8-regain", "zombie-leader", "bridge-restart", "fresh-leader-kill", "membership", "membership-split", "power-loss", "all"}
 }
 
 // scripted names the nemeses written as built-in schedules (nemesis/scripts).
@@ -127,6 +127,8 @@ func build(name, shape string) (Nemesis, error) {
 		return &Process{F: fault.Kill, Label: "leader-kill", Targets: []weighted{{"leader", 1}}}, nil
 	case "leader-pause":
 		return &Process{F: fault.Pause, Label: "leader-pause", Targets: []weighted{{"leader", 1}}}, nil
+	case "power-loss":
+		return &Process{F: fault.PowerLoss, Label: "power-loss", Targets: powerLossTargets}, nil
 	case "crash-quorum":
 		return &CrashQuorum{}, nil
 	case "elect-lagging":
@@ -168,6 +170,11 @@ func drawIndex(r *rand.Rand, ws []weighted) int {
 // leader, a minority or one node.
 var processTargets = []weighted{{"one", 3}, {"minority", 3}, {"majority", 2}, {"leader", 2}}
 
+// powerLossTargets are whom a power loss takes down: mostly a majority at
+// once (what it acknowledged must be on its disks: a write the survivors
+// never saw is then lost unless it was synced), or every node, or one.
+var powerLossTargets = []weighted{{"majority", 3}, {"all", 1}, {"one", 1}}
+
 // Partition cuts peer links in a shape and heals them.
 type Partition struct{ Shape string }
 
@@ -189,10 +196,10 @@ func (p *Partition) Stop(ctx context.Context, x *Exec) error {
 	return err
 }
 
-// Process kills (or pauses) a target drawn from Targets and restarts (or
-// resumes) what it took down on Stop.
+// Process kills (or pauses, or cuts the power of) a target drawn from
+// Targets and restarts (or resumes) what it took down on Stop.
 type Process struct {
-	F       fault.F // kill or pause
+	F       fault.F // kill, pause or power-loss
 	Label   string
 	Targets []weighted
 	down    []int
@@ -204,7 +211,9 @@ func (p *Process) Name() string { return p.Label }
 // Start kills or pauses the drawn target.
 func (p *Process) Start(ctx context.Context, x *Exec) error {
 	target := draw(x.Rand, p.Targets)
-	op, err := x.Do(ctx, fault.Op{F: p.F, Sel: &fault.Sel{Set: []string{target}}, Source: p.Label}, nil)
+	// half of the power losses tear a write
+	tear := p.F == fault.PowerLoss && x.Rand.Intn(2) == 0
+	op, err := x.Do(ctx, fault.Op{F: p.F, Sel: &fault.Sel{Set: []string{target}}, Tear: tear, Source: p.Label}, nil)
 	if errors.Is(err, ErrAbandon) {
 		x.Note(p.Label, 0, fmt.Sprintf("%s %s: %v", p.F, target, err))
 		return nil
@@ -212,6 +221,9 @@ func (p *Process) Start(ctx context.Context, x *Exec) error {
 	p.down = append(p.down, op.Nodes...)
 	return err
 }
+
+// NeedsLazyDisk: a power loss drops writes only the lazy disk holds.
+func (p *Process) NeedsLazyDisk() bool { return p.F == fault.PowerLoss }
 
 // Stop restarts or resumes what Start took down.
 func (p *Process) Stop(ctx context.Context, x *Exec) error {
@@ -221,7 +233,7 @@ func (p *Process) Stop(ctx context.Context, x *Exec) error {
 		return nil
 	}
 	sort.Ints(ids)
-	undo := map[fault.F]fault.F{fault.Kill: fault.Restart, fault.Pause: fault.Resume}[p.F]
+	undo := map[fault.F]fault.F{fault.Kill: fault.Restart, fault.PowerLoss: fault.Restart, fault.Pause: fault.Resume}[p.F]
 	_, err := x.Perform(ctx, fault.Op{F: undo, Nodes: ids, Source: p.Label})
 	return err
 }

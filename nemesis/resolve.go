@@ -113,7 +113,7 @@ func (r resolver) resolve(op fault.Op, sel *fault.Sel) (_ fault.Op, perform bool
 			x.Note(op.Source, op.Attempt, fmt.Sprintf("delay skipped (%s): this fault layer cannot delay links; use --net proxy", sel.Text))
 			return op, false, nil
 		}
-	case fault.Kill, fault.Restart, fault.Pause, fault.Resume:
+	case fault.Kill, fault.Restart, fault.Pause, fault.Resume, fault.PowerLoss:
 		if len(sel.Set) > 0 {
 			if op.Nodes, err = r.set(sel.Set, nil); err != nil {
 				return op, false, err

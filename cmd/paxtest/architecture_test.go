@@ -26,6 +26,7 @@ var mayImport = map[string][]string{
 	"harness":          {"harness/", "nemesis", "workloads", "checker", "reports", "target/api", "target/bugs"},
 	"harness/cluster":  {"harness/db", "nemesis/network", "target/api"},
 	"harness/db":       {"target/api"},
+	"harness/disk":     nil,
 	"harness/layout":   nil,
 	"harness/mutate":   nil,
 	"nemesis":          {"nemesis/", "target/api", "target/quorum"},

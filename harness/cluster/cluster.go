@@ -30,6 +30,12 @@ import (
 	"github.com/paxtest/paxtest/target/api"
 )
 
+// Mounter is a disk layer under the nodes' data directories.
+type Mounter interface {
+	Mount(id int, dir string) error
+	Close() error // unmounts every node's
+}
+
 // Config configures a cluster.
 type Config struct {
 	Nodes int // the initial configuration: n1..n<Nodes>
@@ -44,6 +50,10 @@ type Config struct {
 	Dir      string   // the run directory: nodes/<id>.log, nodes/<id>/data
 	Net      network.Network
 	Launcher Launcher
+	// Disk is a layer mounted on every node's data directory before it
+	// first starts (harness/disk's lazy disk); the cluster unmounts it
+	// (last) when it closes. nil: none.
+	Disk Mounter
 }
 
 // Node is one member of the cluster.
@@ -113,6 +123,11 @@ func New(cfg Config) (*Cluster, error) {
 		}
 		if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("create data dir of %s: %w", n.Name(), err)
+		}
+		if cfg.Disk != nil {
+			if err := cfg.Disk.Mount(id, n.DataDir); err != nil {
+				return nil, err
+			}
 		}
 		peers[id] = n.PeerAddr
 		c.nodes = append(c.nodes, n)
@@ -521,6 +536,11 @@ func (c *Cluster) Close() error {
 	wg.Wait()
 	if err := c.cfg.Net.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close network fault layer: %w", err))
+	}
+	if c.cfg.Disk != nil {
+		if err := c.cfg.Disk.Close(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -70,7 +70,7 @@ func Intervals(ops []Op, end int64) []Interval {
 			if len(o.Links) > 0 {
 				open["delay"] = &Interval{Kind: "delay", Start: o.Time, Nodes: o.Touched(), Detail: o.Describe()}
 			}
-		case Kill, Pause:
+		case Kill, Pause, PowerLoss:
 			for _, id := range o.Nodes {
 				k := fmt.Sprintf("%s n%d", o.F, id)
 				if open[k] == nil {
@@ -78,9 +78,10 @@ func Intervals(ops []Op, end int64) []Interval {
 				}
 			}
 		case Restart, Resume:
-			was := map[F]F{Restart: Kill, Resume: Pause}[o.F]
-			for _, id := range o.Nodes {
-				closeKey(fmt.Sprintf("%s n%d", was, id), o.Time)
+			for _, was := range map[F][]F{Restart: {Kill, PowerLoss}, Resume: {Pause}}[o.F] {
+				for _, id := range o.Nodes {
+					closeKey(fmt.Sprintf("%s n%d", was, id), o.Time)
+				}
 			}
 		case Members, Join, Retire:
 			out = append(out, Interval{Kind: "membership", Start: o.Time, End: o.Time, Nodes: o.Touched(), Detail: o.Describe()})
@@ -106,7 +107,7 @@ func (o Op) Starts() bool {
 	switch o.F {
 	case Partition, Delay:
 		return len(o.Links) > 0
-	case Kill, Pause, Members, Join, Retire:
+	case Kill, Pause, Members, Join, Retire, PowerLoss:
 		return true
 	}
 	return false

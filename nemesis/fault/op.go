@@ -37,6 +37,10 @@ const (
 	Join      F = "join"      // start Node, a spare out of play
 	Retire    F = "retire"    // take Node out of play
 	Members   F = "members"   // change the configuration through the leader (Change)
+	// PowerLoss kills Nodes and drops every write of theirs not yet
+	// fsynced (the lazy disk; Tear: one write reaches the disk in part);
+	// they stay down until a restart
+	PowerLoss F = "power-loss"
 )
 
 // Waits on the cluster: performed, not timed, so that a replay stays in
@@ -60,7 +64,7 @@ const (
 
 var known = map[F]bool{
 	Partition: true, Heal: true, Delay: true, Kill: true, Restart: true, Pause: true, Resume: true,
-	Join: true, Retire: true, Members: true,
+	Join: true, Retire: true, Members: true, PowerLoss: true,
 	AwaitLeader: true, AwaitAccepted: true, AwaitCaughtUp: true, AwaitCommit: true, Observe: true, Note: true,
 	Pick: true, Sleep: true, RequireMembers: true,
 }
@@ -106,6 +110,7 @@ type Op struct {
 	Ref    int      `json:"ref,omitempty"`    // await-commit, await-accepted at: the index of the op whose commit point it passes
 	Leader int      `json:"leader,omitempty"` // the leader just before the op (0: none known)
 	Change *Change  `json:"change,omitempty"`
+	Tear   bool     `json:"tear,omitempty"` // power-loss: a write reaches the disk in part
 	Note   string   `json:"note,omitempty"`
 	// Source is the nemesis that emitted the op ("partition", "figure8"),
 	// and Attempt its attempt number, for the report's legend.
@@ -205,6 +210,11 @@ func (o Op) Describe() string {
 		return fmt.Sprintf("%d links hold each byte %d ms", len(o.Links), o.Ms)
 	case Kill:
 		return "kill -9 " + Names(o.Nodes)
+	case PowerLoss:
+		if o.Note != "" {
+			return "power loss of " + Names(o.Nodes) + ": " + o.Note
+		}
+		return "power loss of " + Names(o.Nodes)
 	case Restart:
 		return "restart " + Names(o.Nodes)
 	case Pause:

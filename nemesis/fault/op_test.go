@@ -16,6 +16,7 @@ func TestOpsRoundTripThroughTheScheduleFormat(t *testing.T) {
 		{Time: 4, F: AwaitCommit, Node: 2, Ref: 2, Slot: 18},
 		{Time: 5, F: Members, Change: &Change{Op: "replace", Node: 3, With: 6, OK: true, Members: []int{1, 2, 6}, Slot: 90, Effect: 154}, Ms: 12},
 		{Time: 6, F: Note, Note: "stage1: n1 cut off", Source: "figure8", Attempt: 2},
+		{Time: 7, F: PowerLoss, Nodes: []int{1, 3}, Tear: true, Note: "n1 dropped 90 unsynced bytes of 1 files", Source: "power-loss"},
 	}
 	var b bytes.Buffer
 	require.NoError(t, Encode(&b, ops))
@@ -46,6 +47,8 @@ func TestIntervalsLastFromTheFaultToWhatLiftsIt(t *testing.T) {
 		{Time: 6, F: Pause, Nodes: []int{2}, Source: "zombie", Attempt: 1},
 		{Time: 7, F: Note, Note: "zombie: n2 paused", Source: "zombie", Attempt: 1},
 		{Time: 8, F: Resume, Nodes: []int{2}, Source: "zombie", Attempt: 1},
+		{Time: 8, F: PowerLoss, Nodes: []int{1, 5}},
+		{Time: 9, F: Restart, Nodes: []int{1, 5}},
 	}
 	got := Intervals(ops, 10)
 	var short []string
@@ -54,7 +57,8 @@ func TestIntervalsLastFromTheFaultToWhatLiftsIt(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{
 		"partition n1 n2 1-3", "partition n1 n5 3-5", "kill n3 2-4", "kill n4 2-:", "pause n2 6-8", "zombie n2 6-8",
-	}, short, "n4 stays down to the end (10, ':')")
+		"power-loss n1 8-9", "power-loss n5 8-9",
+	}, short, "n4 stays down to the end (10, ':'); a restart ends a power loss as it ends a kill")
 	for _, iv := range got {
 		if iv.Kind == "zombie" {
 			require.Equal(t, "zombie: n2 paused", iv.Detail)
@@ -68,4 +72,6 @@ func TestStartsIsTrueForOpsThatPutAFaultInForce(t *testing.T) {
 	require.True(t, Op{F: Kill, Nodes: []int{1}}.Starts())
 	require.False(t, Op{F: Restart, Nodes: []int{1}}.Starts())
 	require.False(t, Op{F: AwaitLeader}.Starts())
+	require.True(t, Op{F: PowerLoss, Nodes: []int{1}}.Starts())
+	require.Equal(t, "power loss of n1: n1 dropped 7 unsynced bytes of 1 files", Op{F: PowerLoss, Nodes: []int{1}, Note: "n1 dropped 7 unsynced bytes of 1 files"}.Describe())
 }

@@ -16,6 +16,7 @@ type Set struct {
 	ReconfirmOldBallot    bool
 	CommitStaleAcks       bool
 	NoFsync               bool
+	WriteNoFsync          bool
 	VolatilePromise       bool
 	PrepareOmitsCommitted bool
 	StaleRead             bool
@@ -76,6 +77,18 @@ var switches = []Switch{
 		Nodes:    3,
 		set:      func(s *Set) { s.NoFsync = true },
 		get:      func(s Set) bool { return s.NoFsync },
+	},
+	{
+		Name:     "write-no-fsync",
+		Rule:     "1, 2",
+		Breaks:   "durability: WAL records are written to the kernel but never fsynced; a power loss drops them although replies went out",
+		Symptom:  "acknowledged-write-lost or committed-then-overwritten after a power loss; nothing under kill -9 (the page cache survives a process)",
+		Schedule: "power loss (kill, unsynced writes dropped, restart) of a majority of a 3-node cluster on the lazy disk (--disk lazy --nemesis power-loss)",
+		Summary:  "WAL records are written but never fsynced: kill -9 loses nothing, a power loss (--disk lazy) loses them",
+		Nemeses:  []string{"power-loss"},
+		Nodes:    3,
+		set:      func(s *Set) { s.WriteNoFsync = true },
+		get:      func(s Set) bool { return s.WriteNoFsync },
 	},
 	{
 		Name:     "volatile-promise",

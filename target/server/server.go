@@ -97,7 +97,7 @@ func Start(cfg Config) (*Server, error) {
 		cfg.Timeout = 2 * time.Second
 	}
 	log := cfg.Logger.With("node", cfg.ID)
-	w, recs, err := wal.Open(cfg.DataDir, wal.Options{NoFsync: cfg.Bugs.NoFsync})
+	w, recs, err := wal.Open(cfg.DataDir, wal.Options{NoFsync: cfg.Bugs.NoFsync, WriteNoFsync: cfg.Bugs.WriteNoFsync})
 	if err != nil {
 		return nil, fmt.Errorf("open data of node %d: %w", cfg.ID, err)
 	}

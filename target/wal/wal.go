@@ -24,6 +24,9 @@ type Options struct {
 	// and syncs every FlushInterval.
 	NoFsync       bool
 	FlushInterval time.Duration
+	// WriteNoFsync is the write-no-fsync bug switch: Append writes the
+	// records to the kernel and returns without syncing them.
+	WriteNoFsync bool
 }
 
 // Log is an append-only, checksummed record log. Append is safe for
@@ -195,7 +198,10 @@ func (l *Log) flushLocked(hold bool) error {
 		l.mu.Unlock()
 	}
 	_, err := l.f.Write(batch)
-	if err == nil {
+	// BUG SWITCH write-no-fsync (breaks rules 1, 2): the records reach
+	// the kernel's page cache and the caller goes on to send replies; a
+	// process crash loses nothing, a power loss loses them.
+	if err == nil && !l.opts.WriteNoFsync {
 		err = l.f.Sync()
 	}
 	if !hold {

@@ -1,0 +1,129 @@
+package disk
+
+import (
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// mounted mounts a lazy disk on a fresh directory, or skips saying why
+// it cannot (the lazy disk needs root and /dev/fuse; CI runs as root).
+func mounted(t *testing.T) (*Lazy, string) {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Skipf("skipped: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	l := NewLazy()
+	require.NoError(t, l.Mount(1, dir))
+	t.Cleanup(func() { require.NoError(t, l.Close()) })
+	return l, dir
+}
+
+func TestAWriteNeverSyncedIsReadBackThenLostInAPowerLoss(t *testing.T) {
+	l, dir := mounted(t)
+	path := filepath.Join(dir, "wal.log")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	require.NoError(t, err)
+	_, err = f.Write([]byte("synced|"))
+	require.NoError(t, err)
+	require.NoError(t, f.Sync())
+	_, err = f.Write([]byte("unsynced"))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "synced|unsynced", string(b), "a closed file keeps its unsynced writes, as a page cache does")
+	backing, err := os.ReadFile(filepath.Join(dir+".disk", "wal.log"))
+	require.NoError(t, err)
+	require.Equal(t, "synced|", string(backing), "only what was synced reached the disk")
+
+	loss, err := l.PowerLoss(1, nil)
+	require.NoError(t, err)
+	require.Equal(t, Loss{Files: 1, Bytes: 8}, loss)
+	b, err = os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "synced|", string(b), "the power loss dropped what was never synced")
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, int64(7), st.Size())
+}
+
+func TestATornPowerLossLeavesAPrefixOfTheFirstUnsyncedWrite(t *testing.T) {
+	l, dir := mounted(t)
+	path := filepath.Join(dir, "log")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	require.NoError(t, err)
+	_, err = f.Write([]byte("0123456789"))
+	require.NoError(t, err)
+	_, err = f.Write([]byte("abcdef"))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	loss, err := l.PowerLoss(1, rand.New(rand.NewSource(3)))
+	require.NoError(t, err)
+	require.Contains(t, loss.Torn, "log: ")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NotEmpty(t, b)
+	require.Less(t, len(b), 10, "a strict prefix of the first write, nothing of the second")
+	require.True(t, strings.HasPrefix("0123456789", string(b)), "%q", b)
+}
+
+func TestTruncationsAndOverwritesWaitForTheSyncInOrder(t *testing.T) {
+	l, dir := mounted(t)
+	path := filepath.Join(dir, "f")
+	require.NoError(t, os.WriteFile(path, []byte("aaaaaaaaaa"), 0o644))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(4))
+	_, err = f.WriteAt([]byte("XY"), 6)
+	require.NoError(t, err)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "aaaa\x00\x00XY", string(b), "cut to 4, then a write past the end leaves a hole of zeros")
+	require.NoError(t, f.Sync())
+	require.NoError(t, f.Close())
+	loss, err := l.PowerLoss(1, nil)
+	require.NoError(t, err)
+	require.Zero(t, loss.Bytes, "everything was synced")
+	b, err = os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "aaaa\x00\x00XY", string(b))
+}
+
+func TestADirectoryCanBeSyncedAndAnUnlinkedFileForgetsItsWrites(t *testing.T) {
+	l, dir := mounted(t)
+	d, err := os.Open(dir)
+	require.NoError(t, err)
+	require.NoError(t, d.Sync(), "a WAL syncs its directory after creating its file")
+	require.NoError(t, d.Close())
+	path := filepath.Join(dir, "gone")
+	require.NoError(t, os.WriteFile(path, []byte("never synced"), 0o644))
+	require.NoError(t, os.Remove(path))
+	loss, err := l.PowerLoss(1, nil)
+	require.NoError(t, err)
+	require.Zero(t, loss.Files)
+}
+
+func TestCloseLeavesNoMountBehind(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skipf("skipped: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	l := NewLazy()
+	require.NoError(t, l.Mount(2, dir))
+	require.Contains(t, mounts(t), dir)
+	require.NoError(t, l.Close())
+	require.NotContains(t, mounts(t), dir)
+}
+
+func mounts(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/mounts")
+	require.NoError(t, err)
+	return string(b)
+}
