@@ -264,7 +264,14 @@ func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
 			return fmt.Errorf("delaying links needs --net proxy; this fault layer can only cut them")
 		}
 		x.delayed = len(op.Links) > 0
-		return x.Delays.Delay(op.Links, time.Duration(op.Ms)*time.Millisecond)
+		return x.Delays.Delay(op.Links, network.Shape{Delay: time.Duration(op.Ms) * time.Millisecond,
+			Jitter: time.Duration(op.JitterMs) * time.Millisecond, Rate: op.Rate})
+	case fault.Reset:
+		r, ok := x.Net.(network.Resetter)
+		if !ok {
+			return fmt.Errorf("resetting connections needs --net proxy; this fault layer can only cut links")
+		}
+		return r.Reset(op.Links)
 	case fault.Kill, fault.Restart, fault.Pause, fault.Resume:
 		return x.performOnNodes(ctx, op)
 	case fault.PowerLoss:
@@ -485,7 +492,7 @@ func (x *Exec) clearDelays() error {
 		return nil
 	}
 	x.delayed = false
-	return x.Delays.Delay(nil, 0)
+	return x.Delays.Delay(nil, network.Shape{})
 }
 
 // members sends a membership change through the leader.

@@ -107,6 +107,8 @@ func (r resolver) resolve(op fault.Op, sel *fault.Sel) (_ fault.Op, perform bool
 	switch op.F {
 	case fault.Partition:
 		op.Links, err = r.cut(sel)
+	case fault.Reset:
+		op.Links, err = r.pairs(sel)
 	case fault.Delay:
 		if op.Links, err = r.pairs(sel); err == nil && !x.CanDelay() {
 			// iptables only cuts links: go on without the delay, and say so

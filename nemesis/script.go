@@ -32,7 +32,9 @@ import (
 //	pick R... [from SET]           bind each R to a random node of SET (default: the unbound nodes)
 //	partition SET | SET [| SET]…   cut every link between the groups (replacing the cut); rest = the nodes in no other group
 //	cut SET | SET                  cut the links between the groups too
-//	delay SET -> SET D             every byte from the first set to the second is held for D (--net proxy; skipped, with a note, under iptables)
+//	delay SET -> SET D [jitter J] [rate B]
+//	                               every byte from the first set to the second is held for D, plus up to J at random, at most B bytes a second (64KB; --net proxy; skipped, with a note, under iptables)
+//	reset SET -> SET               close the connections from the first set to the second mid-stream (--net proxy)
 //	heal                           open every link, clear every delay
 //	kill SET / restart SET         kill -9 / restart (only nodes that are down)
 //	pause SET / resume SET         SIGSTOP / SIGCONT
@@ -153,7 +155,7 @@ func parseStep(verb string, a []string) (fault.Op, error) {
 	op := fault.Op{Sel: &fault.Sel{WithinMs: within.Milliseconds()}}
 	parse, ok := stepParsers[verb]
 	if !ok {
-		return op, fmt.Errorf("unknown step %q (accepted: leader, pick, partition, cut, delay, heal, kill, restart, pause, resume, await-leader, await-accepted, await-caught-up, await-commit, sleep, note, option, require-members, spare, members, retire)", verb)
+		return op, fmt.Errorf("unknown step %q (accepted: leader, pick, partition, cut, delay, reset, heal, kill, restart, pause, resume, await-leader, await-accepted, await-caught-up, await-commit, sleep, note, option, require-members, spare, members, retire)", verb)
 	}
 	return op, parse(&op, verb, rest, a)
 }
@@ -174,6 +176,7 @@ var stepParsers = map[string]stepParser{
 	"partition": parsePartition,
 	"cut":       parsePartition,
 	"delay":     parseDelay,
+	"reset":     parseReset,
 	"heal": func(op *fault.Op, _ string, rest, _ []string) error {
 		if len(rest) != 0 {
 			return fmt.Errorf("heal takes no arguments")
@@ -285,16 +288,68 @@ func parsePartition(op *fault.Op, verb string, rest, _ []string) error {
 	return nil
 }
 
+// parseDelay reads "delay SET -> SET DURATION [jitter DURATION] [rate
+// BYTES]" (BYTES a second: 65536, 64KB, 1MB).
 func parseDelay(op *fault.Op, _ string, rest, _ []string) error {
+	const want = "want: delay SET -> SET DURATION [jitter DURATION] [rate BYTES]"
+	for len(rest) >= 2 {
+		k, v := rest[len(rest)-2], rest[len(rest)-1]
+		switch k {
+		case "jitter":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return fmt.Errorf("jitter %q: a duration (%s)", v, want)
+			}
+			op.JitterMs = d.Milliseconds()
+		case "rate":
+			n, err := parseBytes(v)
+			if err != nil {
+				return fmt.Errorf("rate %q: %v (%s)", v, err, want)
+			}
+			op.Rate = n
+		default:
+			k = ""
+		}
+		if k == "" {
+			break
+		}
+		rest = rest[:len(rest)-2]
+	}
 	i := index(rest, "->")
 	if i < 1 || i > len(rest)-3 {
-		return fmt.Errorf("want: delay SET -> SET DURATION")
+		return errors.New(want)
 	}
 	d, err := time.ParseDuration(rest[len(rest)-1])
 	if err != nil {
 		return err
 	}
 	op.F, op.Sel.Set, op.Sel.To, op.Ms = fault.Delay, rest[:i], rest[i+1:len(rest)-1], d.Milliseconds()
+	return nil
+}
+
+// parseBytes reads a positive count of bytes: 65536, 64KB, 1MB.
+func parseBytes(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "KB"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "KB")
+	case strings.HasSuffix(s, "MB"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "MB")
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("a positive number of bytes a second: 65536, 64KB, 1MB")
+	}
+	return n * mult, nil
+}
+
+// parseReset reads "reset SET -> SET".
+func parseReset(op *fault.Op, _ string, rest, _ []string) error {
+	i := index(rest, "->")
+	if i < 1 || i > len(rest)-2 {
+		return errors.New("want: reset SET -> SET")
+	}
+	op.F, op.Sel.Set, op.Sel.To = fault.Reset, rest[:i], rest[i+1:]
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/paxtest/paxtest/nemesis/fault"
+	"github.com/paxtest/paxtest/nemesis/network"
 	"github.com/paxtest/paxtest/target/api"
 )
 
@@ -116,7 +117,7 @@ func (f *fakeCluster) Block(links [][2]int) error {
 	f.blocked = links
 	return nil
 }
-func (f *fakeCluster) Delay(links [][2]int, _ time.Duration) error {
+func (f *fakeCluster) Delay(links [][2]int, _ network.Shape) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.delayed = links
@@ -203,6 +204,10 @@ func TestParseScriptNamesTheBadLineAndWhatToWrite(t *testing.T) {
 		{"await-accepted L1 new X\n", "want: await-accepted ROLE [new | at SLOT] as SLOT"},
 		{"await-caught-up\n", "want: await-caught-up SET"},
 		{"delay L1 A 5ms\n", "want: delay SET -> SET DURATION"},
+		{"delay L1 -> A 5ms jitter soon\n", `jitter "soon": a duration`},
+		{"delay L1 -> A 5ms rate fast\n", `rate "fast": a positive number of bytes a second`},
+		{"delay L1 -> A 5ms rate -4KB\n", `rate "-4KB"`},
+		{"reset L1\n", "want: reset SET -> SET"},
 		{"option fast\n", "the only option is bound-clients"},
 		{"require-members three\n", "want: require-members COUNT"},
 		{"spare\n", "want: spare ROLE"},
@@ -215,6 +220,34 @@ func TestParseScriptNamesTheBadLineAndWhatToWrite(t *testing.T) {
 		_, err := ParseScript("t", strings.NewReader(tc.text))
 		require.ErrorContains(t, err, tc.want, tc.text)
 	}
+}
+
+func TestHarshLinkStepsParseIntoOneDelayOrResetOp(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want fault.Op
+	}{
+		{"delay L1 -> A B 150ms", fault.Op{F: fault.Delay, Ms: 150}},
+		{"delay L1 -> A B 150ms jitter 40ms", fault.Op{F: fault.Delay, Ms: 150, JitterMs: 40}},
+		{"delay L1 -> A B 150ms rate 64KB jitter 1s", fault.Op{F: fault.Delay, Ms: 150, JitterMs: 1000, Rate: 64 << 10}},
+		{"delay L1 -> A B 0s rate 2MB", fault.Op{F: fault.Delay, Rate: 2 << 20}},
+		{"reset L1 -> A B", fault.Op{F: fault.Reset}},
+	} {
+		s, err := ParseScript("t", strings.NewReader("leader L1\npick A B\n"+tc.text+"\n"))
+		require.NoError(t, err, tc.text)
+		op := s.Ops[len(s.Ops)-1]
+		require.Equal(t, []string{"L1"}, op.Sel.Set, tc.text)
+		require.Equal(t, []string{"A", "B"}, op.Sel.To, tc.text)
+		op.Sel = nil
+		require.Equal(t, tc.want, op, tc.text)
+	}
+}
+
+func TestAResetNeedsAFaultLayerThatCanResetConnections(t *testing.T) {
+	f := newFake(3, 1)
+	x, _ := execFor(f, nil)
+	_, err := x.Perform(context.Background(), fault.Op{F: fault.Reset, Links: [][2]int{{1, 2}}})
+	require.ErrorContains(t, err, "--net proxy")
 }
 
 func TestReadScriptNamesTheFile(t *testing.T) {

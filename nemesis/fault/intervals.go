@@ -83,6 +83,8 @@ func Intervals(ops []Op, end int64) []Interval {
 					closeKey(fmt.Sprintf("%s n%d", was, id), o.Time)
 				}
 			}
+		case Reset:
+			out = append(out, Interval{Kind: "reset", Start: o.Time, End: o.Time, Nodes: o.Touched(), Detail: o.Describe()})
 		case Members, Join, Retire:
 			out = append(out, Interval{Kind: "membership", Start: o.Time, End: o.Time, Nodes: o.Touched(), Detail: o.Describe()})
 		}
@@ -109,6 +111,8 @@ func (o Op) Starts() bool {
 		return len(o.Links) > 0
 	case Kill, Pause, Members, Join, Retire, PowerLoss:
 		return true
+	case Reset:
+		return len(o.Links) > 0
 	}
 	return false
 }

@@ -29,7 +29,8 @@ type F string
 const (
 	Partition F = "partition" // cut exactly Links (every other link open)
 	Heal      F = "heal"      // open every link, clear every delay
-	Delay     F = "delay"     // hold every byte on Links for Ms (none: clear delays)
+	Delay     F = "delay"     // hold every byte on Links for Ms plus up to JitterMs, at most Rate bytes/s (none: clear delays)
+	Reset     F = "reset"     // close the connections on Links mid-stream (the links stay open)
 	Kill      F = "kill"      // kill -9 Nodes
 	Restart   F = "restart"   // restart Nodes that are down
 	Pause     F = "pause"     // SIGSTOP Nodes
@@ -63,7 +64,7 @@ const (
 )
 
 var known = map[F]bool{
-	Partition: true, Heal: true, Delay: true, Kill: true, Restart: true, Pause: true, Resume: true,
+	Partition: true, Heal: true, Delay: true, Reset: true, Kill: true, Restart: true, Pause: true, Resume: true,
 	Join: true, Retire: true, Members: true, PowerLoss: true,
 	AwaitLeader: true, AwaitAccepted: true, AwaitCaughtUp: true, AwaitCommit: true, Observe: true, Note: true,
 	Pick: true, Sleep: true, RequireMembers: true,
@@ -102,16 +103,20 @@ type Op struct {
 	// its bounds (within) and whether a wait is "at" a slot bound before.
 	Sel *Sel `json:"sel,omitempty"`
 
-	Nodes  []int    `json:"nodes,omitempty"`
-	Node   int      `json:"node,omitempty"`
-	Links  [][2]int `json:"links,omitempty"`
-	Ms     int64    `json:"ms,omitempty"` // delay: how long a link holds each byte; members: how long the change took
-	Slot   uint64   `json:"slot,omitempty"`
-	Ref    int      `json:"ref,omitempty"`    // await-commit, await-accepted at: the index of the op whose commit point it passes
-	Leader int      `json:"leader,omitempty"` // the leader just before the op (0: none known)
-	Change *Change  `json:"change,omitempty"`
-	Tear   bool     `json:"tear,omitempty"` // power-loss: a write reaches the disk in part
-	Note   string   `json:"note,omitempty"`
+	Nodes []int    `json:"nodes,omitempty"`
+	Node  int      `json:"node,omitempty"`
+	Links [][2]int `json:"links,omitempty"`
+	Ms    int64    `json:"ms,omitempty"` // delay: how long a link holds each byte; members: how long the change took
+	// delay: up to this much more per chunk, at random, and at most Rate
+	// bytes a second (0: unbounded)
+	JitterMs int64   `json:"jitter_ms,omitempty"`
+	Rate     int64   `json:"rate,omitempty"`
+	Slot     uint64  `json:"slot,omitempty"`
+	Ref      int     `json:"ref,omitempty"`    // await-commit, await-accepted at: the index of the op whose commit point it passes
+	Leader   int     `json:"leader,omitempty"` // the leader just before the op (0: none known)
+	Change   *Change `json:"change,omitempty"`
+	Tear     bool    `json:"tear,omitempty"` // power-loss: a write reaches the disk in part
+	Note     string  `json:"note,omitempty"`
 	// Source is the nemesis that emitted the op ("partition", "figure8"),
 	// and Attempt its attempt number, for the report's legend.
 	Source  string `json:"source,omitempty"`
@@ -207,7 +212,16 @@ func (o Op) Describe() string {
 		if len(o.Links) == 0 {
 			return "every delay cleared"
 		}
-		return fmt.Sprintf("%d links hold each byte %d ms", len(o.Links), o.Ms)
+		s := fmt.Sprintf("%d links hold each byte %d ms", len(o.Links), o.Ms)
+		if o.JitterMs > 0 {
+			s += fmt.Sprintf(" (+ up to %d ms)", o.JitterMs)
+		}
+		if o.Rate > 0 {
+			s += fmt.Sprintf(", at most %d bytes/s", o.Rate)
+		}
+		return s
+	case Reset:
+		return fmt.Sprintf("connections on %d links reset", len(o.Links))
 	case Kill:
 		return "kill -9 " + Names(o.Nodes)
 	case PowerLoss:

@@ -28,10 +28,26 @@ type FaultLayer interface {
 
 // Delayer is a fault layer that can also slow directed links down.
 type Delayer interface {
-	// Delay holds every byte sent over the given directed links for d before
-	// passing it on; every other link carries no delay. Blocking a link drops
-	// what it was holding.
-	Delay(links [][2]int, d time.Duration) error
+	// Delay gives the given directed links shape s (every byte held, a
+	// bounded rate); every other link carries bytes as they come.
+	// Blocking a link drops what it was holding.
+	Delay(links [][2]int, s Shape) error
+}
+
+// Shape is how a slowed link carries bytes: each held for Delay plus up
+// to Jitter more, drawn at random (a stream's bytes stay in order, so a
+// chunk never overtakes the one before it), at most Rate bytes a second
+// (0: unbounded).
+type Shape struct {
+	Delay  time.Duration
+	Jitter time.Duration
+	Rate   int64
+}
+
+// Resetter is a fault layer that can reset the connections on links:
+// each is closed mid-stream, and the nodes must connect again.
+type Resetter interface {
+	Reset(links [][2]int) error
 }
 
 // Direct is the Network without faults: nodes bind 127.0.0.1 and dial each
@@ -46,6 +62,7 @@ func (*Direct) Close() error                       { return nil }
 var (
 	_ FaultLayer = (*Proxy)(nil)
 	_ Delayer    = (*Proxy)(nil)
+	_ Resetter   = (*Proxy)(nil)
 	_ FaultLayer = (*IPTables)(nil)
 	_ Network    = (*Direct)(nil)
 	_ Sharer     = (*Proxy)(nil)

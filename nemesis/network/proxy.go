@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -96,8 +97,8 @@ func (p *Proxy) Block(links [][2]int) error {
 	return nil
 }
 
-// Delay slows the given links down by d and clears every other delay.
-func (p *Proxy) Delay(links [][2]int, d time.Duration) error {
+// Delay gives the given links shape s and clears every other link's.
+func (p *Proxy) Delay(links [][2]int, s Shape) error {
 	slow := map[[2]int]bool{}
 	for _, l := range links {
 		slow[l] = true
@@ -106,9 +107,31 @@ func (p *Proxy) Delay(links [][2]int, d time.Duration) error {
 	defer p.mu.Unlock()
 	for k, l := range p.links {
 		l.mu.Lock()
-		l.delay = 0
+		l.shape = Shape{}
 		if slow[k] {
-			l.delay = d
+			l.shape = s
+		}
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+// Reset closes every connection on the given links, mid-stream; the links
+// stay open, so the nodes connect again.
+func (p *Proxy) Reset(links [][2]int) error {
+	p.mu.Lock()
+	var ls []*link
+	for _, k := range links {
+		if l := p.links[k]; l != nil {
+			ls = append(ls, l)
+		}
+	}
+	p.mu.Unlock()
+	for _, l := range ls {
+		l.mu.Lock()
+		for c := range l.conns {
+			c.Close()
+			delete(l.conns, c)
 		}
 		l.mu.Unlock()
 	}
@@ -143,14 +166,14 @@ type link struct {
 	mu      sync.Mutex
 	blocked bool
 	closed  bool
-	delay   time.Duration
+	shape   Shape
 	conns   map[net.Conn]bool
 }
 
-func (l *link) currentDelay() time.Duration {
+func (l *link) currentShape() Shape {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.delay
+	return l.shape
 }
 
 func (l *link) serve() {
@@ -216,24 +239,37 @@ func (l *link) forward(c net.Conn) {
 	l.drop(c, up)
 }
 
-// copyDelayed copies src to dst, holding each chunk for the link's delay
-// at the time it was read. When either side closes, chunks still held are
-// dropped, as packets in flight are when a link is cut.
+// copyDelayed copies src to dst in the link's shape at the time each
+// chunk was read: held for the delay and its jitter (never before the
+// chunk ahead of it), then paced to the rate. When either side closes,
+// chunks still held are dropped, as packets in flight are when a link is
+// cut.
 func (l *link) copyDelayed(dst io.Writer, src io.Reader) {
 	type chunk struct {
-		b   []byte
-		due time.Time
+		b    []byte
+		due  time.Time
+		rate int64
 	}
 	q := make(chan chunk, 1024)
 	stop := make(chan struct{})
 	go func() {
 		defer close(q)
+		var last time.Time
 		for {
 			buf := make([]byte, 32<<10)
 			n, err := src.Read(buf)
 			if n > 0 {
+				s := l.currentShape()
+				due := time.Now().Add(s.Delay)
+				if s.Jitter > 0 {
+					due = due.Add(time.Duration(rand.Int64N(int64(s.Jitter) + 1)))
+				}
+				if due.Before(last) {
+					due = last // in order: a stream cannot reorder its bytes
+				}
+				last = due
 				select {
-				case q <- chunk{buf[:n], time.Now().Add(l.currentDelay())}:
+				case q <- chunk{buf[:n], due, s.Rate}:
 				case <-stop:
 					return
 				}
@@ -244,12 +280,20 @@ func (l *link) copyDelayed(dst io.Writer, src io.Reader) {
 		}
 	}()
 	defer close(stop)
+	var free time.Time // when the paced link can send again
 	for c := range q {
-		if d := time.Until(c.due); d > 0 {
+		at := c.due
+		if c.rate > 0 && free.After(at) {
+			at = free
+		}
+		if d := time.Until(at); d > 0 {
 			time.Sleep(d)
 		}
 		if _, err := dst.Write(c.b); err != nil {
 			return
+		}
+		if c.rate > 0 {
+			free = time.Now().Add(time.Duration(float64(len(c.b)) / float64(c.rate) * float64(time.Second)))
 		}
 	}
 }

@@ -33,7 +33,7 @@ func TestDelayedLinkHoldsBytesAndACutDropsWhatItHeld(t *testing.T) {
 	require.NoError(t, p.Setup(map[int]string{1: "127.0.0.1:1", 2: ln.Addr().String()}))
 	t.Cleanup(func() { require.NoError(t, p.Close()) })
 	const d = 150 * time.Millisecond
-	require.NoError(t, p.Delay([][2]int{{1, 2}}, d))
+	require.NoError(t, p.Delay([][2]int{{1, 2}}, Shape{Delay: d}))
 
 	c, err := net.Dial("tcp", p.Dial(1, 2))
 	require.NoError(t, err)
@@ -126,4 +126,47 @@ func TestASharedProxyPutsEachConnectionOnTheLinkOfTheSenderItNames(t *testing.T)
 	require.True(t, roundTrip(t, to3, ""), "a connection that names no sender is never cut")
 	require.NoError(t, p.Block(nil))
 	require.True(t, roundTrip(t, to3, n1), "healed")
+}
+
+func TestAPacedLinkCarriesEveryByteInOrderNoFasterThanItsRate(t *testing.T) {
+	p := NewProxy()
+	require.NoError(t, p.Setup(map[int]string{1: "127.0.0.1:1", 2: echoServer(t)}))
+	t.Cleanup(func() { require.NoError(t, p.Close()) })
+	const rate = 64 << 10
+	require.NoError(t, p.Delay([][2]int{{1, 2}}, Shape{Delay: time.Millisecond, Jitter: 20 * time.Millisecond, Rate: rate}))
+	c, err := net.Dial("tcp", p.Dial(1, 2))
+	require.NoError(t, err)
+	defer c.Close()
+	msg := make([]byte, 2*rate)
+	for i := range msg {
+		msg[i] = byte(i * 7)
+	}
+	start := time.Now()
+	go func() { _, _ = c.Write(msg) }()
+	got := make([]byte, len(msg))
+	_, err = io.ReadFull(c, got)
+	require.NoError(t, err)
+	require.Equal(t, msg, got, "jitter never reorders a stream's bytes")
+	// the first chunk (32 KB at most) goes at once, each later one waits
+	// for the rate to carry the one before it: at least 1.5 s for 128 KB
+	require.GreaterOrEqual(t, time.Since(start), 1500*time.Millisecond)
+}
+
+func TestAResetClosesALinksConnectionsMidStreamAndTheLinkStaysOpen(t *testing.T) {
+	p := NewProxy()
+	require.NoError(t, p.Setup(map[int]string{1: "127.0.0.1:1", 2: echoServer(t)}))
+	t.Cleanup(func() { require.NoError(t, p.Close()) })
+	c, err := net.Dial("tcp", p.Dial(1, 2))
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("ping"))
+	require.NoError(t, err)
+	b := make([]byte, 4)
+	_, err = io.ReadFull(c, b)
+	require.NoError(t, err)
+	require.NoError(t, p.Reset([][2]int{{1, 2}}))
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(2*time.Second)))
+	_, err = c.Read(b)
+	require.ErrorIs(t, err, io.EOF, "the proxy closed the connection mid-stream")
+	require.True(t, roundTrip(t, p.Dial(1, 2), ""), "a new connection gets through")
 }

@@ -1,0 +1,94 @@
+package nemesis
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/paxtest/paxtest/nemesis/fault"
+)
+
+// SlowLinks makes the links of a node drawn at random harsh: one way
+// (what it sends: one-way slowness) or both, each byte held 50–300 ms
+// plus up to half that again at random, and half the time paced to
+// 32–512 KB a second. Stop clears it. It needs a fault layer that can
+// delay links (--net proxy); under iptables it notes that it skipped.
+type SlowLinks struct{}
+
+// Name is the --nemesis value.
+func (*SlowLinks) Name() string { return "slow-links" }
+
+// Start slows one node's links.
+func (*SlowLinks) Start(ctx context.Context, x *Exec) error {
+	if !x.CanDelay() {
+		x.Note("slow-links", 0, "slow-links skipped: this fault layer cannot delay links; use --net proxy")
+		return nil
+	}
+	node, ok := drawNode(x)
+	if !ok {
+		return nil
+	}
+	both := x.Rand.Intn(2) == 0
+	ms := 50 + x.Rand.Int63n(251)
+	op := fault.Op{F: fault.Delay, Links: nodeLinks(x, node, both), Ms: ms, JitterMs: x.Rand.Int63n(ms/2 + 1), Source: "slow-links"}
+	if x.Rand.Intn(2) == 0 {
+		op.Rate = (32 << 10) << x.Rand.Intn(5)
+	}
+	_, err := x.Perform(ctx, op)
+	return err
+}
+
+// Stop clears every delay.
+func (*SlowLinks) Stop(ctx context.Context, x *Exec) error {
+	if !x.CanDelay() {
+		return nil
+	}
+	_, err := x.Perform(ctx, fault.Op{F: fault.Delay, Source: "slow-links"})
+	return err
+}
+
+// ResetLinks closes every connection to and from a node drawn at random,
+// mid-stream; the links stay open and the nodes connect again. It is
+// over at once: Stop does nothing.
+type ResetLinks struct{}
+
+// Name is the --nemesis value.
+func (*ResetLinks) Name() string { return "reset-links" }
+
+// Start resets one node's connections.
+func (*ResetLinks) Start(ctx context.Context, x *Exec) error {
+	node, ok := drawNode(x)
+	if !ok {
+		return nil
+	}
+	_, err := x.Perform(ctx, fault.Op{F: fault.Reset, Links: nodeLinks(x, node, true), Source: "reset-links"})
+	return err
+}
+
+// Stop: a reset is over once done.
+func (*ResetLinks) Stop(context.Context, *Exec) error { return nil }
+
+// drawNode draws one node in play.
+func drawNode(x *Exec) (int, bool) {
+	ids := x.Cluster.IDs()
+	if len(ids) < 2 {
+		x.Note("links", 0, fmt.Sprintf("no link to fault among %v", ids))
+		return 0, false
+	}
+	return ids[x.Rand.Intn(len(ids))], true
+}
+
+// nodeLinks are the directed links from node to every other node in
+// play, and (both) back.
+func nodeLinks(x *Exec, node int, both bool) [][2]int {
+	var out [][2]int
+	for _, id := range x.Cluster.IDs() {
+		if id == node {
+			continue
+		}
+		out = append(out, [2]int{node, id})
+		if both {
+			out = append(out, [2]int{id, node})
+		}
+	}
+	return out
+}
