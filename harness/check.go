@@ -17,6 +17,7 @@ import (
 	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/checker/history"
 	"github.com/paxtest/paxtest/harness/layout"
+	"github.com/paxtest/paxtest/nemesis/fault"
 	"github.com/paxtest/paxtest/reports"
 )
 
@@ -215,6 +216,7 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	res.Verdict = checker.Combine(verdicts...)
 	res.Ops, res.FinalReads, res.OpsPerSec, res.Seconds, res.Nemesis = reports.Summarize(h)
 	res.LongestGap = reports.LongestGap(h)
+	res.Damage = damage(h)
 	if run.Format != "" {
 		// an import's times are its events' positions: no rate, no gap
 		res.OpsPerSec, res.Seconds, res.LongestGap, res.TimeIsOrder = 0, 0, 0, true
@@ -253,6 +255,25 @@ func applicable(asked []string, run Options) ([]string, func(name string) string
 		}
 	}
 	return nil, notAsked
+}
+
+// damage lists the corrupt faults of a run and the nodes that then
+// refused to start, from the nemesis events' ops.
+func damage(h *checker.History) []string {
+	var out []string
+	for _, e := range h.Nemesis {
+		if e.F != string(fault.Corrupt) && e.F != string(fault.Restart) {
+			continue
+		}
+		var op fault.Op
+		if json.Unmarshal(e.Value, &op) != nil {
+			continue // an event of another writer: its detail is in the report
+		}
+		if op.F == fault.Corrupt || len(op.Stopped) > 0 {
+			out = append(out, op.Describe())
+		}
+	}
+	return out
 }
 
 // readRunConfig reads the run's config.json.

@@ -200,7 +200,7 @@ func (r *run) start(ctx context.Context) error {
 		r.onClose(r.samp.close)
 	}
 	r.x, err = nemesis.NewExec(nemesis.ExecConfig{Cluster: r.cluster, Members: r.cluster, Net: r.net, Delays: r.delays,
-		Disk: powerLosser(lazy), Rand: rand.New(rand.NewSource(o.Seed)), Now: r.clock.Now, Schedule: r.lay.Schedule()})
+		Disk: powerLosser(lazy), Data: dataDamager{r.cluster, lazy != nil}, Rand: rand.New(rand.NewSource(o.Seed)), Now: r.clock.Now, Schedule: r.lay.Schedule()})
 	if err != nil {
 		return err
 	}
@@ -436,4 +436,27 @@ func progress(ctx context.Context, o Options, clock Clock, counts *workloads.Cou
 	}
 }
 
-var _ nemesis.PowerLosser = lossReporter{}
+var (
+	_ nemesis.PowerLosser = lossReporter{}
+	_ nemesis.Corrupter   = dataDamager{}
+)
+
+// dataDamager damages a node's synced data: its data directory, or, on
+// the lazy disk, the directory that holds what was synced.
+type dataDamager struct {
+	c    *cluster.Cluster
+	lazy bool
+}
+
+func (d dataDamager) Corrupt(id int, dm *fault.Damage, r *rand.Rand) error {
+	dir := d.c.Node(id).DataDir
+	if d.lazy {
+		dir = disk.SyncedDir(dir)
+	}
+	got, err := disk.Damage(dir, dm.Kind, dm.File, dm.Offset, r)
+	if err != nil {
+		return err
+	}
+	dm.File, dm.Offset, dm.Bit = got.File, got.Offset, got.Bit
+	return nil
+}

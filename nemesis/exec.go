@@ -31,6 +31,12 @@ type Control interface {
 	Resume(id int) error
 }
 
+// Corrupter damages a node's synced data while it is down; what it drew
+// (a file, an offset, a bit) it fills into d.
+type Corrupter interface {
+	Corrupt(id int, d *fault.Damage, r *rand.Rand) error
+}
+
 // PowerLosser is a disk layer that can lose what a node did not sync
 // (harness/disk's lazy disk): with tear, one write reaches the disk in part.
 type PowerLosser interface {
@@ -71,7 +77,11 @@ type Exec struct {
 	// Disk drops unsynced writes in a power loss; nil without the lazy
 	// disk (power-loss ops then fail, saying so).
 	Disk PowerLosser
-	Net  network.FaultLayer
+	// Data damages a down node's files (corrupt ops).
+	Data    Corrupter
+	damaged map[int]bool // nodes whose data was damaged: they may rightly refuse to start
+	stopped map[int]bool // nodes that did refuse: heals leave them down
+	Net     network.FaultLayer
 	// Delays slows links down; nil for a layer that only cuts them.
 	Delays network.Delayer
 	Rand   *rand.Rand
@@ -97,6 +107,7 @@ type ExecConfig struct {
 	Cluster  Control
 	Members  MemberControl // nil: no membership changes
 	Disk     PowerLosser   // nil: no lazy disk
+	Data     Corrupter     // nil: data cannot be damaged
 	Net      network.FaultLayer
 	Delays   network.Delayer // nil: links cannot be slowed
 	Rand     *rand.Rand
@@ -108,7 +119,7 @@ type ExecConfig struct {
 // there (the file is created, never overwritten) and polls the leader in
 // the background, so that recording an op never waits on a paused node.
 func NewExec(cfg ExecConfig) (*Exec, error) {
-	x := &Exec{Cluster: cfg.Cluster, Members: cfg.Members, Disk: cfg.Disk, Net: cfg.Net, Delays: cfg.Delays, Rand: cfg.Rand, Now: cfg.Now, paused: map[int]bool{}}
+	x := &Exec{Cluster: cfg.Cluster, Members: cfg.Members, Disk: cfg.Disk, Data: cfg.Data, damaged: map[int]bool{}, stopped: map[int]bool{}, Net: cfg.Net, Delays: cfg.Delays, Rand: cfg.Rand, Now: cfg.Now, paused: map[int]bool{}}
 	schedule := cfg.Schedule
 	if schedule == "" {
 		return x, nil
@@ -276,6 +287,8 @@ func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
 		return x.performOnNodes(ctx, op)
 	case fault.PowerLoss:
 		return x.powerLoss(op)
+	case fault.Corrupt:
+		return x.corrupt(op)
 	case fault.Join, fault.Retire:
 		if x.Members == nil {
 			return fmt.Errorf("%s: this cluster has no spare nodes", op.F)
@@ -297,6 +310,7 @@ func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
 // performOnNodes kills, restarts, pauses or resumes op's nodes.
 func (x *Exec) performOnNodes(ctx context.Context, op *fault.Op) error {
 	c := x.Cluster
+	var stopped []string
 	for _, id := range op.Nodes {
 		var err error
 		switch op.F {
@@ -307,6 +321,14 @@ func (x *Exec) performOnNodes(ctx context.Context, op *fault.Op) error {
 		case fault.Restart:
 			if c.IsDown(id) {
 				err = c.Restart(ctx, id)
+				if err != nil && x.damaged[id] && c.IsDown(id) && ctx.Err() == nil {
+					// its data was damaged: stopping rather than serving
+					// it is the node's right answer, and the run says so
+					stopped = append(stopped, fmt.Sprintf("n%d stopped rather than serve its damaged data: %s", id, lastLine(err.Error())))
+					op.Stopped = append(op.Stopped, id)
+					x.stopped[id] = true
+					err = nil
+				}
 			}
 		case fault.Pause:
 			if err = c.Pause(id); err == nil {
@@ -321,6 +343,33 @@ func (x *Exec) performOnNodes(ctx context.Context, op *fault.Op) error {
 			return err
 		}
 	}
+	if len(stopped) > 0 {
+		op.Note = strings.Join(stopped, "; ")
+	}
+	return nil
+}
+
+// lastLine is the last line of a text that has any (a node's last words,
+// at the end of the error that says it exited).
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// corrupt damages a down node's synced data.
+func (x *Exec) corrupt(op *fault.Op) error {
+	switch {
+	case x.Data == nil:
+		return fmt.Errorf("corrupt: this run cannot reach its nodes' data")
+	case op.Damage == nil:
+		return fmt.Errorf("corrupt n%d: no damage given", op.Node)
+	case !x.Cluster.IsDown(op.Node):
+		return fmt.Errorf("corrupt n%d: it runs; its data is damaged only while it is down (kill it first)", op.Node)
+	}
+	if err := x.Data.Corrupt(op.Node, op.Damage, x.Rand); err != nil {
+		return fmt.Errorf("corrupt n%d: %w", op.Node, err)
+	}
+	x.damaged[op.Node] = true
 	return nil
 }
 
@@ -532,7 +581,7 @@ func (x *Exec) HealAll(ctx context.Context, source string, attempt int) error {
 		if x.paused[id] {
 			paused = append(paused, id)
 		}
-		if x.Cluster.IsDown(id) {
+		if x.Cluster.IsDown(id) && !x.stopped[id] {
 			down = append(down, id)
 		}
 	}

@@ -92,3 +92,52 @@ func nodeLinks(x *Exec, node int, both bool) [][2]int {
 	}
 	return out
 }
+
+// Corruption damages a node's synced data as Jepsen's bitflip and
+// truncate nemeses do: it kills a node drawn at random, flips one bit
+// (three times in four) or cuts a file short, at a random place in a
+// random file of its data, and starts it again. A node that notices must
+// stop rather than serve; it then stays down, and the run says which node,
+// which file and why. It damages no node once so many refused to start
+// that one more would leave no majority.
+type Corruption struct{}
+
+// Name is the --nemesis value.
+func (*Corruption) Name() string { return "corrupt" }
+
+// Start damages one node's data.
+func (*Corruption) Start(ctx context.Context, x *Exec) error {
+	ids := x.Cluster.IDs()
+	var up []int
+	stopped := 0
+	for _, id := range ids {
+		if x.damaged[id] && x.Cluster.IsDown(id) {
+			stopped++
+		} else {
+			up = append(up, id)
+		}
+	}
+	if len(up) == 0 || 2*(stopped+1) >= len(ids) {
+		x.Note("corrupt", 0, fmt.Sprintf("no damage: %d of %d nodes already refused to start on damaged data", stopped, len(ids)))
+		return nil
+	}
+	node := up[x.Rand.Intn(len(up))]
+	kind := fault.BitFlip
+	if x.Rand.Intn(4) == 0 {
+		kind = fault.Truncate
+	}
+	for _, op := range []fault.Op{
+		{F: fault.Kill, Nodes: []int{node}},
+		{F: fault.Corrupt, Node: node, Damage: &fault.Damage{Kind: kind, Offset: -1}},
+		{F: fault.Restart, Nodes: []int{node}},
+	} {
+		op.Source = "corrupt"
+		if _, err := x.Perform(ctx, op); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop: the damage stays.
+func (*Corruption) Stop(context.Context, *Exec) error { return nil }

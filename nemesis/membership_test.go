@@ -298,3 +298,46 @@ func TestAPowerLossKillsItsNodesThenDropsWhatTheyDidNotSyncAndLeavesThemDown(t *
 	require.Equal(t, []bool{true, true}, d.tore)
 	require.Equal(t, "n1 dropped 9 bytes of n1; n2 dropped 9 bytes of n2", op.Note)
 }
+
+// damager records the damage it was asked for, drawing nothing.
+type damager struct{ asked []fault.Damage }
+
+func (d *damager) Corrupt(id int, dm *fault.Damage, _ *rand.Rand) error {
+	if dm.File == "" {
+		dm.File = "drawn.log"
+	}
+	d.asked = append(d.asked, *dm)
+	return nil
+}
+
+func TestDataIsDamagedOnlyWhileItsNodeIsDownAndANodeThatThenRefusesStaysDown(t *testing.T) {
+	f := newFake(3, 1)
+	x, _ := execFor(f, nil)
+	d := &damager{}
+	x.Data = d
+	op := fault.Op{F: fault.Corrupt, Node: 2, Damage: &fault.Damage{Kind: fault.BitFlip, Offset: -1}}
+	_, err := x.Perform(context.Background(), op)
+	require.ErrorContains(t, err, "kill it first", "a running node's data is never touched")
+	require.Empty(t, d.asked)
+
+	f.down[2] = true
+	got, err := x.Perform(context.Background(), op)
+	require.NoError(t, err)
+	require.Equal(t, "drawn.log", got.Damage.File, "what was drawn is recorded")
+	require.Equal(t, "n2's drawn.log: bit 0 of byte -1 flipped", got.Describe())
+
+	f.failRestart = map[int]bool{2: true}
+	got, err = x.Perform(context.Background(), fault.Op{F: fault.Restart, Nodes: []int{2}})
+	require.NoError(t, err, "refusing damaged data is the node's right answer, not the run's failure")
+	require.Equal(t, []int{2}, got.Stopped)
+	require.Contains(t, got.Note, "n2 stopped rather than serve its damaged data: corrupt record at offset 75")
+	require.NoError(t, x.HealAll(context.Background(), "heal", 0))
+	require.True(t, f.down[2], "a heal leaves it down")
+
+	_, err = x.Perform(context.Background(), fault.Op{F: fault.Restart, Nodes: []int{3}})
+	require.NoError(t, err)
+	f.down[3] = true
+	f.failRestart[3] = true
+	_, err = x.Perform(context.Background(), fault.Op{F: fault.Restart, Nodes: []int{3}})
+	require.Error(t, err, "a node whose data was not damaged must start")
+}

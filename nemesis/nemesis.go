@@ -42,7 +42,7 @@ type Pacer interface {
 
 // Kinds lists the accepted --nemesis values.
 func Kinds() []string {
-	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "figure8-regain", "zombie-leader", "bridge-restart", "fresh-leader-kill", "membership", "membership-split", "power-loss", "slow-links", "reset-links", "all"}
+	return []string{"none", "partition", "kill", "pause", "leader-kill", "leader-pause", "crash-quorum", "elect-lagging", "figure8", "figure8-regain", "zombie-leader", "bridge-restart", "fresh-leader-kill", "membership", "membership-split", "power-loss", "slow-links", "reset-links", "corrupt", "all"}
 }
 
 // scripted names the nemeses written as built-in schedules (nemesis/scripts).
@@ -131,6 +131,8 @@ func build(name, shape string) (Nemesis, error) {
 		return &SlowLinks{}, nil
 	case "reset-links":
 		return &ResetLinks{}, nil
+	case "corrupt":
+		return &Corruption{}, nil
 	case "power-loss":
 		return &Process{F: fault.PowerLoss, Label: "power-loss", Targets: powerLossTargets}, nil
 	case "crash-quorum":

@@ -109,6 +109,14 @@ func (r resolver) resolve(op fault.Op, sel *fault.Sel) (_ fault.Op, perform bool
 		op.Links, err = r.cut(sel)
 	case fault.Reset:
 		op.Links, err = r.pairs(sel)
+	case fault.Corrupt:
+		var ids []int
+		if ids, err = r.set(sel.Set, nil); err == nil && len(ids) != 1 {
+			err = fmt.Errorf("corrupt acts on one node, not %s", fault.Names(ids))
+		}
+		if err == nil {
+			op.Node = ids[0]
+		}
 	case fault.Delay:
 		if op.Links, err = r.pairs(sel); err == nil && !x.CanDelay() {
 			// iptables only cuts links: go on without the delay, and say so

@@ -35,6 +35,8 @@ import (
 //	delay SET -> SET D [jitter J] [rate B]
 //	                               every byte from the first set to the second is held for D, plus up to J at random, at most B bytes a second (64KB; --net proxy; skipped, with a note, under iptables)
 //	reset SET -> SET               close the connections from the first set to the second mid-stream (--net proxy)
+//	corrupt R bitflip|truncate [FILE [OFFSET]]
+//	                               damage R's synced data while it is down: flip a bit of, or cut short, FILE (inside its data directory) at OFFSET (drawn when not given)
 //	heal                           open every link, clear every delay
 //	kill SET / restart SET         kill -9 / restart (only nodes that are down)
 //	pause SET / resume SET         SIGSTOP / SIGCONT
@@ -155,7 +157,7 @@ func parseStep(verb string, a []string) (fault.Op, error) {
 	op := fault.Op{Sel: &fault.Sel{WithinMs: within.Milliseconds()}}
 	parse, ok := stepParsers[verb]
 	if !ok {
-		return op, fmt.Errorf("unknown step %q (accepted: leader, pick, partition, cut, delay, reset, heal, kill, restart, pause, resume, await-leader, await-accepted, await-caught-up, await-commit, sleep, note, option, require-members, spare, members, retire)", verb)
+		return op, fmt.Errorf("unknown step %q (accepted: leader, pick, partition, cut, delay, reset, corrupt, heal, kill, restart, pause, resume, await-leader, await-accepted, await-caught-up, await-commit, sleep, note, option, require-members, spare, members, retire)", verb)
 	}
 	return op, parse(&op, verb, rest, a)
 }
@@ -177,6 +179,7 @@ var stepParsers = map[string]stepParser{
 	"cut":       parsePartition,
 	"delay":     parseDelay,
 	"reset":     parseReset,
+	"corrupt":   parseCorrupt,
 	"heal": func(op *fault.Op, _ string, rest, _ []string) error {
 		if len(rest) != 0 {
 			return fmt.Errorf("heal takes no arguments")
@@ -341,6 +344,27 @@ func parseBytes(s string) (int64, error) {
 		return 0, errors.New("a positive number of bytes a second: 65536, 64KB, 1MB")
 	}
 	return n * mult, nil
+}
+
+// parseCorrupt reads "corrupt R bitflip|truncate [FILE [OFFSET]]".
+func parseCorrupt(op *fault.Op, _ string, rest, _ []string) error {
+	const want = "want: corrupt ROLE bitflip|truncate [FILE [OFFSET]]"
+	if len(rest) < 2 || len(rest) > 4 || (rest[1] != fault.BitFlip && rest[1] != fault.Truncate) {
+		return errors.New(want)
+	}
+	d := &fault.Damage{Kind: rest[1], Offset: -1}
+	if len(rest) > 2 {
+		d.File = rest[2]
+	}
+	if len(rest) > 3 {
+		n, err := strconv.ParseInt(rest[3], 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("offset %q: a byte of the file, from 0 (%s)", rest[3], want)
+		}
+		d.Offset = n
+	}
+	op.F, op.Sel.Set, op.Damage = fault.Corrupt, rest[:1], d
+	return nil
 }
 
 // parseReset reads "reset SET -> SET".

@@ -2,6 +2,7 @@ package nemesis
 
 import (
 	"context"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -20,16 +21,18 @@ import (
 
 // fakeCluster is a Control and FaultLayer whose statuses the test sets.
 type fakeCluster struct {
-	mu      sync.Mutex
-	ids     []int
-	status  map[int]api.Status
-	down    map[int]bool
-	paused  map[int]bool
-	blocked [][2]int
-	delayed [][2]int
-	actions []string
-	takes   map[int]bool // nodes that accept one more entry at each look at their status
-	chooses map[int]bool // and see it chosen at once
+	mu     sync.Mutex
+	ids    []int
+	status map[int]api.Status
+	down   map[int]bool
+	// failRestart: these nodes exit as they start
+	failRestart map[int]bool
+	paused      map[int]bool
+	blocked     [][2]int
+	delayed     [][2]int
+	actions     []string
+	takes       map[int]bool // nodes that accept one more entry at each look at their status
+	chooses     map[int]bool // and see it chosen at once
 }
 
 func newFake(n, leader int) *fakeCluster {
@@ -100,8 +103,11 @@ func (f *fakeCluster) Kill(id int) error {
 func (f *fakeCluster) Restart(_ context.Context, id int) error {
 	f.act("restart n" + itoa(id))
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failRestart[id] {
+		return fmt.Errorf("node n%d exited while starting; its log says:\nreplayed\ncorrupt record at offset 75", id)
+	}
 	f.down[id] = false
-	f.mu.Unlock()
 	return nil
 }
 func (f *fakeCluster) Pause(id int) error  { f.act("pause n" + itoa(id)); return nil }
@@ -208,6 +214,8 @@ func TestParseScriptNamesTheBadLineAndWhatToWrite(t *testing.T) {
 		{"delay L1 -> A 5ms rate fast\n", `rate "fast": a positive number of bytes a second`},
 		{"delay L1 -> A 5ms rate -4KB\n", `rate "-4KB"`},
 		{"reset L1\n", "want: reset SET -> SET"},
+		{"corrupt L1 melt\n", "want: corrupt ROLE bitflip|truncate [FILE [OFFSET]]"},
+		{"corrupt L1 bitflip wal.log -3\n", `offset "-3": a byte of the file, from 0`},
 		{"option fast\n", "the only option is bound-clients"},
 		{"require-members three\n", "want: require-members COUNT"},
 		{"spare\n", "want: spare ROLE"},

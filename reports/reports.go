@@ -64,6 +64,9 @@ type Results struct {
 	// TimeIsOrder: the history was imported without real times (its
 	// events' order is its time), so no rate or gap is measured.
 	TimeIsOrder bool `json:"time_is_order,omitempty"`
+	// Damage lists what the corrupt faults damaged, and the nodes that
+	// then refused to start (and why, in their own words).
+	Damage []string `json:"damage,omitempty"`
 	// Replay, for a replayed run: how closely it followed the recording.
 	Replay json.RawMessage `json:"replay,omitempty"`
 }
@@ -211,6 +214,9 @@ func Summary(w io.Writer, r Results) {
 			break
 		}
 		fmt.Fprintf(w, "  ! %s: %s\n", a.Kind, a.Detail)
+	}
+	for _, d := range r.Damage {
+		fmt.Fprintf(w, "  damage: %s\n", d)
 	}
 	if len(r.Replay) > 0 {
 		var rp struct {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,4 +120,29 @@ func TestALazyDiskIsUnmountedOnCtrlCAndAfterTheHarnessIsKilledByTheNextRun(t *te
 	for _, dir := range left {
 		require.Contains(t, r.stderr+r.stdout, dir, "and said which")
 	}
+}
+
+func TestADamagedWALRecordStopsItsNodeNamingFileAndOffsetAndTheRunSaysSo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run skipped in -short mode")
+	}
+	schedule := filepath.Join(t.TempDir(), "damage.pax")
+	require.NoError(t, os.WriteFile(schedule, []byte("sleep 2s\nleader L\npick F\nkill F\ncorrupt F bitflip wal.log 100\nrestart F\nsleep 60s\n"), 0o644))
+	store := t.TempDir()
+	r := paxtest(t, "run", "--nodes", "3", "--nemesis", "none", "--nemesis-schedule", schedule, "--time-limit", "8s", "--seed", "1", "--store", store)
+	require.Equal(t, 0, r.code, "two of three nodes serve on: stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	require.NoError(t, err)
+	var res struct {
+		Verdict string   `json:"verdict"`
+		Damage  []string `json:"damage"`
+	}
+	require.NoError(t, json.Unmarshal(b, &res))
+	require.Len(t, res.Damage, 2, "%v", res.Damage)
+	require.Regexp(t, `^n\d's wal.log: bit \d of byte 100 flipped$`, res.Damage[0])
+	require.Contains(t, res.Damage[1], "stopped rather than serve its damaged data")
+	require.Regexp(t, `nodes/n\d/data/wal.log: corrupt record at offset \d+`, res.Damage[1], "the node named the file and the offset")
+	require.Contains(t, r.stdout, "damage: ", "and the summary says it")
 }

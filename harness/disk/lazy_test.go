@@ -127,3 +127,37 @@ func mounts(t *testing.T) string {
 	require.NoError(t, err)
 	return string(b)
 }
+
+func TestDamageFlipsOneBitOrCutsAFileAndSaysWhere(t *testing.T) {
+	root := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "member", "wal"), 0o755))
+	orig := []byte("0123456789abcdef")
+	require.NoError(t, os.WriteFile(filepath.Join(root, "member", "wal", "0.wal"), orig, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "empty"), nil, 0o644))
+
+	d, err := Damage(root, "bitflip", "", -1, rand.New(rand.NewSource(1)))
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join("member", "wal", "0.wal"), d.File, "the only file with data")
+	b, err := os.ReadFile(filepath.Join(root, d.File))
+	require.NoError(t, err)
+	require.Len(t, b, len(orig))
+	for i := range b {
+		if int64(i) == d.Offset {
+			require.Equal(t, orig[i]^(1<<d.Bit), b[i], "bit %d of byte %d flipped", d.Bit, i)
+		} else {
+			require.Equal(t, orig[i], b[i], "byte %d untouched", i)
+		}
+	}
+
+	d, err = Damage(root, "truncate", d.File, 5, nil)
+	require.NoError(t, err)
+	require.Equal(t, int64(5), d.Offset)
+	b, err = os.ReadFile(filepath.Join(root, d.File))
+	require.NoError(t, err)
+	require.Len(t, b, 5)
+
+	_, err = Damage(root, "bitflip", d.File, 99, nil)
+	require.ErrorContains(t, err, "past its end")
+	_, err = Damage(root, "melt", "", -1, nil)
+	require.ErrorContains(t, err, "accepted: bitflip, truncate")
+}

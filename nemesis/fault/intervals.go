@@ -83,6 +83,8 @@ func Intervals(ops []Op, end int64) []Interval {
 					closeKey(fmt.Sprintf("%s n%d", was, id), o.Time)
 				}
 			}
+		case Corrupt:
+			out = append(out, Interval{Kind: "corrupt", Start: o.Time, End: o.Time, Nodes: []int{o.Node}, Detail: o.Describe()})
 		case Reset:
 			out = append(out, Interval{Kind: "reset", Start: o.Time, End: o.Time, Nodes: o.Touched(), Detail: o.Describe()})
 		case Members, Join, Retire:
@@ -109,7 +111,7 @@ func (o Op) Starts() bool {
 	switch o.F {
 	case Partition, Delay:
 		return len(o.Links) > 0
-	case Kill, Pause, Members, Join, Retire, PowerLoss:
+	case Kill, Pause, Members, Join, Retire, PowerLoss, Corrupt:
 		return true
 	case Reset:
 		return len(o.Links) > 0

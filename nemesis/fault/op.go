@@ -42,6 +42,9 @@ const (
 	// fsynced (the lazy disk; Tear: one write reaches the disk in part);
 	// they stay down until a restart
 	PowerLoss F = "power-loss"
+	// Corrupt damages Node's synced data while it is down (Damage): a bit
+	// flipped, or a file cut short
+	Corrupt F = "corrupt"
 )
 
 // Waits on the cluster: performed, not timed, so that a replay stays in
@@ -65,7 +68,7 @@ const (
 
 var known = map[F]bool{
 	Partition: true, Heal: true, Delay: true, Reset: true, Kill: true, Restart: true, Pause: true, Resume: true,
-	Join: true, Retire: true, Members: true, PowerLoss: true,
+	Join: true, Retire: true, Members: true, PowerLoss: true, Corrupt: true,
 	AwaitLeader: true, AwaitAccepted: true, AwaitCaughtUp: true, AwaitCommit: true, Observe: true, Note: true,
 	Pick: true, Sleep: true, RequireMembers: true,
 }
@@ -116,12 +119,33 @@ type Op struct {
 	Leader   int     `json:"leader,omitempty"` // the leader just before the op (0: none known)
 	Change   *Change `json:"change,omitempty"`
 	Tear     bool    `json:"tear,omitempty"` // power-loss: a write reaches the disk in part
-	Note     string  `json:"note,omitempty"`
+	Damage   *Damage `json:"damage,omitempty"`
+	// Stopped, on a restart: the nodes that refused to start on their
+	// damaged data (Note says why); they stay down.
+	Stopped []int  `json:"stopped,omitempty"`
+	Note    string `json:"note,omitempty"`
 	// Source is the nemesis that emitted the op ("partition", "figure8"),
 	// and Attempt its attempt number, for the report's legend.
 	Source  string `json:"source,omitempty"`
 	Attempt int    `json:"attempt,omitempty"`
 }
+
+// Damage is what a corrupt op did to a node's synced data: a bit flipped
+// at Offset of File, or File cut short at Offset. File is a path inside
+// the node's data directory; a blank File or a negative Offset is drawn
+// at random when the op is performed, and recorded.
+type Damage struct {
+	Kind   string `json:"kind"` // bitflip or truncate
+	File   string `json:"file,omitempty"`
+	Offset int64  `json:"offset"`
+	Bit    int    `json:"bit,omitempty"`
+}
+
+// Damage kinds.
+const (
+	BitFlip  = "bitflip"
+	Truncate = "truncate"
+)
 
 // Sel says, in words, what an op acts on; the executor resolves it.
 type Sel struct {
@@ -222,6 +246,15 @@ func (o Op) Describe() string {
 		return s
 	case Reset:
 		return fmt.Sprintf("connections on %d links reset", len(o.Links))
+	case Corrupt:
+		d := o.Damage
+		switch {
+		case d == nil:
+			return fmt.Sprintf("n%d's data damaged", o.Node)
+		case d.Kind == Truncate:
+			return fmt.Sprintf("n%d's %s cut short at byte %d", o.Node, d.File, d.Offset)
+		}
+		return fmt.Sprintf("n%d's %s: bit %d of byte %d flipped", o.Node, d.File, d.Bit, d.Offset)
 	case Kill:
 		return "kill -9 " + Names(o.Nodes)
 	case PowerLoss:
@@ -230,6 +263,9 @@ func (o Op) Describe() string {
 		}
 		return "power loss of " + Names(o.Nodes)
 	case Restart:
+		if o.Note != "" {
+			return "restart " + Names(o.Nodes) + ": " + o.Note
+		}
 		return "restart " + Names(o.Nodes)
 	case Pause:
 		return "SIGSTOP " + Names(o.Nodes)
