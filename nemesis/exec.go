@@ -31,18 +31,6 @@ type Control interface {
 	Resume(id int) error
 }
 
-// Corrupter damages a node's synced data while it is down; what it drew
-// (a file, an offset, a bit) it fills into d.
-type Corrupter interface {
-	Corrupt(id int, d *fault.Damage, r *rand.Rand) error
-}
-
-// PowerLosser is a disk layer that can lose what a node did not sync
-// (harness/disk's lazy disk): with tear, one write reaches the disk in part.
-type PowerLosser interface {
-	PowerLoss(id int, tear *rand.Rand) (fmt.Stringer, error)
-}
-
 // MemberControl is what membership ops need of the cluster beyond
 // Control; harness.Cluster implements it.
 type MemberControl interface {
@@ -346,58 +334,6 @@ func (x *Exec) performOnNodes(ctx context.Context, op *fault.Op) error {
 	if len(stopped) > 0 {
 		op.Note = strings.Join(stopped, "; ")
 	}
-	return nil
-}
-
-// lastLine is the last line of a text that has any (a node's last words,
-// at the end of the error that says it exited).
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
-}
-
-// corrupt damages a down node's synced data.
-func (x *Exec) corrupt(op *fault.Op) error {
-	switch {
-	case x.Data == nil:
-		return fmt.Errorf("corrupt: this run cannot reach its nodes' data")
-	case op.Damage == nil:
-		return fmt.Errorf("corrupt n%d: no damage given", op.Node)
-	case !x.Cluster.IsDown(op.Node):
-		return fmt.Errorf("corrupt n%d: it runs; its data is damaged only while it is down (kill it first)", op.Node)
-	}
-	if err := x.Data.Corrupt(op.Node, op.Damage, x.Rand); err != nil {
-		return fmt.Errorf("corrupt n%d: %w", op.Node, err)
-	}
-	x.damaged[op.Node] = true
-	return nil
-}
-
-// powerLoss kills every node of op at once, then drops what each had not
-// synced; they stay down until a restart. What was dropped is noted.
-func (x *Exec) powerLoss(op *fault.Op) error {
-	if x.Disk == nil {
-		return fmt.Errorf("power-loss needs the lazy disk (--disk lazy): without it a killed node's writes survive in the page cache")
-	}
-	for _, id := range op.Nodes {
-		if err := x.Cluster.Kill(id); err != nil {
-			return err
-		}
-		delete(x.paused, id)
-	}
-	var notes []string
-	for _, id := range op.Nodes {
-		var tear *rand.Rand
-		if op.Tear {
-			tear = x.Rand
-		}
-		lost, err := x.Disk.PowerLoss(id, tear)
-		if err != nil {
-			return fmt.Errorf("power loss of n%d: %w", id, err)
-		}
-		notes = append(notes, fmt.Sprintf("n%d %s", id, lost))
-	}
-	op.Note = strings.Join(notes, "; ")
 	return nil
 }
 
