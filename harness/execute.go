@@ -124,6 +124,31 @@ func (r lossReporter) PowerLoss(id int, tear *rand.Rand) (fmt.Stringer, error) {
 	return r.l.PowerLoss(id, tear)
 }
 
+// newCluster opens the system under test and makes the cluster, on the
+// lazy disk if the run asked for it; on failure it closes what it opened.
+func (r *run) newCluster() (db.DB, *disk.Lazy, error) {
+	o := r.o
+	sut, err := o.openDB()
+	if err != nil {
+		return nil, nil, errors.Join(err, r.net.Close())
+	}
+	lazy, err := r.lazyDisk()
+	if err != nil {
+		return nil, nil, errors.Join(err, sut.Close(), r.net.Close())
+	}
+	cfg := cluster.Config{Nodes: o.Nodes, Spares: o.Spares, DB: sut, Env: o.Env, Dir: r.lay.Dir, Net: r.net}
+	if lazy != nil {
+		cfg.Disk = lazy
+	}
+	if r.cluster, err = cluster.New(cfg); err != nil {
+		if lazy != nil {
+			err = errors.Join(err, lazy.Close())
+		}
+		return nil, nil, errors.Join(err, sut.Close(), r.net.Close())
+	}
+	return sut, lazy, nil
+}
+
 // lazyDisk is the lazy disk the run asked for (nil: none), after removing
 // the lazy disks a killed harness left mounted.
 func (r *run) lazyDisk() (*disk.Lazy, error) {
@@ -155,29 +180,14 @@ func (r *run) start(ctx context.Context) error {
 		p := network.NewProxy()
 		r.net, r.delays = p, p
 	}
-	sut, err := o.openDB()
+	sut, lazy, err := r.newCluster()
 	if err != nil {
-		return errors.Join(err, r.net.Close())
+		return err
 	}
 	// a system that serves no committed log (o.NoLogs) has no sampler:
 	// its run has no logs.jsonl, and the checks of the nodes' logs do not
 	// apply
 	logs, _ := sut.(db.LogReader)
-	lazy, err := r.lazyDisk()
-	if err != nil {
-		return errors.Join(err, sut.Close(), r.net.Close())
-	}
-	cfg := cluster.Config{Nodes: o.Nodes, Spares: o.Spares, DB: sut, Env: o.Env, Dir: r.lay.Dir, Net: r.net}
-	if lazy != nil {
-		cfg.Disk = lazy
-	}
-	r.cluster, err = cluster.New(cfg)
-	if err != nil {
-		if lazy != nil {
-			err = errors.Join(err, lazy.Close())
-		}
-		return errors.Join(err, sut.Close(), r.net.Close())
-	}
 	if err := r.cluster.Start(ctx); err != nil {
 		if ctx.Err() != nil {
 			return errInterrupted

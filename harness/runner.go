@@ -209,6 +209,40 @@ func (o *Options) openDB() (db.DB, error) {
 	return sut, nil
 }
 
+// fitNemeses gives the run what its nemeses need (bound clients, spare
+// nodes, the lazy disk) and refuses what the system or the machine cannot
+// give. A replay keeps what the recorded run had.
+func (o *Options) fitNemeses(nems []nemesis.Nemesis) error {
+	if o.Replay == "" {
+		// clients are mixed (half bound to nodes) unless every nemesis
+		// needs all of them to keep asking their own node
+		bound := len(nems) > 0
+		for _, n := range nems {
+			b, ok := n.(interface{ BoundClients() bool })
+			bound = bound && ok && b.BoundClients()
+			if sp, ok := n.(interface{ NeedsSpares() bool }); ok && sp.NeedsSpares() && o.Spares == 0 {
+				o.Spares = 2 // nodes the membership nemesis can add
+			}
+			if d, ok := n.(interface{ NeedsLazyDisk() bool }); ok && d.NeedsLazyDisk() && (o.Disk == "" || o.Disk == "none") {
+				if o.Disk == "none" {
+					return UsageError{fmt.Errorf("--nemesis %s drops unsynced writes, which needs --disk lazy, not --disk none", n.Name())}
+				}
+				o.Disk = DiskLazy
+			}
+		}
+		o.BoundClients = o.BoundClients || bound
+	}
+	if err := o.offersMembership(); err != nil {
+		return err
+	}
+	if o.Disk == DiskLazy {
+		if err := disk.Available(); err != nil {
+			return UsageError{fmt.Errorf("--disk lazy: %w (run as root on a machine with FUSE, or choose nemeses without power-loss)", err)}
+		}
+	}
+	return nil
+}
+
 // offersMembership refuses a membership nemesis (one that needs spare
 // nodes) against a system that cannot change its membership.
 func (o *Options) offersMembership() error {
@@ -270,32 +304,8 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 			return reports.Results{}, UsageError{fmt.Errorf("--nemesis-schedule: %w", err)}
 		}
 	}
-	if o.Replay == "" {
-		// clients are mixed (half bound to nodes) unless every nemesis
-		// needs all of them to keep asking their own node
-		bound := len(nems) > 0
-		for _, n := range nems {
-			b, ok := n.(interface{ BoundClients() bool })
-			bound = bound && ok && b.BoundClients()
-			if sp, ok := n.(interface{ NeedsSpares() bool }); ok && sp.NeedsSpares() && o.Spares == 0 {
-				o.Spares = 2 // nodes the membership nemesis can add
-			}
-			if d, ok := n.(interface{ NeedsLazyDisk() bool }); ok && d.NeedsLazyDisk() && (o.Disk == "" || o.Disk == "none") {
-				if o.Disk == "none" {
-					return reports.Results{}, UsageError{fmt.Errorf("--nemesis %s drops unsynced writes, which needs --disk lazy, not --disk none", n.Name())}
-				}
-				o.Disk = DiskLazy
-			}
-		}
-		o.BoundClients = o.BoundClients || bound
-	}
-	if err := o.offersMembership(); err != nil {
+	if err := o.fitNemeses(nems); err != nil {
 		return reports.Results{}, err
-	}
-	if o.Disk == DiskLazy {
-		if err := disk.Available(); err != nil {
-			return reports.Results{}, UsageError{fmt.Errorf("--disk lazy: %w (run as root on a machine with FUSE, or choose nemeses without power-loss)", err)}
-		}
 	}
 	wl, _ := workloads.New(o.Workload, o.Concurrency, 0, 0)
 	if o.Seed == 0 {

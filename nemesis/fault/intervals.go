@@ -30,32 +30,10 @@ func Intervals(ops []Op, end int64) []Interval {
 			delete(open, k)
 		}
 	}
-	type span struct {
-		iv    Interval
-		notes []string
-	}
-	attempts := map[string]*span{}
-	var order []string
+	attempts := spans{m: map[string]*span{}}
 	for _, o := range ops {
 		end = max(end, o.Time)
-		if o.Attempt > 0 && o.Source != "" {
-			k := fmt.Sprintf("%s#%d", o.Source, o.Attempt)
-			sp := attempts[k]
-			if sp == nil {
-				sp = &span{iv: Interval{Kind: o.Source, Start: o.Time}}
-				attempts[k] = sp
-				order = append(order, k)
-			}
-			sp.iv.End = o.Time
-			if o.F == Note {
-				sp.notes = append(sp.notes, o.Note)
-			}
-			for _, id := range o.Touched() {
-				if !containsInt(sp.iv.Nodes, id) {
-					sp.iv.Nodes = append(sp.iv.Nodes, id)
-				}
-			}
-		}
+		attempts.add(o)
 		switch o.F {
 		case Partition:
 			closeKey("partition", o.Time)
@@ -83,26 +61,60 @@ func Intervals(ops []Op, end int64) []Interval {
 					closeKey(fmt.Sprintf("%s n%d", was, id), o.Time)
 				}
 			}
-		case Corrupt:
-			out = append(out, Interval{Kind: "corrupt", Start: o.Time, End: o.Time, Nodes: []int{o.Node}, Detail: o.Describe()})
-		case Reset:
-			out = append(out, Interval{Kind: "reset", Start: o.Time, End: o.Time, Nodes: o.Touched(), Detail: o.Describe()})
-		case Members, Join, Retire:
-			out = append(out, Interval{Kind: "membership", Start: o.Time, End: o.Time, Nodes: o.Touched(), Detail: o.Describe()})
+		case Members, Join, Retire, Reset, Corrupt: // instants
+			kind := string(o.F)
+			if o.F == Members || o.F == Join || o.F == Retire {
+				kind = "membership"
+			}
+			out = append(out, Interval{Kind: kind, Start: o.Time, End: o.Time, Nodes: o.Touched(), Detail: o.Describe()})
 		}
 	}
 	for _, iv := range open {
 		iv.End = end
 		out = append(out, *iv)
 	}
-	for _, k := range order {
-		sp := attempts[k]
+	for _, k := range attempts.order {
+		sp := attempts.m[k]
 		sort.Ints(sp.iv.Nodes)
 		sp.iv.Detail = strings.Join(sp.notes, "; ")
 		out = append(out, sp.iv)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Start < out[j].Start })
 	return out
+}
+
+// spans are the scenarios' attempts, each an interval from its first op
+// to its last, over every node its ops touched, with its notes.
+type spans struct {
+	m     map[string]*span
+	order []string
+}
+
+type span struct {
+	iv    Interval
+	notes []string
+}
+
+func (s *spans) add(o Op) {
+	if o.Attempt == 0 || o.Source == "" {
+		return
+	}
+	k := fmt.Sprintf("%s#%d", o.Source, o.Attempt)
+	sp := s.m[k]
+	if sp == nil {
+		sp = &span{iv: Interval{Kind: o.Source, Start: o.Time}}
+		s.m[k] = sp
+		s.order = append(s.order, k)
+	}
+	sp.iv.End = o.Time
+	if o.F == Note {
+		sp.notes = append(sp.notes, o.Note)
+	}
+	for _, id := range o.Touched() {
+		if !containsInt(sp.iv.Nodes, id) {
+			sp.iv.Nodes = append(sp.iv.Nodes, id)
+		}
+	}
 }
 
 // Starts reports whether an op puts a fault in force (as opposed to
