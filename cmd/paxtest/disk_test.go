@@ -60,8 +60,7 @@ func TestAPowerLossOnTheLazyDiskCatchesWriteNoFsyncAndClearsTheCorrectBuild(t *t
 				"--time-limit", "20s", "--seed", "1", "--stop-on-divergence", "--store", store}, tc.bug...)
 			r := paxtest(t, args...)
 			require.Equal(t, tc.code, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
-			dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
-			require.NoError(t, err)
+			dir := latest(t, store)
 			require.Equal(t, tc.verdict, readResults(t, dir).Verdict)
 			sched, err := os.ReadFile(filepath.Join(dir, "schedule.jsonl"))
 			require.NoError(t, err)
@@ -131,9 +130,7 @@ func TestADamagedWALRecordStopsItsNodeNamingFileAndOffsetAndTheRunSaysSo(t *test
 	store := t.TempDir()
 	r := paxtest(t, "run", "--nodes", "3", "--nemesis", "none", "--nemesis-schedule", schedule, "--time-limit", "8s", "--seed", "1", "--store", store)
 	require.Equal(t, 0, r.code, "two of three nodes serve on: stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
-	dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
-	require.NoError(t, err)
-	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	b, err := os.ReadFile(filepath.Join(latest(t, store), "results.json"))
 	require.NoError(t, err)
 	var res struct {
 		Verdict string   `json:"verdict"`

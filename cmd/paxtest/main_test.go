@@ -68,6 +68,14 @@ type results struct {
 	} `json:"checkers"`
 }
 
+// latest is the run directory store/latest points at.
+func latest(t *testing.T, store string) string {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(filepath.Join(store, "latest"))
+	require.NoError(t, err)
+	return dir
+}
+
 func readResults(t *testing.T, dir string) results {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "results.json"))

@@ -76,6 +76,15 @@ func (l *lazyFS) file(ino uint64, path string) *dirtyFile {
 	return d
 }
 
+// pendingSize sets out's size to the file's once its pending ops apply.
+func (l *lazyFS) pendingSize(ino uint64, out *fuse.AttrOut) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if d := l.dirty[ino]; d != nil {
+		out.Size = uint64(size(int64(out.Size), d.ops))
+	}
+}
+
 // forget drops what is pending for a file that no longer exists.
 func (l *lazyFS) forget(ino uint64) {
 	l.mu.Lock()
@@ -226,11 +235,7 @@ func (n *lazyNode) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrO
 	if errno := n.LoopbackNode.Getattr(ctx, nil, out); errno != 0 {
 		return errno
 	}
-	n.lfs.mu.Lock()
-	if d := n.lfs.dirty[out.Ino]; d != nil {
-		out.Size = uint64(size(int64(out.Size), d.ops))
-	}
-	n.lfs.mu.Unlock()
+	n.lfs.pendingSize(out.Ino, out)
 	return 0
 }
 
@@ -405,11 +410,7 @@ func (f *lazyFile) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno
 	if errno := f.lf.Getattr(ctx, out); errno != 0 {
 		return errno
 	}
-	f.lfs.mu.Lock()
-	if d := f.lfs.dirty[f.ino]; d != nil {
-		out.Size = uint64(size(int64(out.Size), d.ops))
-	}
-	f.lfs.mu.Unlock()
+	f.lfs.pendingSize(f.ino, out)
 	return 0
 }
 
