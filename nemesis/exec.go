@@ -202,6 +202,12 @@ func (x *Exec) Note(source string, attempt int, text string) {
 // CanDelay reports whether the fault layer can slow links down.
 func (x *Exec) CanDelay() bool { return x.Delays != nil }
 
+// CanReset reports whether the fault layer can reset connections.
+func (x *Exec) CanReset() bool {
+	_, ok := x.Net.(network.Resetter)
+	return ok
+}
+
 // Perform executes an op whose value is concrete (nodes and links named),
 // records it and returns it with its time and, for a wait, what it found.
 // A wait that times out is ErrAbandon.

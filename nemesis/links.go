@@ -48,7 +48,8 @@ func (*SlowLinks) Stop(ctx context.Context, x *Exec) error {
 
 // ResetLinks closes every connection to and from a node drawn at random,
 // mid-stream; the links stay open and the nodes connect again. It is
-// over at once: Stop does nothing.
+// over at once: Stop does nothing. Under a fault layer that cannot reset
+// (iptables) it notes that it skipped.
 type ResetLinks struct{}
 
 // Name is the --nemesis value.
@@ -56,6 +57,10 @@ func (*ResetLinks) Name() string { return "reset-links" }
 
 // Start resets one node's connections.
 func (*ResetLinks) Start(ctx context.Context, x *Exec) error {
+	if !x.CanReset() {
+		x.Note("reset-links", 0, "reset-links skipped: this fault layer cannot reset connections; use --net proxy")
+		return nil
+	}
 	node, ok := drawNode(x)
 	if !ok {
 		return nil
