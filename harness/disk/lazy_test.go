@@ -161,3 +161,21 @@ func TestDamageFlipsOneBitOrCutsAFileAndSaysWhere(t *testing.T) {
 	_, err = Damage(root, "melt", "", -1, nil)
 	require.ErrorContains(t, err, "accepted: bitflip, truncate")
 }
+
+func TestATearPassesOverAFileWhoseDirectoryWasRenamedAndStillDropsItsWrites(t *testing.T) {
+	l, dir := mounted(t)
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "wal.tmp"), 0o755))
+	f, err := os.OpenFile(filepath.Join(dir, "wal.tmp", "0.wal"), os.O_RDWR|os.O_CREATE, 0o644)
+	require.NoError(t, err)
+	_, err = f.Write([]byte("held in memory"))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	require.NoError(t, os.Rename(filepath.Join(dir, "wal.tmp"), filepath.Join(dir, "wal")), "as etcd renames its new WAL directory")
+	loss, err := l.PowerLoss(1, rand.New(rand.NewSource(1)))
+	require.NoError(t, err, "a write that cannot be torn is dropped whole, never a failed run")
+	require.Equal(t, 14, int(loss.Bytes))
+	require.Contains(t, loss.Torn, "none: no file held a write at a path it still has")
+	b, err := os.ReadFile(filepath.Join(dir, "wal", "0.wal"))
+	require.NoError(t, err)
+	require.Empty(t, b)
+}

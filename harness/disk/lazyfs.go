@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -111,17 +112,32 @@ func (l *lazyFS) powerLoss(tear *rand.Rand) (Loss, error) {
 			writes = append(writes, ino)
 		}
 	}
-	var err error
 	if tear != nil && len(writes) > 0 {
-		sort.Slice(writes, func(a, b int) bool { return writes[a] < writes[b] })
-		d := l.dirty[writes[tear.Intn(len(writes))]]
-		op := d.ops[0]
-		part := op.data[:1+tear.Intn(len(op.data)-1)]
-		loss.Torn = fmt.Sprintf("%s: %d of the %d bytes written at offset %d", filepath.Base(d.path), len(part), len(op.data), op.off)
-		err = writeAt(d.path, part, op.off)
+		loss.Torn = l.tear(writes, tear)
 	}
 	l.dirty = map[uint64]*dirtyFile{}
-	return loss, err
+	return loss, nil
+}
+
+// tear lets a prefix of the first held write of one of the files reach
+// the disk, and says which. A file is found by the path it was opened at;
+// one whose path has gone since (its directory was renamed: etcd renames
+// wal.tmp to wal) is passed over for the next.
+func (l *lazyFS) tear(writes []uint64, r *rand.Rand) string {
+	sort.Slice(writes, func(a, b int) bool { return writes[a] < writes[b] })
+	r.Shuffle(len(writes), func(a, b int) { writes[a], writes[b] = writes[b], writes[a] })
+	var gone []string
+	for _, ino := range writes {
+		d := l.dirty[ino]
+		op := d.ops[0]
+		part := op.data[:1+r.Intn(len(op.data)-1)]
+		if err := writeAt(d.path, part, op.off); err != nil {
+			gone = append(gone, fmt.Sprintf("%s (%v)", filepath.Base(d.path), err))
+			continue
+		}
+		return fmt.Sprintf("%s: %d of the %d bytes written at offset %d", filepath.Base(d.path), len(part), len(op.data), op.off)
+	}
+	return "none: no file held a write at a path it still has: " + strings.Join(gone, "; ")
 }
 
 // writeAt writes b at off of the backing file at path (no sync: what a
