@@ -334,7 +334,10 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 	if _, serr := os.Stat(lay.History()); interrupted && errors.Is(serr, fs.ErrNotExist) {
 		// interrupted while the cluster started: nothing to check
 		res := reports.Results{Dir: lay.Dir, Interrupted: true, Verdict: checker.Unknown, Checkers: map[string]checker.Result{},
-			Anomalies: []checker.Anomaly{}, NotRun: map[string]string{"all": "interrupted before the first operation: there is no history"}}
+			Anomalies: []checker.Anomaly{}, NotRun: map[string]string{}}
+		for _, n := range Checkers() {
+			res.NotRun[n] = "interrupted before the first operation: there is no history"
+		}
 		return res, errors.Join(reports.WriteJSON(lay.Results(), res), stop())
 	}
 	// the files are closed: check them while the nodes stop

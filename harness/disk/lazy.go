@@ -145,9 +145,9 @@ func (l *Lazy) PowerLoss(id int, tear *rand.Rand) (Loss, error) {
 	return m.fs.powerLoss(tear)
 }
 
-// Close unmounts every node's lazy disk; unsynced writes are dropped with
-// it. It keeps trying for a while: a node that just died may still hold
-// files open.
+// Close unmounts every node's lazy disk (the nodes are stopped first);
+// unsynced writes are dropped with it. A mount that stays busy is
+// detached.
 func (l *Lazy) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -168,14 +168,12 @@ func (l *Lazy) Close() error {
 }
 
 // unmount unmounts a server's mount, detaching it if it stays busy.
+// go-fuse's Unmount already retries a busy mount for a while.
 func unmount(server *fuse.Server, dir string) error {
-	var err error
-	for try := 0; try < 20; try++ {
-		if err = server.Unmount(); err == nil {
-			server.Wait()
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
+	err := server.Unmount()
+	if err == nil {
+		server.Wait()
+		return nil
 	}
 	if derr := syscall.Unmount(dir, syscall.MNT_DETACH); derr != nil {
 		return errors.Join(err, derr)
