@@ -257,19 +257,19 @@ func applicable(asked []string, run Options) ([]string, func(name string) string
 	return nil, notAsked
 }
 
-// damage lists the corrupt faults of a run and the nodes that then
-// refused to start, from the nemesis events' ops.
+// damage lists the corrupt faults of a run, the nodes that then refused to
+// start and the damage taken back, from the nemesis events' ops.
 func damage(h *checker.History) []string {
 	var out []string
 	for _, e := range h.Nemesis {
-		if e.F != string(fault.Corrupt) && e.F != string(fault.Restart) {
+		if e.F != string(fault.Corrupt) && e.F != string(fault.Restart) && e.F != string(fault.Repair) {
 			continue
 		}
 		var op fault.Op
 		if json.Unmarshal(e.Value, &op) != nil {
 			continue // an event of another writer: its detail is in the report
 		}
-		if op.F == fault.Corrupt || len(op.Stopped) > 0 {
+		if op.F == fault.Corrupt || op.F == fault.Repair || len(op.Stopped) > 0 {
 			out = append(out, op.Describe())
 		}
 	}

@@ -188,6 +188,10 @@ func (r *run) start(ctx context.Context) error {
 	// its run has no logs.jsonl, and the checks of the nodes' logs do not
 	// apply
 	logs, _ := sut.(db.LogReader)
+	damage := &dataDamager{c: r.cluster, lazy: lazy != nil, last: map[int]disk.Damaged{}}
+	if dc, ok := sut.(db.DamageChecker); ok {
+		damage.checked = dc.CheckedFiles()
+	}
 	if err := r.cluster.Start(ctx); err != nil {
 		if ctx.Err() != nil {
 			return errInterrupted
@@ -210,7 +214,7 @@ func (r *run) start(ctx context.Context) error {
 		r.onClose(r.samp.close)
 	}
 	r.x, err = nemesis.NewExec(nemesis.ExecConfig{Cluster: r.cluster, Members: r.cluster, Net: r.net, Delays: r.delays,
-		Disk: powerLosser(lazy), Data: dataDamager{r.cluster, lazy != nil}, Rand: rand.New(rand.NewSource(o.Seed)), Now: r.clock.Now, Schedule: r.lay.Schedule()})
+		Disk: powerLosser(lazy), Data: damage, Rand: rand.New(rand.NewSource(o.Seed)), Now: r.clock.Now, Schedule: r.lay.Schedule()})
 	if err != nil {
 		return err
 	}
@@ -448,25 +452,56 @@ func progress(ctx context.Context, o Options, clock Clock, counts *workloads.Cou
 
 var (
 	_ nemesis.PowerLosser = lossReporter{}
-	_ nemesis.Corrupter   = dataDamager{}
+	_ nemesis.Corrupter   = (*dataDamager)(nil)
 )
 
 // dataDamager damages a node's synced data: its data directory, or, on
-// the lazy disk, the directory that holds what was synced.
+// the lazy disk, the directory that holds what was synced. A file is
+// drawn among those the system checks; a node's last damage is kept,
+// to be taken back.
 type dataDamager struct {
-	c    *cluster.Cluster
-	lazy bool
+	c       *cluster.Cluster
+	lazy    bool
+	checked []string // globs; none: the system names no file it checks
+	mu      sync.Mutex
+	last    map[int]disk.Damaged
 }
 
-func (d dataDamager) Corrupt(id int, dm *fault.Damage, r *rand.Rand) error {
-	dir := d.c.Node(id).DataDir
+func (d *dataDamager) dir(id int) string {
 	if d.lazy {
-		dir = disk.SyncedDir(dir)
+		return disk.SyncedDir(d.c.Node(id).DataDir)
 	}
-	got, err := disk.Damage(dir, dm.Kind, dm.File, dm.Offset, r)
+	return d.c.Node(id).DataDir
+}
+
+// Checked: the system names files it checks.
+func (d *dataDamager) Checked() bool { return len(d.checked) > 0 }
+
+func (d *dataDamager) Corrupt(id int, dm *fault.Damage, r *rand.Rand) error {
+	if dm.File == "" && !d.Checked() {
+		return errors.New("the system names no files it checks for damage: name the file to damage")
+	}
+	got, err := disk.Damage(d.dir(id), dm.Kind, dm.File, dm.Offset, d.checked, r)
+	if errors.Is(err, disk.ErrNoFile) {
+		return fmt.Errorf("%w: %w", nemesis.ErrNothingToDamage, err)
+	}
 	if err != nil {
 		return err
 	}
 	dm.File, dm.Offset, dm.Bit = got.File, got.Offset, got.Bit
+	d.mu.Lock()
+	d.last[id] = got
+	d.mu.Unlock()
 	return nil
+}
+
+func (d *dataDamager) Repair(id int) error {
+	d.mu.Lock()
+	got, ok := d.last[id]
+	delete(d.last, id)
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("n%d's data was not damaged in this run", id)
+	}
+	return disk.Undo(d.dir(id), got)
 }

@@ -61,9 +61,11 @@ type Options struct {
 	NoInvariants bool `json:"no_invariants,omitempty"`
 	noMembers    bool
 	Net          string `json:"net"`
-	// Disk is the disk layer under the nodes' data directories: "" (none)
-	// or "lazy" (harness/disk: unsynced writes held in memory, which a
-	// power loss drops); a nemesis that needs it turns it on.
+	// Disk is the disk layer under the nodes' data directories: "" (none,
+	// unless a nemesis turns it on), "none", or "lazy" (harness/disk:
+	// unsynced writes held in memory, which a power loss drops). A nemesis
+	// that needs it turns it on; --nemesis all's power losses turn it on
+	// where the machine can mount it, unless it is "none".
 	Disk         string        `json:"disk,omitempty"`
 	Store        string        `json:"store"`
 	CheckTimeout time.Duration `json:"check_timeout"`
@@ -228,6 +230,9 @@ func (o *Options) fitNemeses(nems []nemesis.Nemesis) error {
 					return UsageError{fmt.Errorf("--nemesis %s drops unsynced writes, which needs --disk lazy, not --disk none", n.Name())}
 				}
 				o.Disk = DiskLazy
+			}
+			if d, ok := n.(interface{ WantsLazyDisk() bool }); ok && d.WantsLazyDisk() && o.Disk == "" && disk.Available() == nil {
+				o.Disk = DiskLazy // --nemesis all's power losses, where the machine can
 			}
 		}
 		o.BoundClients = o.BoundClients || bound

@@ -1,6 +1,7 @@
 package nemesis
 
 import (
+	"errors"
 	"fmt"
 	"math/rand"
 	"strings"
@@ -8,10 +9,21 @@ import (
 	"github.com/paxtest/paxtest/nemesis/fault"
 )
 
-// Corrupter damages a node's synced data while it is down; what it drew
-// (a file, an offset, a bit) it fills into d.
+// ErrNothingToDamage marks a damage drawn at random that found no file
+// with data to damage (a node that synced nothing yet): the nemesis notes
+// it and starts the node again.
+var ErrNothingToDamage = errors.New("nothing to damage")
+
+// Corrupter damages a node's synced data while it is down.
 type Corrupter interface {
+	// Corrupt damages node id's data as d says; what it drew (a file
+	// among those the system checks, an offset, a bit) it fills into d.
 	Corrupt(id int, d *fault.Damage, r *rand.Rand) error
+	// Repair takes back the last damage to node id's data.
+	Repair(id int) error
+	// Checked reports whether the system names files it checks for
+	// damage: a damage with no file given is drawn among them.
+	Checked() bool
 }
 
 // PowerLosser is a disk layer that can lose what a node did not sync
@@ -41,6 +53,23 @@ func (x *Exec) corrupt(op *fault.Op) error {
 		return fmt.Errorf("corrupt n%d: %w", op.Node, err)
 	}
 	x.damaged[op.Node] = true
+	return nil
+}
+
+// repair takes back the damage a node refused to start on; it stays down
+// until a restart.
+func (x *Exec) repair(op *fault.Op) error {
+	switch {
+	case x.Data == nil:
+		return fmt.Errorf("repair: this run cannot reach its nodes' data")
+	case !x.stopped[op.Node]:
+		return fmt.Errorf("repair n%d: it did not refuse damaged data (it has run on its data since), so there is nothing to take back", op.Node)
+	}
+	if err := x.Data.Repair(op.Node); err != nil {
+		return fmt.Errorf("repair n%d: %w", op.Node, err)
+	}
+	delete(x.stopped, op.Node)
+	delete(x.damaged, op.Node)
 	return nil
 }
 

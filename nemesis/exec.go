@@ -202,6 +202,10 @@ func (x *Exec) Note(source string, attempt int, text string) {
 // CanDelay reports whether the fault layer can slow links down.
 func (x *Exec) CanDelay() bool { return x.Delays != nil }
 
+// CanCorrupt reports whether a node's data can be damaged at a place drawn
+// at random: the system names files it checks for damage.
+func (x *Exec) CanCorrupt() bool { return x.Data != nil && x.Data.Checked() }
+
 // CanReset reports whether the fault layer can reset connections.
 func (x *Exec) CanReset() bool {
 	_, ok := x.Net.(network.Resetter)
@@ -283,6 +287,8 @@ func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
 		return x.powerLoss(op)
 	case fault.Corrupt:
 		return x.corrupt(op)
+	case fault.Repair:
+		return x.repair(op)
 	case fault.Join, fault.Retire:
 		if x.Members == nil {
 			return fmt.Errorf("%s: this cluster has no spare nodes", op.F)

@@ -2,6 +2,7 @@ package nemesis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/paxtest/paxtest/nemesis/fault"
@@ -101,17 +102,27 @@ func nodeLinks(x *Exec, node int, both bool) [][2]int {
 // Corruption damages a node's synced data as Jepsen's bitflip and
 // truncate nemeses do: it kills a node drawn at random, flips one bit
 // (three times in four) or cuts a file short, at a random place in a
-// random file of its data, and starts it again. A node that notices must
-// stop rather than serve; it then stays down, and the run says which node,
-// which file and why. It damages no node once so many refused to start
-// that one more would leave no majority.
-type Corruption struct{}
+// random file of those the system checks for damage, and starts it again.
+// A node that notices must stop rather than serve; it stays down, and the
+// run says which node, which file and why, until Stop takes the damage
+// back (the node has not run since) and starts it again. It damages no
+// node once so many refused to start that one more would leave no
+// majority.
+//
+// FlipsOnly draws bit flips alone, as --nemesis all does: a file cut at a
+// record's end reads as records never written, which no checksum can tell
+// from a clean crash; that damage is asked for by name.
+type Corruption struct{ FlipsOnly bool }
 
 // Name is the --nemesis value.
 func (*Corruption) Name() string { return "corrupt" }
 
 // Start damages one node's data.
-func (*Corruption) Start(ctx context.Context, x *Exec) error {
+func (c *Corruption) Start(ctx context.Context, x *Exec) error {
+	if !x.CanCorrupt() {
+		x.Note("corrupt", 0, "corrupt skipped: the system names no files it checks for damage (an exec system names them in checked_files)")
+		return nil
+	}
 	ids := x.Cluster.IDs()
 	var up []int
 	stopped := 0
@@ -128,14 +139,37 @@ func (*Corruption) Start(ctx context.Context, x *Exec) error {
 	}
 	node := up[x.Rand.Intn(len(up))]
 	kind := fault.BitFlip
-	if x.Rand.Intn(4) == 0 {
+	if !c.FlipsOnly && x.Rand.Intn(4) == 0 {
 		kind = fault.Truncate
 	}
-	for _, op := range []fault.Op{
+	err := c.perform(ctx, x, []fault.Op{
 		{F: fault.Kill, Nodes: []int{node}},
 		{F: fault.Corrupt, Node: node, Damage: &fault.Damage{Kind: kind, Offset: -1}},
-		{F: fault.Restart, Nodes: []int{node}},
-	} {
+	})
+	if errors.Is(err, ErrNothingToDamage) {
+		x.Note("corrupt", 0, fmt.Sprintf("no damage to n%d: %v", node, err))
+	} else if err != nil {
+		return err
+	}
+	return c.perform(ctx, x, []fault.Op{{F: fault.Restart, Nodes: []int{node}}})
+}
+
+// Stop takes back the damage of every node that refused to start on it,
+// and starts them again; damage a node started on stays.
+func (c *Corruption) Stop(ctx context.Context, x *Exec) error {
+	for _, id := range x.Cluster.IDs() {
+		if !x.stopped[id] {
+			continue
+		}
+		if err := c.perform(ctx, x, []fault.Op{{F: fault.Repair, Node: id}, {F: fault.Restart, Nodes: []int{id}}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (*Corruption) perform(ctx context.Context, x *Exec, ops []fault.Op) error {
+	for _, op := range ops {
 		op.Source = "corrupt"
 		if _, err := x.Perform(ctx, op); err != nil {
 			return err
@@ -143,6 +177,3 @@ func (*Corruption) Start(ctx context.Context, x *Exec) error {
 	}
 	return nil
 }
-
-// Stop: the damage stays.
-func (*Corruption) Stop(context.Context, *Exec) error { return nil }

@@ -2,6 +2,7 @@ package nemesis
 
 import (
 	"context"
+	"fmt"
 	"math/rand"
 	"testing"
 
@@ -58,4 +59,148 @@ func TestResetLinksResetsEveryConnectionOfOneNodeBothWays(t *testing.T) {
 	require.Equal(t, fault.Reset, op.F)
 	require.Len(t, op.Links, 4, "to and from one node of three")
 	require.Equal(t, op.Links, rf.reset)
+}
+
+// damager records the damage it was asked for, drawing nothing; with
+// refuse, a damaged node of cluster exits as it starts until repaired.
+type damager struct {
+	nothing  bool // every damage finds no file with data
+	asked    []fault.Damage
+	repaired []int
+	checks   bool
+	refuse   *fakeCluster
+}
+
+func (d *damager) Corrupt(id int, dm *fault.Damage, _ *rand.Rand) error {
+	if d.nothing {
+		return fmt.Errorf("%w: n%d synced nothing yet", ErrNothingToDamage, id)
+	}
+	if dm.File == "" {
+		dm.File = "drawn.log"
+	}
+	d.asked = append(d.asked, *dm)
+	if d.refuse != nil {
+		d.refuse.failRestart[id] = true
+	}
+	return nil
+}
+
+func (d *damager) Repair(id int) error {
+	d.repaired = append(d.repaired, id)
+	if d.refuse != nil {
+		delete(d.refuse.failRestart, id)
+	}
+	return nil
+}
+
+func (d *damager) Checked() bool { return d.checks }
+
+func TestCorruptionDamagesACheckedFileAndStopTakesBackWhatTheNodeRefused(t *testing.T) {
+	f := newFake(3, 1)
+	f.failRestart = map[int]bool{}
+	x, ops := execFor(f, nil)
+	d := &damager{refuse: f}
+	x.Data = d
+	require.NoError(t, (&Corruption{}).Start(context.Background(), x))
+	require.Equal(t, fault.Note, (*ops)[len(*ops)-1].F, "a system that names no checked file: skipped, and said")
+	require.Contains(t, (*ops)[len(*ops)-1].Note, "checked_files")
+	require.Empty(t, d.asked)
+
+	d.checks = true
+	c := &Corruption{}
+	require.NoError(t, c.Start(context.Background(), x))
+	last := (*ops)[len(*ops)-3:]
+	require.Equal(t, []fault.F{fault.Kill, fault.Corrupt, fault.Restart}, []fault.F{last[0].F, last[1].F, last[2].F})
+	node := last[1].Node
+	require.Equal(t, []int{node}, last[2].Stopped, "the node refused its damaged data")
+	require.True(t, f.down[node])
+
+	require.NoError(t, c.Start(context.Background(), x))
+	require.Equal(t, fault.Note, (*ops)[len(*ops)-1].F, "one more refusal of three would leave no majority")
+
+	require.NoError(t, c.Stop(context.Background(), x))
+	last = (*ops)[len(*ops)-2:]
+	require.Equal(t, fault.Repair, last[0].F)
+	require.Equal(t, node, last[0].Node)
+	require.Equal(t, fault.Restart, last[1].F)
+	require.Equal(t, []int{node}, d.repaired)
+	require.False(t, f.down[node], "taken back, it runs again")
+}
+
+func TestTheMixDrawsOnlyBitFlipsWhereCorruptByNameAlsoCuts(t *testing.T) {
+	kinds := func(c *Corruption) map[string]int {
+		got := map[string]int{}
+		for seed := int64(0); seed < 40; seed++ {
+			f := newFake(5, 1)
+			x, _ := execFor(f, nil)
+			x.Rand = rand.New(rand.NewSource(seed))
+			d := &damager{checks: true}
+			x.Data = d
+			require.NoError(t, c.Start(context.Background(), x))
+			for _, a := range d.asked {
+				got[a.Kind]++
+			}
+		}
+		return got
+	}
+	named, err := Parse("corrupt", ShapeRandom)
+	require.NoError(t, err)
+	require.Positive(t, kinds(named[0].(*Corruption))[fault.Truncate], "by name: some files are cut")
+	all, err := Parse("all", ShapeRandom)
+	require.NoError(t, err)
+	var mixed *Corruption
+	for _, n := range all {
+		if c, ok := n.(*Corruption); ok {
+			mixed = c
+		}
+	}
+	require.NotNil(t, mixed, "--nemesis all damages data")
+	got := kinds(mixed)
+	require.Zero(t, got[fault.Truncate], "the mix cuts no file")
+	require.Equal(t, 40, got[fault.BitFlip])
+
+	both, err := Parse("all,corrupt", ShapeRandom)
+	require.NoError(t, err)
+	require.Len(t, both, len(all), "a kind is run once")
+	for _, n := range both {
+		if c, ok := n.(*Corruption); ok {
+			require.False(t, c.FlipsOnly, "asked for by name as well: as named")
+		}
+	}
+}
+
+func TestADamageThatFindsNoSyncedFileIsNotedAndItsNodeStartsAgain(t *testing.T) {
+	f := newFake(3, 1)
+	x, ops := execFor(f, nil)
+	x.Data = &damager{checks: true, nothing: true}
+	require.NoError(t, (&Corruption{}).Start(context.Background(), x))
+	var fs []fault.F
+	for _, op := range *ops {
+		fs = append(fs, op.F)
+	}
+	require.Equal(t, []fault.F{fault.Kill, fault.Corrupt, fault.Note, fault.Restart}, fs)
+	require.Contains(t, (*ops)[2].Note, "synced nothing yet")
+	for id := 1; id <= 3; id++ {
+		require.False(t, f.down[id], "n%d runs", id)
+	}
+}
+
+func TestAPowerLossOfTheMixIsAKillWithoutTheLazyDisk(t *testing.T) {
+	f := newFake(3, 1)
+	x, ops := execFor(f, nil)
+	nems, err := Parse("all", ShapeRandom)
+	require.NoError(t, err)
+	for _, n := range nems {
+		if n.Name() != "power-loss" {
+			continue
+		}
+		require.NoError(t, n.Start(context.Background(), x))
+		op := (*ops)[len(*ops)-1]
+		require.Equal(t, fault.Kill, op.F, "the page cache keeps what a killed node wrote")
+		require.Equal(t, "power-loss", op.Source)
+		require.NoError(t, n.Stop(context.Background(), x))
+		require.Equal(t, fault.Restart, (*ops)[len(*ops)-1].F)
+		return
+	}
+	t.Fatal("--nemesis all has no power-loss")
 }

@@ -299,17 +299,6 @@ func TestAPowerLossKillsItsNodesThenDropsWhatTheyDidNotSyncAndLeavesThemDown(t *
 	require.Equal(t, "n1 dropped 9 bytes of n1; n2 dropped 9 bytes of n2", op.Note)
 }
 
-// damager records the damage it was asked for, drawing nothing.
-type damager struct{ asked []fault.Damage }
-
-func (d *damager) Corrupt(id int, dm *fault.Damage, _ *rand.Rand) error {
-	if dm.File == "" {
-		dm.File = "drawn.log"
-	}
-	d.asked = append(d.asked, *dm)
-	return nil
-}
-
 func TestDataIsDamagedOnlyWhileItsNodeIsDownAndANodeThatThenRefusesStaysDown(t *testing.T) {
 	f := newFake(3, 1)
 	x, _ := execFor(f, nil)
@@ -340,4 +329,14 @@ func TestDataIsDamagedOnlyWhileItsNodeIsDownAndANodeThatThenRefusesStaysDown(t *
 	f.failRestart[3] = true
 	_, err = x.Perform(context.Background(), fault.Op{F: fault.Restart, Nodes: []int{3}})
 	require.Error(t, err, "a node whose data was not damaged must start")
+
+	_, err = x.Perform(context.Background(), fault.Op{F: fault.Repair, Node: 3})
+	require.ErrorContains(t, err, "nothing to take back", "only damage a node refused is taken back")
+	_, err = x.Perform(context.Background(), fault.Op{F: fault.Repair, Node: 2})
+	require.NoError(t, err)
+	require.Equal(t, []int{2}, d.repaired)
+	delete(f.failRestart, 2)
+	delete(f.failRestart, 3)
+	require.NoError(t, x.HealAll(context.Background(), "heal", 0))
+	require.False(t, f.down[2], "repaired, a heal starts it again")
 }

@@ -59,13 +59,28 @@ var scripted = map[string][]string{
 // leader-aware scenarios in rotation, each built-in schedule a scenario of
 // its own (figure8 and figure8-regain take turns under --nemesis figure8,
 // but each has its place in the rotation here); membership needs spare
-// nodes and is not part of it.
+// nodes and is not part of it. Below the network: harsh links, bit flips
+// in the files the system checks (forAll), and power losses where the
+// machine can mount the lazy disk.
 var inAll = []string{"partition", "kill", "pause", "leader-kill", "leader-pause",
+	"slow-links", "reset-links", "corrupt", "power-loss",
 	"figure8", "figure8-regain", "zombie-leader", "bridge-restart", "fresh-leader-kill", "crash-quorum", "elect-lagging"}
+
+// forAll is a kind as the mix of --nemesis all runs it, where that differs
+// from the kind asked for by name.
+func forAll(n Nemesis) Nemesis {
+	switch n := n.(type) {
+	case *Corruption:
+		n.FlipsOnly = true
+	case *Process:
+		n.Optional = n.F == fault.PowerLoss
+	}
+	return n
+}
 
 // weight is how often the mix draws each kind that may overlap others:
 // splits and kills first.
-var weight = map[string]int{"partition": 6, "kill": 4, "pause": 3, "leader-kill": 2, "leader-pause": 2, "membership": 4}
+var weight = map[string]int{"partition": 6, "kill": 4, "pause": 3, "leader-kill": 2, "leader-pause": 2, "power-loss": 2, "membership": 4}
 
 func weightOf(name string) int {
 	if w, ok := weight[name]; ok {
@@ -80,19 +95,29 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 	if err := ValidShape(shape); err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
+	seen := map[string]int{} // where a kind is in out, and whether the mix put it there
+	mixed := map[string]bool{}
 	var out []Nemesis
 	var failed error
-	add := func(name string) {
-		if seen[name] {
+	add := func(name string, inMix bool) {
+		i, ok := seen[name]
+		if ok && (inMix || !mixed[name]) {
 			return
 		}
-		seen[name] = true
 		n, err := build(name, shape)
 		if err != nil {
 			failed = errors.Join(failed, err)
 			return
 		}
+		if inMix {
+			n = forAll(n)
+		}
+		mixed[name] = inMix
+		if ok { // asked for by name as well: as named
+			out[i] = n
+			return
+		}
+		seen[name] = len(out)
 		out = append(out, n)
 	}
 	for _, name := range strings.Split(spec, ",") {
@@ -100,13 +125,13 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 		case "", "none":
 		case "all":
 			for _, k := range inAll {
-				add(k)
+				add(k, true)
 			}
 		default:
 			if !containsName(Kinds(), name) {
 				return nil, fmt.Errorf("unknown nemesis %q (accepted: %s)", name, strings.Join(Kinds(), ", "))
 			}
-			add(name)
+			add(name, false)
 		}
 	}
 	return out, failed
@@ -208,7 +233,10 @@ type Process struct {
 	F       fault.F // kill, pause or power-loss
 	Label   string
 	Targets []weighted
-	down    []int
+	// Optional: a power loss the run has no lazy disk for is a kill (it
+	// is one of the mix's kinds, not asked for by name)
+	Optional bool
+	down     []int
 }
 
 // Name is the --nemesis value.
@@ -216,12 +244,18 @@ func (p *Process) Name() string { return p.Label }
 
 // Start kills or pauses the drawn target.
 func (p *Process) Start(ctx context.Context, x *Exec) error {
+	f := p.F
+	if f == fault.PowerLoss && p.Optional && x.Disk == nil {
+		// without the lazy disk, what a power loss does to a node is
+		// what a kill does: the page cache keeps what it wrote
+		f = fault.Kill
+	}
 	target := draw(x.Rand, p.Targets)
 	// half of the power losses tear a write
-	tear := p.F == fault.PowerLoss && x.Rand.Intn(2) == 0
-	op, err := x.Do(ctx, fault.Op{F: p.F, Sel: &fault.Sel{Set: []string{target}}, Tear: tear, Source: p.Label}, nil)
+	tear := f == fault.PowerLoss && x.Rand.Intn(2) == 0
+	op, err := x.Do(ctx, fault.Op{F: f, Sel: &fault.Sel{Set: []string{target}}, Tear: tear, Source: p.Label}, nil)
 	if errors.Is(err, ErrAbandon) {
-		x.Note(p.Label, 0, fmt.Sprintf("%s %s: %v", p.F, target, err))
+		x.Note(p.Label, 0, fmt.Sprintf("%s %s: %v", f, target, err))
 		return nil
 	}
 	p.down = append(p.down, op.Nodes...)
@@ -229,7 +263,11 @@ func (p *Process) Start(ctx context.Context, x *Exec) error {
 }
 
 // NeedsLazyDisk: a power loss drops writes only the lazy disk holds.
-func (p *Process) NeedsLazyDisk() bool { return p.F == fault.PowerLoss }
+func (p *Process) NeedsLazyDisk() bool { return p.F == fault.PowerLoss && !p.Optional }
+
+// WantsLazyDisk: an optional power loss runs on the lazy disk where the
+// machine can mount it.
+func (p *Process) WantsLazyDisk() bool { return p.F == fault.PowerLoss && p.Optional }
 
 // Stop restarts or resumes what Start took down.
 func (p *Process) Stop(ctx context.Context, x *Exec) error {

@@ -109,10 +109,10 @@ func (r resolver) resolve(op fault.Op, sel *fault.Sel) (_ fault.Op, perform bool
 		op.Links, err = r.cut(sel)
 	case fault.Reset:
 		op.Links, err = r.pairs(sel)
-	case fault.Corrupt:
+	case fault.Corrupt, fault.Repair:
 		var ids []int
 		if ids, err = r.set(sel.Set, nil); err == nil && len(ids) != 1 {
-			err = fmt.Errorf("corrupt acts on one node, not %s", fault.Names(ids))
+			err = fmt.Errorf("%s acts on one node, not %s", op.F, fault.Names(ids))
 		}
 		if err == nil {
 			op.Node = ids[0]

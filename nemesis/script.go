@@ -36,7 +36,8 @@ import (
 //	                               every byte from the first set to the second is held for D, plus up to J at random, at most B bytes a second (64KB; --net proxy; skipped, with a note, under iptables)
 //	reset SET -> SET               close the connections from the first set to the second mid-stream (--net proxy)
 //	corrupt R bitflip|truncate [FILE [OFFSET]]
-//	                               damage R's synced data while it is down: flip a bit of, or cut short, FILE (inside its data directory) at OFFSET (drawn when not given)
+//	                               damage R's synced data while it is down: flip a bit of, or cut short, FILE (inside its data directory) at OFFSET (drawn when not given, among the files the system checks)
+//	repair R                       take back the damage R refused to start on (it stays down until a restart)
 //	heal                           open every link, clear every delay
 //	kill SET / restart SET         kill -9 / restart (only nodes that are down)
 //	pause SET / resume SET         SIGSTOP / SIGCONT
@@ -157,7 +158,7 @@ func parseStep(verb string, a []string) (fault.Op, error) {
 	op := fault.Op{Sel: &fault.Sel{WithinMs: within.Milliseconds()}}
 	parse, ok := stepParsers[verb]
 	if !ok {
-		return op, fmt.Errorf("unknown step %q (accepted: leader, pick, partition, cut, delay, reset, corrupt, heal, kill, restart, pause, resume, await-leader, await-accepted, await-caught-up, await-commit, sleep, note, option, require-members, spare, members, retire)", verb)
+		return op, fmt.Errorf("unknown step %q (accepted: leader, pick, partition, cut, delay, reset, corrupt, repair, heal, kill, restart, pause, resume, await-leader, await-accepted, await-caught-up, await-commit, sleep, note, option, require-members, spare, members, retire)", verb)
 	}
 	return op, parse(&op, verb, rest, a)
 }
@@ -180,6 +181,13 @@ var stepParsers = map[string]stepParser{
 	"delay":     parseDelay,
 	"reset":     parseReset,
 	"corrupt":   parseCorrupt,
+	"repair": func(op *fault.Op, _ string, rest, _ []string) error {
+		if len(rest) != 1 {
+			return errors.New("want: repair ROLE")
+		}
+		op.F, op.Sel.Set = fault.Repair, rest
+		return nil
+	},
 	"heal": func(op *fault.Op, _ string, rest, _ []string) error {
 		if len(rest) != 0 {
 			return fmt.Errorf("heal takes no arguments")

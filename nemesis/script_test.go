@@ -216,6 +216,7 @@ func TestParseScriptNamesTheBadLineAndWhatToWrite(t *testing.T) {
 		{"reset L1\n", "want: reset SET -> SET"},
 		{"corrupt L1 melt\n", "want: corrupt ROLE bitflip|truncate [FILE [OFFSET]]"},
 		{"corrupt L1 bitflip wal.log -3\n", `offset "-3": a byte of the file, from 0`},
+		{"repair L1 L2\n", "want: repair ROLE"},
 		{"option fast\n", "the only option is bound-clients"},
 		{"require-members three\n", "want: require-members COUNT"},
 		{"spare\n", "want: spare ROLE"},

@@ -121,12 +121,12 @@ func TestALazyDiskIsUnmountedOnCtrlCAndAfterTheHarnessIsKilledByTheNextRun(t *te
 	}
 }
 
-func TestADamagedWALRecordStopsItsNodeNamingFileAndOffsetAndTheRunSaysSo(t *testing.T) {
+func TestADamagedWALRecordStopsItsNodeNamingFileAndOffsetAndARepairLetsItServeAgain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end run skipped in -short mode")
 	}
 	schedule := filepath.Join(t.TempDir(), "damage.pax")
-	require.NoError(t, os.WriteFile(schedule, []byte("sleep 2s\nleader L\npick F\nkill F\ncorrupt F bitflip wal.log 100\nrestart F\nsleep 60s\n"), 0o644))
+	require.NoError(t, os.WriteFile(schedule, []byte("sleep 2s\nleader L\npick F\nkill F\ncorrupt F bitflip wal.log 100\nrestart F\nsleep 1s\nrepair F\nrestart F\nsleep 60s\n"), 0o644))
 	store := t.TempDir()
 	r := paxtest(t, "run", "--nodes", "3", "--nemesis", "none", "--nemesis-schedule", schedule, "--time-limit", "8s", "--seed", "1", "--store", store)
 	require.Equal(t, 0, r.code, "two of three nodes serve on: stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
@@ -137,9 +137,27 @@ func TestADamagedWALRecordStopsItsNodeNamingFileAndOffsetAndTheRunSaysSo(t *test
 		Damage  []string `json:"damage"`
 	}
 	require.NoError(t, json.Unmarshal(b, &res))
-	require.Len(t, res.Damage, 2, "%v", res.Damage)
+	require.Len(t, res.Damage, 3, "%v", res.Damage)
 	require.Regexp(t, `^n\d's wal.log: bit \d of byte 100 flipped$`, res.Damage[0])
 	require.Contains(t, res.Damage[1], "stopped rather than serve its damaged data")
 	require.Regexp(t, `nodes/n\d/data/wal.log: corrupt record at offset \d+`, res.Damage[1], "the node named the file and the offset")
+	require.Regexp(t, `^n\d's damaged data restored$`, res.Damage[2])
+	require.Equal(t, res.Damage[0][:2], res.Damage[2][:2], "the node damaged is the one repaired")
 	require.Contains(t, r.stdout, "damage: ", "and the summary says it")
+	sched, err := os.ReadFile(filepath.Join(latest(t, store), "schedule.jsonl"))
+	require.NoError(t, err)
+	var restarts [][]int // what each restart found refused
+	for _, line := range strings.Split(strings.TrimSpace(string(sched)), "\n") {
+		var op struct {
+			F       string `json:"f"`
+			Stopped []int  `json:"stopped"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &op))
+		if op.F == "restart" {
+			restarts = append(restarts, op.Stopped)
+		}
+	}
+	require.Len(t, restarts, 2, "%s", sched)
+	require.NotEmpty(t, restarts[0], "refused on damaged data")
+	require.Empty(t, restarts[1], "repaired, it started")
 }

@@ -65,7 +65,7 @@ Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 the harness fa
 	f.StringVar(&o.DBConfig, "db-config", "", "file describing the system under test, for a --db that takes one")
 	f.StringVar(&o.Binary, "db-binary", "", "the program the nodes run (default: --db paxtest this program; --db etcd the pinned release, built once into the user's cache)")
 	f.StringVar(&o.Net, "net", o.Net, "network fault layer: proxy (no privileges) or iptables (root)")
-	f.StringVar(&o.Disk, "disk", o.Disk, "disk layer under the nodes' data: none, or lazy (unsynced writes held in memory, dropped by a power loss; root and FUSE; on by itself for --nemesis power-loss)")
+	f.StringVar(&o.Disk, "disk", o.Disk, "disk layer under the nodes' data: none, or lazy (unsynced writes held in memory, dropped by a power loss; root and FUSE; on by itself for --nemesis power-loss, and for all where the machine can)")
 	f.StringVar(&o.Store, "store", o.Store, "directory that keeps the runs")
 	f.DurationVar(&o.CheckTimeout, "check-timeout", o.CheckTimeout, "linearizability check budget; past it the verdict is unknown")
 	f.BoolVar(&o.BoundClients, "bound-clients", false, "start every operation at the worker's own node, as Jepsen binds clients to nodes (default: stay on the leader)")

@@ -116,6 +116,16 @@ type InvariantReporter interface {
 	ReportsInvariants()
 }
 
+// DamageChecker is a DB that names the files of a node's data it checks
+// for damage (a checksum on every record), as globs relative to the node's
+// data directory, slash-separated. The corruption nemesis damages only
+// those: damage to a file the system never claimed to check says nothing
+// about the system. A DB that is not one names none, and is not damaged
+// unless a schedule names the file.
+type DamageChecker interface {
+	CheckedFiles() []string
+}
+
 // SharedPeers is a DB whose nodes all reach a peer at the one address it
 // advertises (etcd's peer URLs) rather than at an address per link. The
 // fault layer then gives one address per node and puts each connection on

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,7 +31,11 @@ type Exec struct {
 var (
 	_ DB                = (*Exec)(nil)
 	_ InvariantReporter = (*Exec)(nil)
+	_ DamageChecker     = (*Exec)(nil)
 )
+
+// CheckedFiles are the file's checked_files.
+func (e *Exec) CheckedFiles() []string { return e.cfg.CheckedFiles }
 
 // ReportsInvariants: the contract's status carries violations.
 func (e *Exec) ReportsInvariants() {}
@@ -53,6 +58,10 @@ type ExecConfig struct {
 	Log bool `json:"log"`
 	// Members says the nodes serve POST /v1/admin/members.
 	Members bool `json:"members"`
+	// CheckedFiles are the files of a node's data directory it checks for
+	// damage, as globs relative to it ("wal/*.log"); the corrupt nemesis
+	// damages only those. None: it is not damaged.
+	CheckedFiles []string `json:"checked_files,omitempty"`
 }
 
 func init() {
@@ -126,7 +135,7 @@ func NewExec(o Options) (*Exec, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("--db-config %s: %w (fields: name, command, env, log, members)", o.Config, err)
+		return nil, fmt.Errorf("--db-config %s: %w (fields: name, command, env, log, members, checked_files)", o.Config, err)
 	}
 	if len(cfg.Command) == 0 {
 		return nil, fmt.Errorf("--db-config %s: field command: empty; give the program that starts a node and its arguments", o.Config)
@@ -138,6 +147,11 @@ func NewExec(o Options) (*Exec, error) {
 				field = fmt.Sprintf("env[%d]", i-len(cfg.Command))
 			}
 			return nil, fmt.Errorf("--db-config %s: field %s: %q holds an unknown placeholder (accepted: %s)", o.Config, field, arg, strings.Join(placeholders, " "))
+		}
+	}
+	for i, g := range cfg.CheckedFiles {
+		if _, err := path.Match(g, ""); err != nil || g == "" || path.IsAbs(g) {
+			return nil, fmt.Errorf("--db-config %s: field checked_files[%d]: %q is not a glob relative to the data directory (as \"wal/*.log\")", o.Config, i, g)
 		}
 	}
 	if len(o.Bugs) > 0 && !slices.ContainsFunc(cfg.words(), func(w string) bool { return strings.Contains(w, "{bugs}") }) {

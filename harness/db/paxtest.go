@@ -30,7 +30,11 @@ var (
 	_ MemberChanger = (*Paxtest)(nil)
 
 	_ InvariantReporter = (*Paxtest)(nil)
+	_ DamageChecker     = (*Paxtest)(nil)
 )
+
+// CheckedFiles: a node writes only its WAL, every record of it checksummed.
+func (p *Paxtest) CheckedFiles() []string { return []string{"*"} }
 
 // ReportsInvariants: a node's status carries the invariants it broke.
 func (p *Paxtest) ReportsInvariants() {}

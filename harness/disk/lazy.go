@@ -6,7 +6,8 @@
 // sits below the node's process, so it works for every system under test.
 //
 // It mounts, drops and unmounts, and finds and removes the mounts a killed
-// harness left behind. It must not start or signal nodes (the nemesis
+// harness left behind; it also damages a down node's synced files (Damage:
+// a bit flipped, a file cut short) and takes that damage back (Undo). It must not start or signal nodes (the nemesis
 // kills and restarts them through the cluster) nor decide faults.
 package disk
 
@@ -243,97 +244,4 @@ func Available() error {
 		return fmt.Errorf("the lazy disk needs /dev/fuse: %w", err)
 	}
 	return nil
-}
-
-// Damaged is what Damage did to a file.
-type Damaged struct {
-	File   string // relative to the root given
-	Offset int64
-	Bit    int
-}
-
-// Damage damages a file under root (a node's synced data; its node must be
-// down), as Jepsen's bitflip and truncate do: "bitflip" flips bit Bit
-// (drawn) of byte offset of file, "truncate" cuts the file short at
-// offset. A blank file is drawn from root's regular files that hold data,
-// a negative offset within the file.
-func Damage(root, kind, file string, offset int64, r *rand.Rand) (Damaged, error) {
-	if kind != "bitflip" && kind != "truncate" {
-		return Damaged{}, fmt.Errorf("damage %q: accepted: bitflip, truncate", kind)
-	}
-	if r == nil {
-		r = rand.New(rand.NewSource(0))
-	}
-	if file == "" {
-		var err error
-		if file, err = drawFile(root, r); err != nil {
-			return Damaged{}, err
-		}
-	}
-	path := filepath.Join(root, file)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return Damaged{}, fmt.Errorf("damage %s: %w", path, err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return Damaged{}, fmt.Errorf("damage %s: %w", path, err)
-	}
-	if offset < 0 {
-		if st.Size() == 0 {
-			return Damaged{}, fmt.Errorf("damage %s: the file is empty", path)
-		}
-		offset = r.Int63n(st.Size())
-	}
-	if offset >= st.Size() {
-		return Damaged{}, fmt.Errorf("damage %s: byte %d is past its end (%d bytes)", path, offset, st.Size())
-	}
-	d := Damaged{File: file, Offset: offset}
-	if kind == "truncate" {
-		if err := f.Truncate(offset); err != nil {
-			return Damaged{}, fmt.Errorf("damage %s: %w", path, err)
-		}
-		return d, f.Sync()
-	}
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, offset); err != nil {
-		return Damaged{}, fmt.Errorf("damage %s: %w", path, err)
-	}
-	d.Bit = r.Intn(8)
-	b[0] ^= 1 << d.Bit
-	if _, err := f.WriteAt(b, offset); err != nil {
-		return Damaged{}, fmt.Errorf("damage %s: %w", path, err)
-	}
-	return d, f.Sync()
-}
-
-// drawFile draws one of root's regular files that hold data, by path
-// relative to root.
-func drawFile(root string, r *rand.Rand) (string, error) {
-	var files []string
-	err := filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !e.Type().IsRegular() {
-			return nil
-		}
-		if info, err := e.Info(); err == nil && info.Size() > 0 {
-			rel, err := filepath.Rel(root, p)
-			if err != nil {
-				return err
-			}
-			files = append(files, rel)
-		}
-		return nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("list the files of %s: %w", root, err)
-	}
-	if len(files) == 0 {
-		return "", fmt.Errorf("no file with data under %s to damage", root)
-	}
-	sort.Strings(files)
-	return files[r.Intn(len(files))], nil
 }

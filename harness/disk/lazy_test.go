@@ -128,38 +128,59 @@ func mounts(t *testing.T) string {
 	return string(b)
 }
 
-func TestDamageFlipsOneBitOrCutsAFileAndSaysWhere(t *testing.T) {
+func TestDamageFlipsOneBitOrCutsAFileAndSaysWhereAndUndoTakesItBack(t *testing.T) {
 	root := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "member", "wal"), 0o755))
 	orig := []byte("0123456789abcdef")
-	require.NoError(t, os.WriteFile(filepath.Join(root, "member", "wal", "0.wal"), orig, 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(root, "empty"), nil, 0o644))
+	wal := filepath.Join(root, "member", "wal", "0.wal")
+	require.NoError(t, os.WriteFile(wal, orig, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "db"), []byte("unchecked"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "empty.wal"), nil, 0o644))
+	among := []string{"member/wal/*.wal", "*.wal"}
 
-	d, err := Damage(root, "bitflip", "", -1, rand.New(rand.NewSource(1)))
-	require.NoError(t, err)
-	require.Equal(t, filepath.Join("member", "wal", "0.wal"), d.File, "the only file with data")
-	b, err := os.ReadFile(filepath.Join(root, d.File))
-	require.NoError(t, err)
-	require.Len(t, b, len(orig))
-	for i := range b {
-		if int64(i) == d.Offset {
-			require.Equal(t, orig[i]^(1<<d.Bit), b[i], "bit %d of byte %d flipped", d.Bit, i)
-		} else {
-			require.Equal(t, orig[i], b[i], "byte %d untouched", i)
+	for seed := int64(1); seed <= 8; seed++ {
+		d, err := Damage(root, "bitflip", "", -1, among, rand.New(rand.NewSource(seed)))
+		require.NoError(t, err)
+		require.Equal(t, filepath.Join("member", "wal", "0.wal"), d.File, "the only file with data that matches")
+		b, err := os.ReadFile(wal)
+		require.NoError(t, err)
+		require.Len(t, b, len(orig))
+		for i := range b {
+			if int64(i) == d.Offset {
+				require.Equal(t, orig[i]^(1<<d.Bit), b[i], "bit %d of byte %d flipped", d.Bit, i)
+			} else {
+				require.Equal(t, orig[i], b[i], "byte %d untouched", i)
+			}
 		}
+		require.NoError(t, Undo(root, d))
+		b, err = os.ReadFile(wal)
+		require.NoError(t, err)
+		require.Equal(t, orig, b, "undone")
 	}
 
-	d, err = Damage(root, "truncate", d.File, 5, nil)
+	d, err := Damage(root, "truncate", filepath.Join("member", "wal", "0.wal"), 5, nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, int64(5), d.Offset)
-	b, err = os.ReadFile(filepath.Join(root, d.File))
+	b, err := os.ReadFile(wal)
 	require.NoError(t, err)
 	require.Len(t, b, 5)
+	require.NoError(t, Undo(root, d))
+	b, err = os.ReadFile(wal)
+	require.NoError(t, err)
+	require.Equal(t, orig, b, "the cut bytes put back")
 
-	_, err = Damage(root, "bitflip", d.File, 99, nil)
+	d, err = Damage(root, "truncate", d.File, 5, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(wal, []byte("written since"), 0o644))
+	require.ErrorContains(t, Undo(root, d), "changed since", "a file written since its cut is not undone")
+
+	_, err = Damage(root, "bitflip", d.File, 99, nil, nil)
 	require.ErrorContains(t, err, "past its end")
-	_, err = Damage(root, "melt", "", -1, nil)
+	_, err = Damage(root, "melt", "", -1, nil, nil)
 	require.ErrorContains(t, err, "accepted: bitflip, truncate")
+	_, err = Damage(root, "bitflip", "", -1, []string{"*.snap"}, nil)
+	require.ErrorIs(t, err, ErrNoFile, "no file matches: nothing is damaged")
+	require.ErrorContains(t, err, `matching ["*.snap"]`)
 }
 
 func TestATearPassesOverAFileWhoseDirectoryWasRenamedAndStillDropsItsWrites(t *testing.T) {

@@ -17,9 +17,10 @@ type Interval struct {
 
 // Intervals pairs ops into the intervals the report shades: a partition
 // lasts until the next partition or heal, a delay until delays are cleared,
-// a node's kill until its restart, its pause until its resume; a
-// membership change is a moment; a scenario's attempt spans its ops. A
-// fault still in force at the end lasts until end.
+// a node's kill until its restart, its pause until its resume, damage to
+// its data until it is repaired; a membership change is a moment; a
+// scenario's attempt spans its ops. A fault still in force at the end
+// lasts until end.
 func Intervals(ops []Op, end int64) []Interval {
 	var out []Interval
 	open := map[string]*Interval{}
@@ -61,7 +62,13 @@ func Intervals(ops []Op, end int64) []Interval {
 					closeKey(fmt.Sprintf("%s n%d", was, id), o.Time)
 				}
 			}
-		case Members, Join, Retire, Reset, Corrupt: // instants
+		case Corrupt:
+			k := fmt.Sprintf("corrupt n%d", o.Node)
+			closeKey(k, o.Time)
+			open[k] = &Interval{Kind: string(o.F), Start: o.Time, Nodes: []int{o.Node}, Detail: o.Describe()}
+		case Repair:
+			closeKey(fmt.Sprintf("corrupt n%d", o.Node), o.Time)
+		case Members, Join, Retire, Reset: // instants
 			kind := string(o.F)
 			if o.F == Members || o.F == Join || o.F == Retire {
 				kind = "membership"

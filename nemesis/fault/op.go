@@ -45,6 +45,9 @@ const (
 	// Corrupt damages Node's synced data while it is down (Damage): a bit
 	// flipped, or a file cut short
 	Corrupt F = "corrupt"
+	// Repair takes back the last damage to Node's data, which its node
+	// refused to start on (so it has not run since): it may start again
+	Repair F = "repair"
 )
 
 // Waits on the cluster: performed, not timed, so that a replay stays in
@@ -68,7 +71,7 @@ const (
 
 var known = map[F]bool{
 	Partition: true, Heal: true, Delay: true, Reset: true, Kill: true, Restart: true, Pause: true, Resume: true,
-	Join: true, Retire: true, Members: true, PowerLoss: true, Corrupt: true,
+	Join: true, Retire: true, Members: true, PowerLoss: true, Corrupt: true, Repair: true,
 	AwaitLeader: true, AwaitAccepted: true, AwaitCaughtUp: true, AwaitCommit: true, Observe: true, Note: true,
 	Pick: true, Sleep: true, RequireMembers: true,
 }
@@ -255,6 +258,8 @@ func (o Op) Describe() string {
 			return fmt.Sprintf("n%d's %s cut short at byte %d", o.Node, d.File, d.Offset)
 		}
 		return fmt.Sprintf("n%d's %s: bit %d of byte %d flipped", o.Node, d.File, d.Bit, d.Offset)
+	case Repair:
+		return fmt.Sprintf("n%d's damaged data restored", o.Node)
 	case Kill:
 		return "kill -9 " + Names(o.Nodes)
 	case PowerLoss:

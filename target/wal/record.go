@@ -2,7 +2,8 @@
 // records durable and replays them on restart. Each record is framed with
 // its length and a CRC-32C checksum; records are buffered in user space and
 // made durable by group commit, one write and one fsync for every record
-// queued while the previous sync ran. A torn final record is cut on open;
+// queued while the previous sync ran. A torn final record (one the file
+// ends inside of, or with a sector of it still zeros) is cut on open;
 // any other damage is an error naming the file and offset.
 //
 // It owns the file format and durability only; it must not interpret the

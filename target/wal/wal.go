@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -107,14 +108,16 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("corrupt record at offset %d: %v (the file is damaged before its end; restore it or remove the node's data directory)", e.Offset, e.Err)
+	return fmt.Sprintf("corrupt record at offset %d: %v (damage, not a torn write: restore the file or remove the node's data directory)", e.Offset, e.Err)
 }
 
 func (e *CorruptError) Unwrap() error { return e.Err }
 
 // Replay decodes every frame of data. It returns the records and the length
-// of the intact prefix: a final frame that is short or fails its checksum is
-// a torn tail and ends the prefix; damage anywhere else is a *CorruptError.
+// of the intact prefix. A torn tail ends the prefix: a final frame that the
+// data ends inside of, or a whole final frame that fails its checksum with
+// a sector of it still zeros (its length reached the disk before its data).
+// Any other damage, a whole final frame's included, is a *CorruptError.
 func Replay(data []byte) ([]paxos.Record, int, error) {
 	var recs []paxos.Record
 	off := 0
@@ -124,7 +127,7 @@ func Replay(data []byte) ([]paxos.Record, int, error) {
 			return recs, off, nil
 		}
 		if err != nil {
-			if last := lastFrame(data[off:]); last {
+			if torn(data, off) {
 				return recs, off, nil
 			}
 			return nil, 0, &CorruptError{Offset: off, Err: err}
@@ -135,14 +138,43 @@ func Replay(data []byte) ([]paxos.Record, int, error) {
 	return recs, off, nil
 }
 
-// lastFrame reports whether the frame at the start of data, as its header
-// claims, reaches exactly the end of data (or its header is unreadable).
-func lastFrame(data []byte) bool {
-	if len(data) < headerSize {
-		return true
+// sectorSize is the unit a disk writes whole or not at all.
+const sectorSize = 512
+
+// torn reports whether the damaged frame at off is a write cut by a crash:
+// the data ends inside it (as its header claims: a length flipped to
+// more than is left reads the same way), or it is the last frame and one
+// sector's share of it is zeros. A flipped bit in a final frame written
+// whole is damage, not a tear.
+func torn(data []byte, off int) bool {
+	frame := data[off:]
+	if len(frame) < headerSize || allZero(frame) {
+		return true // nothing of it, or no whole header, reached the disk
 	}
-	n := uint64(data[0]) | uint64(data[1])<<8 | uint64(data[2])<<16 | uint64(data[3])<<24
-	return uint64(len(data)) <= headerSize+n
+	n := uint64(binary.LittleEndian.Uint32(frame))
+	switch {
+	case uint64(len(frame)) < headerSize+n:
+		return true
+	case uint64(len(frame)) > headerSize+n:
+		return false // frames follow: not the tail
+	}
+	for s := off; s < len(data); {
+		e := min(len(data), (s/sectorSize+1)*sectorSize)
+		if allZero(data[s:e]) {
+			return true
+		}
+		s = e
+	}
+	return false
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Append makes recs durable. With group commit, concurrent callers share

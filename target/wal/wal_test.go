@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -63,16 +64,48 @@ func TestTornTailIsCutAtEveryLength(t *testing.T) {
 	}
 }
 
-func TestGarbageInTheLastFrameIsATornTail(t *testing.T) {
+// A final frame written whole but failing its checksum is damage, as
+// anywhere else; one with a sector's share still zeros is a write whose
+// length reached the disk before its data, a tear.
+func TestAWholeFinalFrameIsDamagedUnlessASectorOfItIsZeros(t *testing.T) {
 	var data []byte
 	for _, r := range sampleRecords() {
 		data = AppendFrame(data, r)
 	}
-	data[len(data)-1] ^= 0xff
-	recs, good, err := Replay(data)
-	require.NoError(t, err)
-	require.Len(t, recs, 3)
-	require.Less(t, good, len(data))
+	last := len(data) - len(AppendFrame(nil, sampleRecords()[len(sampleRecords())-1]))
+	big := AppendFrame(nil, paxos.Record{Type: paxos.RecAccept, Slot: 9, Entry: paxos.Entry{Kind: paxos.EntryCommand, Data: bytes.Repeat([]byte("v"), 3*sectorSize)}})
+	long := append(append([]byte(nil), data...), big...)
+	cases := []struct {
+		name   string
+		data   []byte
+		damage func(d []byte)
+		kept   int // records replayed when torn; -1: damage
+	}{
+		{"a bit flipped in the last payload byte", data, func(d []byte) { d[len(d)-1] ^= 0x01 }, -1},
+		{"a bit flipped in the last checksum", data, func(d []byte) { d[last+5] ^= 0x80 }, -1},
+		{"the last payload zeroed under its written header, in one sector", data, func(d []byte) { clear(d[last+headerSize:]) }, -1},
+		{"the whole last frame zeroed", data, func(d []byte) { clear(d[last:]) }, 3},
+		{"one sector of a long final frame zeroed", long, func(d []byte) {
+			s := (len(d)/sectorSize - 1) * sectorSize
+			clear(d[s : s+sectorSize])
+		}, 4},
+		{"a long final frame with one bit flipped", long, func(d []byte) { d[len(d)-sectorSize] ^= 0x04 }, -1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := append([]byte(nil), c.data...)
+			c.damage(d)
+			recs, good, err := Replay(d)
+			if c.kept < 0 {
+				var ce *CorruptError
+				require.ErrorAs(t, err, &ce, "a whole final frame that fails its checksum is damage")
+				return
+			}
+			require.NoError(t, err)
+			require.Less(t, good, len(d))
+			require.Len(t, recs, c.kept)
+		})
+	}
 }
 
 func TestDamageBeforeTheEndNamesFileAndOffset(t *testing.T) {
