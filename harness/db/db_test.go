@@ -144,6 +144,8 @@ func TestExecRefusesADescriptionItDoesNotUnderstandNamingTheField(t *testing.T) 
 		{"an unknown placeholder in env", `{"command":["x"],"env":["A={dir}"]}`, nil, `field env[0]`},
 		{"bug switches with nowhere to go", `{"command":["x","{id}"]}`, []string{"stale-read"}, "has no {bugs} to pass them to"},
 		{"not JSON", `command: x`, nil, "invalid character"},
+		{"a bad glob of checked files", `{"command":["x"],"checked_files":["wal/[.log"]}`, nil, `field checked_files[0]: "wal/[.log" is not a glob`},
+		{"an absolute checked file", `{"command":["x"],"checked_files":["*.log","/var/wal"]}`, nil, `field checked_files[1]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeConfig(t, tc.text)
@@ -156,6 +158,27 @@ func TestExecRefusesADescriptionItDoesNotUnderstandNamingTheField(t *testing.T) 
 	require.ErrorContains(t, err, "needs --db-config FILE")
 	_, err = Open("exec", Options{Config: filepath.Join(t.TempDir(), "missing.json")})
 	require.ErrorContains(t, err, "missing.json")
+}
+
+// The corruption nemesis damages only what a system says it checks: the
+// built-in target every file it writes (its WAL), etcd its WAL segments and
+// snapshots, an exec system its checked_files, and a system that names
+// none is not damaged at random.
+func TestEachSystemNamesTheFilesItChecksForDamage(t *testing.T) {
+	checked := func(d DB) []string {
+		if c, ok := d.(DamageChecker); ok {
+			return c.CheckedFiles()
+		}
+		return nil
+	}
+	require.Equal(t, []string{"*"}, checked(&Paxtest{}))
+	require.Equal(t, []string{"member/wal/*.wal", "member/snap/*.snap"}, checked(&Etcd{}))
+	d, err := Open("exec", Options{Config: writeConfig(t, `{"command":["x"],"checked_files":["wal/*.log"]}`)})
+	require.NoError(t, err)
+	require.Equal(t, []string{"wal/*.log"}, checked(d))
+	d, err = Open("exec", Options{Config: writeConfig(t, `{"command":["x"],"log":true}`)})
+	require.NoError(t, err)
+	require.Empty(t, checked(d))
 }
 
 func TestExecFillsEveryPlaceholderForTheNode(t *testing.T) {
