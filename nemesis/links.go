@@ -112,7 +112,10 @@ func nodeLinks(x *Exec, node int, both bool) [][2]int {
 // FlipsOnly draws bit flips alone, as --nemesis all does: a file cut at a
 // record's end reads as records never written, which no checksum can tell
 // from a clean crash; that damage is asked for by name.
-type Corruption struct{ FlipsOnly bool }
+type Corruption struct {
+	FlipsOnly bool
+	stuck     map[int]bool // nodes whose damage could not be taken back
+}
 
 // Name is the --nemesis value.
 func (*Corruption) Name() string { return "corrupt" }
@@ -155,13 +158,24 @@ func (c *Corruption) Start(ctx context.Context, x *Exec) error {
 }
 
 // Stop takes back the damage of every node that refused to start on it,
-// and starts them again; damage a node started on stays.
+// and starts them again; damage a node started on stays, and so does a
+// node whose damage cannot be taken back (it changed the file).
 func (c *Corruption) Stop(ctx context.Context, x *Exec) error {
 	for _, id := range x.Cluster.IDs() {
-		if !x.stopped[id] {
+		if !x.stopped[id] || c.stuck[id] {
 			continue
 		}
-		if err := c.perform(ctx, x, []fault.Op{{F: fault.Repair, Node: id}, {F: fault.Restart, Nodes: []int{id}}}); err != nil {
+		if _, err := x.Perform(ctx, fault.Op{F: fault.Repair, Node: id, Source: "corrupt"}); err != nil {
+			// the node changed its files as it refused them (etcd sets a
+			// broken snapshot aside): it stays down, and the run says why
+			x.Note("corrupt", 0, fmt.Sprintf("n%d stays down: %v", id, err))
+			if c.stuck == nil {
+				c.stuck = map[int]bool{}
+			}
+			c.stuck[id] = true
+			continue
+		}
+		if err := c.perform(ctx, x, []fault.Op{{F: fault.Restart, Nodes: []int{id}}}); err != nil {
 			return err
 		}
 	}

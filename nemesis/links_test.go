@@ -65,6 +65,7 @@ func TestResetLinksResetsEveryConnectionOfOneNodeBothWays(t *testing.T) {
 // refuse, a damaged node of cluster exits as it starts until repaired.
 type damager struct {
 	nothing  bool // every damage finds no file with data
+	stuck    bool // no damage can be taken back
 	asked    []fault.Damage
 	repaired []int
 	checks   bool
@@ -86,6 +87,9 @@ func (d *damager) Corrupt(id int, dm *fault.Damage, _ *rand.Rand) error {
 }
 
 func (d *damager) Repair(id int) error {
+	if d.stuck {
+		return fmt.Errorf("n%d's snapshot was set aside", id)
+	}
 	d.repaired = append(d.repaired, id)
 	if d.refuse != nil {
 		delete(d.refuse.failRestart, id)
@@ -125,6 +129,14 @@ func TestCorruptionDamagesACheckedFileAndStopTakesBackWhatTheNodeRefused(t *test
 	require.Equal(t, fault.Restart, last[1].F)
 	require.Equal(t, []int{node}, d.repaired)
 	require.False(t, f.down[node], "taken back, it runs again")
+
+	d.stuck = true
+	require.NoError(t, c.Start(context.Background(), x))
+	node = (*ops)[len(*ops)-2].Node
+	require.NoError(t, c.Stop(context.Background(), x), "damage that cannot be taken back is no failure of the run")
+	require.Equal(t, fault.Note, (*ops)[len(*ops)-1].F)
+	require.Contains(t, (*ops)[len(*ops)-1].Note, "stays down: repair n")
+	require.True(t, f.down[node], "it stays down")
 }
 
 func TestTheMixDrawsOnlyBitFlipsWhereCorruptByNameAlsoCuts(t *testing.T) {
