@@ -10,8 +10,8 @@ import (
 )
 
 // ErrNothingToDamage marks a damage drawn at random that found no file
-// with data to damage (a node that synced nothing yet): the nemesis notes
-// it and starts the node again.
+// with data to damage (a node that synced nothing yet): the corrupt op
+// then damages nothing and says so in its note.
 var ErrNothingToDamage = errors.New("nothing to damage")
 
 // Corrupter damages a node's synced data while it is down.
@@ -49,7 +49,13 @@ func (x *Exec) corrupt(op *fault.Op) error {
 	case !x.Cluster.IsDown(op.Node):
 		return fmt.Errorf("corrupt n%d: it runs; its data is damaged only while it is down (kill it first)", op.Node)
 	}
-	if err := x.Data.Corrupt(op.Node, op.Damage, x.Rand); err != nil {
+	err := x.Data.Corrupt(op.Node, op.Damage, x.Rand)
+	if errors.Is(err, ErrNothingToDamage) {
+		// a node that synced nothing yet: nothing happened, and it says so
+		op.Note = err.Error()
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("corrupt n%d: %w", op.Node, err)
 	}
 	x.damaged[op.Node] = true
@@ -57,7 +63,8 @@ func (x *Exec) corrupt(op *fault.Op) error {
 }
 
 // repair takes back the damage a node refused to start on; it stays down
-// until a restart.
+// until a restart. Damage that cannot be taken back is said in the op's
+// note, and the node stays out (x.stopped).
 func (x *Exec) repair(op *fault.Op) error {
 	switch {
 	case x.Data == nil:
@@ -66,7 +73,10 @@ func (x *Exec) repair(op *fault.Op) error {
 		return fmt.Errorf("repair n%d: it did not refuse damaged data (it has run on its data since), so there is nothing to take back", op.Node)
 	}
 	if err := x.Data.Repair(op.Node); err != nil {
-		return fmt.Errorf("repair n%d: %w", op.Node, err)
+		// the node changed the file as it refused it (etcd sets a broken
+		// snapshot aside): it stays down, and the run says why
+		op.Note = fmt.Sprintf("cannot be taken back: %v; n%d stays down", err, op.Node)
+		return nil
 	}
 	delete(x.stopped, op.Node)
 	delete(x.damaged, op.Node)

@@ -2,7 +2,6 @@ package nemesis
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/paxtest/paxtest/nemesis/fault"
@@ -145,16 +144,11 @@ func (c *Corruption) Start(ctx context.Context, x *Exec) error {
 	if !c.FlipsOnly && x.Rand.Intn(4) == 0 {
 		kind = fault.Truncate
 	}
-	err := c.perform(ctx, x, []fault.Op{
+	return c.perform(ctx, x, []fault.Op{
 		{F: fault.Kill, Nodes: []int{node}},
 		{F: fault.Corrupt, Node: node, Damage: &fault.Damage{Kind: kind, Offset: -1}},
+		{F: fault.Restart, Nodes: []int{node}},
 	})
-	if errors.Is(err, ErrNothingToDamage) {
-		x.Note("corrupt", 0, fmt.Sprintf("no damage to n%d: %v", node, err))
-	} else if err != nil {
-		return err
-	}
-	return c.perform(ctx, x, []fault.Op{{F: fault.Restart, Nodes: []int{node}}})
 }
 
 // Stop takes back the damage of every node that refused to start on it,
@@ -166,9 +160,9 @@ func (c *Corruption) Stop(ctx context.Context, x *Exec) error {
 			continue
 		}
 		if _, err := x.Perform(ctx, fault.Op{F: fault.Repair, Node: id, Source: "corrupt"}); err != nil {
-			// the node changed its files as it refused them (etcd sets a
-			// broken snapshot aside): it stays down, and the run says why
-			x.Note("corrupt", 0, fmt.Sprintf("n%d stays down: %v", id, err))
+			return err
+		}
+		if x.stopped[id] { // not taken back: the op's note says why
 			if c.stuck == nil {
 				c.stuck = map[int]bool{}
 			}

@@ -134,9 +134,12 @@ func TestCorruptionDamagesACheckedFileAndStopTakesBackWhatTheNodeRefused(t *test
 	require.NoError(t, c.Start(context.Background(), x))
 	node = (*ops)[len(*ops)-2].Node
 	require.NoError(t, c.Stop(context.Background(), x), "damage that cannot be taken back is no failure of the run")
-	require.Equal(t, fault.Note, (*ops)[len(*ops)-1].F)
-	require.Contains(t, (*ops)[len(*ops)-1].Note, "stays down: repair n")
+	require.Equal(t, fault.Repair, (*ops)[len(*ops)-1].F)
+	require.Contains(t, (*ops)[len(*ops)-1].Describe(), "cannot be taken back: n")
 	require.True(t, f.down[node], "it stays down")
+	n := len(*ops)
+	require.NoError(t, c.Stop(context.Background(), x))
+	require.Len(t, *ops, n, "and is not tried again")
 }
 
 func TestTheMixDrawsOnlyBitFlipsWhereCorruptByNameAlsoCuts(t *testing.T) {
@@ -190,8 +193,8 @@ func TestADamageThatFindsNoSyncedFileIsNotedAndItsNodeStartsAgain(t *testing.T) 
 	for _, op := range *ops {
 		fs = append(fs, op.F)
 	}
-	require.Equal(t, []fault.F{fault.Kill, fault.Corrupt, fault.Note, fault.Restart}, fs)
-	require.Contains(t, (*ops)[2].Note, "synced nothing yet")
+	require.Equal(t, []fault.F{fault.Kill, fault.Corrupt, fault.Restart}, fs)
+	require.Contains(t, (*ops)[1].Describe(), "data not damaged: nothing to damage: n", "and says why")
 	for id := 1; id <= 3; id++ {
 		require.False(t, f.down[id], "n%d runs", id)
 	}

@@ -252,6 +252,8 @@ func (o Op) Describe() string {
 	case Corrupt:
 		d := o.Damage
 		switch {
+		case o.Note != "":
+			return fmt.Sprintf("n%d's data not damaged: %s", o.Node, o.Note)
 		case d == nil:
 			return fmt.Sprintf("n%d's data damaged", o.Node)
 		case d.Kind == Truncate:
@@ -259,6 +261,9 @@ func (o Op) Describe() string {
 		}
 		return fmt.Sprintf("n%d's %s: bit %d of byte %d flipped", o.Node, d.File, d.Bit, d.Offset)
 	case Repair:
+		if o.Note != "" {
+			return fmt.Sprintf("n%d's damage %s", o.Node, o.Note)
+		}
 		return fmt.Sprintf("n%d's damaged data restored", o.Node)
 	case Kill:
 		return "kill -9 " + Names(o.Nodes)
