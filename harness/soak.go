@@ -32,7 +32,31 @@ type SoakOptions struct {
 	// KeepBytes is the budget for this soak's valid runs: past it the
 	// bulkiest files of the oldest valid runs are removed.
 	KeepBytes int64
-	Progress  io.Writer
+	// Shard is this soak's part of a soak split across machines: it runs
+	// runs Shard.I-1, Shard.I-1+Shard.N, … of the one rotation, so the
+	// shards' seeds are disjoint (zero: the whole rotation).
+	Shard    Shard
+	Progress io.Writer
+}
+
+// Shard is part i of n (1 ≤ i ≤ n).
+type Shard struct{ I, N int }
+
+// ParseShard reads "i/n".
+func ParseShard(s string) (Shard, error) {
+	var sh Shard
+	if _, err := fmt.Sscanf(s, "%d/%d", &sh.I, &sh.N); err != nil || fmt.Sprintf("%d/%d", sh.I, sh.N) != s || sh.I < 1 || sh.I > sh.N {
+		return Shard{}, UsageError{fmt.Errorf("--shard %q: want i/n with 1 ≤ i ≤ n (1/3, 2/3, 3/3)", s)}
+	}
+	return sh, nil
+}
+
+// index is the place in the one rotation of this shard's k-th run.
+func (sh Shard) index(k int) int {
+	if sh.N == 0 {
+		return k
+	}
+	return sh.I - 1 + k*sh.N
 }
 
 // Soak runs tests back to back until the duration is spent: a run starts
@@ -54,6 +78,9 @@ func Soak(ctx context.Context, o SoakOptions) ([]reports.SoakRun, error) {
 		o.Progress = io.Discard
 	}
 	if o.Seed == 0 {
+		if o.Shard.N > 0 {
+			return nil, UsageError{fmt.Errorf("--shard needs --seed, the same for every shard, so that their runs are disjoint")}
+		}
 		o.Seed = time.Now().UnixNano() % 1_000_000
 	}
 	// reject bad nemesis or workload names before the first run
@@ -74,19 +101,11 @@ func Soak(ctx context.Context, o SoakOptions) ([]reports.SoakRun, error) {
 	}
 	start := time.Now()
 	var runs []reports.SoakRun
-	for i := 0; ctx.Err() == nil && time.Since(start)+o.TimeLimit <= o.Duration; i++ {
-		ro := Options{Nodes: o.Nodes, Nemesis: o.Nemeses[i%len(o.Nemeses)], Partition: "random", NemesisInterval: max(o.TimeLimit/6, time.Second),
-			Workload: o.Workloads[(i/len(o.Nemeses))%len(o.Workloads)], TimeLimit: o.TimeLimit, Concurrency: 10, Seed: o.Seed + int64(i),
-			Net: "proxy", Store: o.Store, CheckTimeout: 2 * time.Minute}
-		bug := ""
-		if o.SelfCheck > 0 && i%o.SelfCheck == o.SelfCheck-1 {
-			// each switch in turn, under its best nemesis (target/bugs)
-			all := bugs.All()
-			sw := all[(i/o.SelfCheck)%len(all)]
-			bug, ro.Bugs, ro.Nemesis, ro.Nodes = sw.Name, sw.Name, strings.ReplaceAll(sw.Nemeses[0], "+", ","), sw.Nodes
-		}
+	for k := 0; ctx.Err() == nil && time.Since(start)+o.TimeLimit <= o.Duration; k++ {
+		i := o.Shard.index(k)
+		ro, bug := o.runOptions(i)
 		t0 := time.Now()
-		fmt.Fprintf(o.Progress, "soak run %d: %s seed %d\n", i+1, ro.Name(), ro.Seed)
+		fmt.Fprintf(o.Progress, "soak run %d: %s seed %d\n", k+1, ro.Name(), ro.Seed)
 		res, err := Run(ctx, ro)
 		run := reports.SoakRun{Name: ro.Name(), Dir: res.Dir, Seed: ro.Seed, Nemesis: ro.Nemesis, Workload: ro.Workload, Bug: bug,
 			Verdict: string(res.Verdict), Seconds: time.Since(t0).Seconds()}
@@ -99,13 +118,29 @@ func Soak(ctx context.Context, o SoakOptions) ([]reports.SoakRun, error) {
 		for _, a := range res.Anomalies {
 			run.Anomalies = append(run.Anomalies, a.Kind+": "+a.Detail)
 		}
-		fmt.Fprintf(o.Progress, "soak run %d: %s (%s)\n", i+1, run.Verdict, run.Dir)
+		fmt.Fprintf(o.Progress, "soak run %d: %s (%s)\n", k+1, run.Verdict, run.Dir)
 		runs = append(runs, run)
 		if err := trim(runs, o.KeepBytes); err != nil {
 			return runs, err
 		}
 	}
 	return runs, nil
+}
+
+// runOptions are the options of run i of the rotation (every shard's runs
+// are places in one rotation), and the bug switch it must catch, if any.
+func (o SoakOptions) runOptions(i int) (Options, string) {
+	ro := Options{Nodes: o.Nodes, Nemesis: o.Nemeses[i%len(o.Nemeses)], Partition: "random", NemesisInterval: max(o.TimeLimit/6, time.Second),
+		Workload: o.Workloads[(i/len(o.Nemeses))%len(o.Workloads)], TimeLimit: o.TimeLimit, Concurrency: 10, Seed: o.Seed + int64(i),
+		Net: "proxy", Store: o.Store, CheckTimeout: 2 * time.Minute}
+	bug := ""
+	if o.SelfCheck > 0 && i%o.SelfCheck == o.SelfCheck-1 {
+		// each switch in turn, under its best nemesis (target/bugs)
+		all := bugs.All()
+		sw := all[(i/o.SelfCheck)%len(all)]
+		bug, ro.Bugs, ro.Nemesis, ro.Nodes = sw.Name, sw.Name, strings.ReplaceAll(sw.Nemeses[0], "+", ","), sw.Nodes
+	}
+	return ro, bug
 }
 
 // trim removes the bulky files (write-ahead logs, log samples) of the

@@ -16,6 +16,7 @@ import (
 
 func newCmdSoak(stdout, stderr io.Writer) *cobra.Command {
 	o := harness.SoakOptions{}
+	var shard string
 	cmd := &cobra.Command{
 		Use:   "soak",
 		Short: "Run tests back to back for a duration, with JUnit output (nightly CI)",
@@ -27,9 +28,16 @@ run) and a summary page under the store.
 Exit codes, as Jepsen's test-all: 255 if any run crashed, else 2 if any is unknown, else 1 if
 any is invalid (or a self-check bug was missed), else 0.`,
 		Example: `  paxtest soak --duration 2m --time-limit 20s --junit out.xml
+  paxtest soak --duration 1h --seed 7000 --shard 2/3 --store store-2 --junit soak-2.xml
   paxtest soak --duration 1h --time-limit 60s --self-check 5 --junit soak.xml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if shard != "" {
+				var err error
+				if o.Shard, err = harness.ParseShard(shard); err != nil {
+					return err
+				}
+			}
 			o.Progress = stderr
 			return runSoak(cmd.Context(), o, stdout)
 		},
@@ -45,6 +53,7 @@ any is invalid (or a self-check bug was missed), else 0.`,
 	f.StringSliceVar(&o.Workloads, "workloads", nil, "workloads to rotate (default register,append)")
 	f.IntVar(&o.SelfCheck, "self-check", 0, "make every n-th run a bug switch that must be caught (0: never)")
 	f.Int64Var(&o.KeepBytes, "keep-bytes", 2<<30, "size budget for valid runs; past it their bulky files are removed")
+	f.StringVar(&shard, "shard", "", "run part i/n of the rotation (runs i-1, i-1+n, …; seeds disjoint across shards; needs --seed, the same for all)")
 	return cmd
 }
 
