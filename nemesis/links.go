@@ -136,7 +136,7 @@ func (c *Corruption) Start(ctx context.Context, x *Exec) error {
 		}
 	}
 	if len(up) == 0 || 2*(stopped+1) >= len(ids) {
-		x.Note("corrupt", 0, fmt.Sprintf("no damage: %d of %d nodes already refused to start on damaged data", stopped, len(ids)))
+		x.Note("corrupt", 0, fmt.Sprintf("no damage: %d of %d nodes are down on damaged data", stopped, len(ids)))
 		return nil
 	}
 	node := up[x.Rand.Intn(len(up))]
@@ -153,9 +153,18 @@ func (c *Corruption) Start(ctx context.Context, x *Exec) error {
 
 // Stop takes back the damage of every node that refused to start on it,
 // and starts them again; damage a node started on stays, and so does a
-// node whose damage cannot be taken back (it changed the file).
+// node whose damage cannot be taken back (it changed the file). A node
+// that started on damaged data and exited since is started again.
 func (c *Corruption) Stop(ctx context.Context, x *Exec) error {
 	for _, id := range x.Cluster.IDs() {
+		if x.damaged[id] && !x.stopped[id] && !c.stuck[id] && x.Cluster.IsDown(id) {
+			// it started on its damaged data and exited since, having
+			// changed its files: start it again (refusing, it stays down)
+			if err := c.perform(ctx, x, []fault.Op{{F: fault.Restart, Nodes: []int{id}}}); err != nil {
+				return err
+			}
+			continue
+		}
 		if !x.stopped[id] || c.stuck[id] {
 			continue
 		}

@@ -140,6 +140,19 @@ func TestCorruptionDamagesACheckedFileAndStopTakesBackWhatTheNodeRefused(t *test
 	n := len(*ops)
 	require.NoError(t, c.Stop(context.Background(), x))
 	require.Len(t, *ops, n, "and is not tried again")
+
+	d.stuck, d.refuse = false, nil
+	up := 0
+	for _, id := range x.Cluster.IDs() {
+		if !f.down[id] {
+			up = id
+		}
+	}
+	x.damaged[up] = true
+	f.down[up] = true // started on its damaged data, then exited
+	require.NoError(t, c.Stop(context.Background(), x))
+	require.Equal(t, fault.Restart, (*ops)[len(*ops)-1].F)
+	require.False(t, f.down[up], "a node that exited after starting on damaged data is started again")
 }
 
 func TestTheMixDrawsOnlyBitFlipsWhereCorruptByNameAlsoCuts(t *testing.T) {

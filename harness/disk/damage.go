@@ -27,7 +27,8 @@ type Damaged struct {
 // (drawn) of byte offset of file, "truncate" cuts the file short at
 // offset. A blank file is drawn among root's regular files that hold data
 // and match one of among (slash-separated globs relative to root; none:
-// every file), a negative offset within the file.
+// every file), a negative offset within what the file holds before its
+// trailing zeros.
 func Damage(root, kind, file string, offset int64, among []string, r *rand.Rand) (Damaged, error) {
 	if kind != "bitflip" && kind != "truncate" {
 		return Damaged{}, fmt.Errorf("damage %q: accepted: bitflip, truncate", kind)
@@ -52,10 +53,16 @@ func Damage(root, kind, file string, offset int64, among []string, r *rand.Rand)
 		return Damaged{}, fmt.Errorf("damage %s: %w", path, err)
 	}
 	if offset < 0 {
-		if st.Size() == 0 {
-			return Damaged{}, fmt.Errorf("damage %s: the file is empty", path)
+		// within what was written: zeros past the last byte that is not
+		// are space set aside (etcd preallocates its WAL), not data
+		end, err := dataEnd(f, st.Size())
+		if err != nil {
+			return Damaged{}, fmt.Errorf("damage %s: %w", path, err)
 		}
-		offset = r.Int63n(st.Size())
+		if end == 0 {
+			return Damaged{}, fmt.Errorf("%w: %s holds only zeros", ErrNoFile, path)
+		}
+		offset = r.Int63n(end)
 	}
 	if offset >= st.Size() {
 		return Damaged{}, fmt.Errorf("damage %s: byte %d is past its end (%d bytes)", path, offset, st.Size())
@@ -99,6 +106,25 @@ func Undo(root string, d Damaged) error {
 		return fmt.Errorf("undo damage to %s: %w", path, err)
 	}
 	return f.Sync()
+}
+
+// dataEnd is the offset just past the last byte of f that is not zero.
+func dataEnd(f *os.File, size int64) (int64, error) {
+	buf := make([]byte, 1<<20)
+	for end := size; end > 0; {
+		start := max(0, end-int64(len(buf)))
+		b := buf[:end-start]
+		if _, err := f.ReadAt(b, start); err != nil {
+			return 0, err
+		}
+		for i := len(b) - 1; i >= 0; i-- {
+			if b[i] != 0 {
+				return start + int64(i) + 1, nil
+			}
+		}
+		end = start
+	}
+	return 0, nil
 }
 
 // flip flips one bit of f and syncs it.

@@ -158,6 +158,19 @@ func TestDamageFlipsOneBitOrCutsAFileAndSaysWhereAndUndoTakesItBack(t *testing.T
 		require.Equal(t, orig, b, "undone")
 	}
 
+	pre := filepath.Join(root, "member", "wal", "1.wal")
+	require.NoError(t, os.WriteFile(pre, append([]byte("abc"), make([]byte, 3<<20)...), 0o644))
+	for seed := int64(1); seed <= 20; seed++ {
+		d, err := Damage(root, "bitflip", filepath.Join("member", "wal", "1.wal"), -1, nil, rand.New(rand.NewSource(seed)))
+		require.NoError(t, err)
+		require.Less(t, d.Offset, int64(3), "a drawn place is among the bytes written, not the zeros set aside after them")
+		require.NoError(t, Undo(root, d))
+	}
+	require.NoError(t, os.WriteFile(pre, make([]byte, 4096), 0o644))
+	_, err := Damage(root, "bitflip", filepath.Join("member", "wal", "1.wal"), -1, nil, nil)
+	require.ErrorIs(t, err, ErrNoFile, "a file of zeros holds nothing to damage")
+	require.NoError(t, os.Remove(pre))
+
 	d, err := Damage(root, "truncate", filepath.Join("member", "wal", "0.wal"), 5, nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, int64(5), d.Offset)
