@@ -53,6 +53,7 @@ any is invalid (or a self-check bug was missed), else 0.`,
 	f.StringSliceVar(&o.Workloads, "workloads", nil, "workloads to rotate (default register,append)")
 	f.IntVar(&o.SelfCheck, "self-check", 0, "make every n-th run a bug switch that must be caught (0: never)")
 	f.Int64Var(&o.KeepBytes, "keep-bytes", 2<<30, "size budget for valid runs; past it their bulky files are removed")
+	cmd.AddCommand(newCmdSoakMerge(stdout))
 	f.StringVar(&shard, "shard", "", "run part i/n of the rotation (runs i-1, i-1+n, …; seeds disjoint across shards; needs --seed, the same for all)")
 	return cmd
 }
@@ -75,16 +76,8 @@ func runSoak(ctx context.Context, o harness.SoakOptions, stdout io.Writer) error
 		return err
 	}
 	if o.JUnit != "" {
-		f, err := os.Create(o.JUnit)
-		if err != nil {
-			return fmt.Errorf("write --junit %s: %w", o.JUnit, err)
-		}
-		werr := reports.WriteJUnit(f, runs)
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return fmt.Errorf("write --junit %s: %w", o.JUnit, werr)
+		if err := writeJUnit(o.JUnit, runs); err != nil {
+			return err
 		}
 	}
 	passed := 0
@@ -97,6 +90,67 @@ func runSoak(ctx context.Context, o harness.SoakOptions, stdout io.Writer) error
 	fmt.Fprintf(stdout, "soak: %d runs, %d passed; summary %s\n", len(runs), passed, filepath.Join(dir, "index.html"))
 	if code := harness.SoakExit(runs); code != 0 {
 		return soakExit{code}
+	}
+	return nil
+}
+
+// soakMergeOptions are the flags of `paxtest soak merge`.
+type soakMergeOptions struct {
+	Into  string
+	JUnit string
+}
+
+func newCmdSoakMerge(stdout io.Writer) *cobra.Command {
+	o := soakMergeOptions{}
+	cmd := &cobra.Command{
+		Use:   "merge STORE...",
+		Short: "Merge the stores of a sharded soak into one store, one summary and one JUnit file",
+		Long: `Copy every run that the soak summaries of the given stores list (the shards' --store
+directories, e.g. downloaded CI artifacts) into --into, write one summary of them all there,
+by seed, and with --junit one JUnit file. The stores given are only read; a run already in --into
+is never overwritten. paxtest serve --store INTO then shows every shard's runs.
+
+Exit codes as soak's, over the merged runs.`,
+		Example: `  paxtest soak merge --into merged --junit merged/junit.xml shard-1/store shard-2/store shard-3/store`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, stores []string) error {
+			return runSoakMerge(o, stores, stdout)
+		},
+	}
+	cmd.Flags().StringVar(&o.Into, "into", "store-merged", "the store to merge into")
+	cmd.Flags().StringVar(&o.JUnit, "junit", "", "write JUnit XML of every run here")
+	return cmd
+}
+
+func runSoakMerge(o soakMergeOptions, stores []string, stdout io.Writer) error {
+	dir, runs, err := harness.MergeSoaks(o.Into, stores, time.Now())
+	if err != nil {
+		return err
+	}
+	if o.JUnit != "" {
+		if err := writeJUnit(o.JUnit, runs); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "soak merge: %d runs of %d stores; summary %s\n", len(runs), len(stores), filepath.Join(dir, "index.html"))
+	if code := harness.SoakExit(runs); code != 0 {
+		return soakExit{code}
+	}
+	return nil
+}
+
+// writeJUnit writes runs as JUnit XML to path.
+func writeJUnit(path string, runs []reports.SoakRun) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("write --junit %s: %w", path, err)
+	}
+	werr := reports.WriteJUnit(f, runs)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("write --junit %s: %w", path, werr)
 	}
 	return nil
 }
