@@ -95,29 +95,27 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 	if err := ValidShape(shape); err != nil {
 		return nil, err
 	}
-	seen := map[string]int{} // where a kind is in out, and whether the mix put it there
-	mixed := map[string]bool{}
+	// a kind asked for by name runs as named, even if all has it too
+	named := map[string]bool{}
+	for _, name := range strings.Split(spec, ",") {
+		named[strings.TrimSpace(name)] = true
+	}
+	seen := map[string]bool{}
 	var out []Nemesis
 	var failed error
-	add := func(name string, inMix bool) {
-		i, ok := seen[name]
-		if ok && (inMix || !mixed[name]) {
+	add := func(name string) {
+		if seen[name] {
 			return
 		}
+		seen[name] = true
 		n, err := build(name, shape)
 		if err != nil {
 			failed = errors.Join(failed, err)
 			return
 		}
-		if inMix {
+		if !named[name] {
 			n = forAll(n)
 		}
-		mixed[name] = inMix
-		if ok { // asked for by name as well: as named
-			out[i] = n
-			return
-		}
-		seen[name] = len(out)
 		out = append(out, n)
 	}
 	for _, name := range strings.Split(spec, ",") {
@@ -125,13 +123,13 @@ func Parse(spec, shape string) ([]Nemesis, error) {
 		case "", "none":
 		case "all":
 			for _, k := range inAll {
-				add(k, true)
+				add(k)
 			}
 		default:
 			if !containsName(Kinds(), name) {
 				return nil, fmt.Errorf("unknown nemesis %q (accepted: %s)", name, strings.Join(Kinds(), ", "))
 			}
-			add(name, false)
+			add(name)
 		}
 	}
 	return out, failed

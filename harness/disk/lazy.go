@@ -7,8 +7,9 @@
 //
 // It mounts, drops and unmounts, and finds and removes the mounts a killed
 // harness left behind; it also damages a down node's synced files (Damage:
-// a bit flipped, a file cut short) and takes that damage back (Undo). It must not start or signal nodes (the nemesis
-// kills and restarts them through the cluster) nor decide faults.
+// a bit flipped, a file cut short) and takes that damage back (Undo). It
+// must not start or signal nodes (the nemesis kills and restarts them
+// through the cluster) nor decide faults.
 package disk
 
 import (

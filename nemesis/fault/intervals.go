@@ -62,12 +62,17 @@ func Intervals(ops []Op, end int64) []Interval {
 					closeKey(fmt.Sprintf("%s n%d", was, id), o.Time)
 				}
 			}
-		case Corrupt:
+		case Corrupt, Repair:
+			// a note says the op changed nothing: no file to damage, or
+			// damage that could not be taken back
 			k := fmt.Sprintf("corrupt n%d", o.Node)
+			if o.Note != "" {
+				break
+			}
 			closeKey(k, o.Time)
-			open[k] = &Interval{Kind: string(o.F), Start: o.Time, Nodes: []int{o.Node}, Detail: o.Describe()}
-		case Repair:
-			closeKey(fmt.Sprintf("corrupt n%d", o.Node), o.Time)
+			if o.F == Corrupt {
+				open[k] = &Interval{Kind: string(o.F), Start: o.Time, Nodes: []int{o.Node}, Detail: o.Describe()}
+			}
 		case Members, Join, Retire, Reset: // instants
 			kind := string(o.F)
 			if o.F == Members || o.F == Join || o.F == Retire {

@@ -49,6 +49,11 @@ func TestIntervalsLastFromTheFaultToWhatLiftsIt(t *testing.T) {
 		{Time: 8, F: Resume, Nodes: []int{2}, Source: "zombie", Attempt: 1},
 		{Time: 8, F: PowerLoss, Nodes: []int{1, 5}},
 		{Time: 9, F: Restart, Nodes: []int{1, 5}},
+		{Time: 2, F: Corrupt, Node: 3, Damage: &Damage{Kind: BitFlip, File: "wal.log"}},
+		{Time: 3, F: Corrupt, Node: 4, Note: "nothing to damage"}, // changed nothing
+		{Time: 5, F: Repair, Node: 3},
+		{Time: 6, F: Corrupt, Node: 2, Damage: &Damage{Kind: BitFlip, File: "wal.log"}},
+		{Time: 7, F: Repair, Node: 2, Note: "cannot be taken back"}, // the damage stays
 	}
 	got := Intervals(ops, 10)
 	var short []string
@@ -57,8 +62,8 @@ func TestIntervalsLastFromTheFaultToWhatLiftsIt(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{
 		"partition n1 n2 1-3", "partition n1 n5 3-5", "kill n3 2-4", "kill n4 2-:", "pause n2 6-8", "zombie n2 6-8",
-		"power-loss n1 8-9", "power-loss n5 8-9",
-	}, short, "n4 stays down to the end (10, ':'); a restart ends a power loss as it ends a kill")
+		"power-loss n1 8-9", "power-loss n5 8-9", "corrupt n3 2-5", "corrupt n2 6-:",
+	}, short, "n4 stays down to the end (10, ':'); a restart ends a power loss as it ends a kill; damage lasts until it is taken back")
 	for _, iv := range got {
 		if iv.Kind == "zombie" {
 			require.Equal(t, "zombie: n2 paused", iv.Detail)
