@@ -13,6 +13,7 @@ import (
 	"github.com/paxtest/paxtest/harness/cluster"
 	"github.com/paxtest/paxtest/harness/db"
 	"github.com/paxtest/paxtest/harness/disk"
+	"github.com/paxtest/paxtest/harness/hosts"
 	"github.com/paxtest/paxtest/harness/layout"
 
 	"github.com/paxtest/paxtest/checker/history"
@@ -126,7 +127,7 @@ func (r lossReporter) PowerLoss(id int, tear *rand.Rand) (fmt.Stringer, error) {
 
 // newCluster opens the system under test and makes the cluster, on the
 // lazy disk if the run asked for it; on failure it closes what it opened.
-func (r *run) newCluster() (db.DB, *disk.Lazy, error) {
+func (r *run) newCluster(h hosts.Hosts) (db.DB, *disk.Lazy, error) {
 	o := r.o
 	sut, err := o.openDB()
 	if err != nil {
@@ -137,6 +138,9 @@ func (r *run) newCluster() (db.DB, *disk.Lazy, error) {
 		return nil, nil, errors.Join(err, sut.Close(), r.net.Close())
 	}
 	cfg := cluster.Config{Nodes: o.Nodes, Spares: o.Spares, DB: sut, Env: o.Env, Dir: r.lay.Dir, Net: r.net}
+	if h != nil {
+		cfg.Launcher = h // the cluster closes it
+	}
 	if lazy != nil {
 		cfg.Disk = lazy
 	}
@@ -165,24 +169,32 @@ func (r *run) lazyDisk() (*disk.Lazy, error) {
 	return disk.NewLazy(), nil
 }
 
+// closeHosts joins err with closing h (nil: none), which a cluster that
+// was not made does not close.
+func closeHosts(err error, h hosts.Hosts) error {
+	if h == nil {
+		return err
+	}
+	return errors.Join(err, h.Close())
+}
+
 // start brings up the fault layer and the cluster, then opens the run's
 // files: history, log samples and the fault schedule.
 func (r *run) start(ctx context.Context) error {
 	o := r.o
-	switch o.Net {
-	case "iptables":
-		ipt, err := network.NewIPTables()
-		if err != nil {
-			return UsageError{fmt.Errorf("--net iptables: %w", err)}
-		}
-		r.net = ipt
-	default:
-		p := network.NewProxy()
-		r.net, r.delays = p, p
-	}
-	sut, lazy, err := r.newCluster()
+	h, err := r.openHosts()
 	if err != nil {
 		return err
+	}
+	if err := r.faultLayer(h); err != nil {
+		return closeHosts(err, h)
+	}
+	sut, lazy, err := r.newCluster(h)
+	if err != nil {
+		return closeHosts(err, h)
+	}
+	if d, ok := r.net.(interface{ CanDelay() bool }); ok && !d.CanDelay() {
+		r.delays = nil // hosts whose kernel has no netem
 	}
 	// a system that serves no committed log (o.NoLogs) has no sampler:
 	// its run has no logs.jsonl, and the checks of the nodes' logs do not

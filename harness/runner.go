@@ -61,6 +61,12 @@ type Options struct {
 	NoInvariants bool `json:"no_invariants,omitempty"`
 	noMembers    bool
 	Net          string `json:"net"`
+	// Hosts is where the nodes run: "local" (processes on this machine's
+	// loopback; "" in runs recorded before it existed), "netns" (each in
+	// a network namespace of its own, made for the run) or "ssh" (the
+	// hosts HostFile lists, over SSH).
+	Hosts    string `json:"hosts,omitempty"`
+	HostFile string `json:"host_file,omitempty"`
 	// Disk is the disk layer under the nodes' data directories: "" (none,
 	// unless a nemesis turns it on), "none", or "lazy" (harness/disk:
 	// unsynced writes held in memory, which a power loss drops). A nemesis
@@ -106,7 +112,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Nodes: 5, Nemesis: "all", Partition: nemesis.ShapeRandom, NemesisInterval: 5 * time.Second,
-		Workload: "register", TimeLimit: 60 * time.Second, Concurrency: 10, Net: "proxy", Store: "store",
+		Workload: "register", TimeLimit: 60 * time.Second, Concurrency: 10, Net: "proxy", Hosts: HostsLocal, Store: "store",
 		CheckTimeout: 2 * time.Minute, DB: "paxtest",
 	}
 }
@@ -145,7 +151,10 @@ func (o *Options) Validate() error {
 	if err := sut.Close(); err != nil { // a probe: the run opens its own
 		return err
 	}
-	if shared && o.Net == "iptables" {
+	if err := o.validateHosts(); err != nil {
+		return err
+	}
+	if shared && o.Net == "iptables" && o.onLoopback() {
 		// iptables tells links apart by their source and destination
 		// addresses; all of these connections come from 127.0.0.1
 		return bad("--net iptables cannot tell apart the peer connections of --db %s (its nodes share one address per peer, and every connection's source is 127.0.0.1): use --net proxy", o.DB)
@@ -189,6 +198,38 @@ func (o *Options) Validate() error {
 	}
 	if o.Window < 0 {
 		return bad("--window must be positive (or 0 for the node's default), not %d", o.Window)
+	}
+	return nil
+}
+
+// The places nodes can run (--hosts).
+const (
+	HostsLocal = "local"
+	HostsNetns = "netns"
+	HostsSSH   = "ssh"
+)
+
+// onLoopback reports whether the nodes run on this machine's loopback.
+func (o *Options) onLoopback() bool { return o.Hosts == "" || o.Hosts == HostsLocal }
+
+// validateHosts checks --hosts and --host-file.
+func (o *Options) validateHosts() error {
+	switch o.Hosts {
+	case "", HostsLocal, HostsNetns:
+		if o.HostFile != "" {
+			return UsageError{fmt.Errorf("--host-file %s is for --hosts ssh, not --hosts %s", o.HostFile, o.Hosts)}
+		}
+	case HostsSSH:
+		if o.HostFile == "" {
+			return UsageError{errors.New("--hosts ssh needs --host-file FILE, listing the hosts (see docs/hosts.md)")}
+		}
+		abs, err := filepath.Abs(o.HostFile) // a replay from another directory finds it
+		if err != nil {
+			return UsageError{fmt.Errorf("--host-file %s: %w", o.HostFile, err)}
+		}
+		o.HostFile = abs
+	default:
+		return UsageError{fmt.Errorf("--hosts %q: accepted: %s, %s, %s", o.Hosts, HostsLocal, HostsNetns, HostsSSH)}
 	}
 	return nil
 }

@@ -270,7 +270,7 @@ func (x *Exec) perform(ctx context.Context, op *fault.Op) error {
 			if len(op.Links) == 0 {
 				return nil
 			}
-			return fmt.Errorf("delaying links needs --net proxy; this fault layer can only cut them")
+			return fmt.Errorf("delaying links needs --net proxy (or, with --hosts, a kernel with netem on the hosts); this fault layer can only cut them")
 		}
 		x.delayed = len(op.Links) > 0
 		return x.Delays.Delay(op.Links, network.Shape{Delay: time.Duration(op.Ms) * time.Millisecond,

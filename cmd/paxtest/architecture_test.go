@@ -27,6 +27,7 @@ var mayImport = map[string][]string{
 	"harness/cluster":  {"harness/db", "nemesis/network", "target/api"},
 	"harness/db":       {"target/api"},
 	"harness/disk":     nil,
+	"harness/hosts":    {"harness/cluster", "nemesis/network"},
 	"harness/layout":   nil,
 	"harness/mutate":   nil,
 	"nemesis":          {"nemesis/", "target/api", "target/quorum"},

@@ -65,6 +65,8 @@ Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 the harness fa
 	f.StringVar(&o.DBConfig, "db-config", "", "file describing the system under test, for a --db that takes one")
 	f.StringVar(&o.Binary, "db-binary", "", "the program the nodes run (default: --db paxtest this program; --db etcd the pinned release, built once into the user's cache)")
 	f.StringVar(&o.Net, "net", o.Net, "network fault layer: proxy (no privileges) or iptables (root)")
+	f.StringVar(&o.Hosts, "hosts", o.Hosts, "where the nodes run: local (processes on this machine's loopback), netns (each in a network namespace of its own, made for the run; root), or ssh (the hosts --host-file lists, reached over SSH; see docs/hosts.md)")
+	f.StringVar(&o.HostFile, "host-file", "", "for --hosts ssh: the file listing the hosts, their addresses and SSH logins (see docs/hosts.md)")
 	f.StringVar(&o.Disk, "disk", o.Disk, "disk layer under the nodes' data: none, or lazy (unsynced writes held in memory, dropped by a power loss; root and FUSE; on by itself for --nemesis power-loss, and for all where the machine can)")
 	f.StringVar(&o.Store, "store", o.Store, "directory that keeps the runs")
 	f.DurationVar(&o.CheckTimeout, "check-timeout", o.CheckTimeout, "linearizability check budget; past it the verdict is unknown")

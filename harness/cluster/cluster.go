@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -105,13 +106,16 @@ func New(cfg Config) (*Cluster, error) {
 			}
 		}
 	}
+	pf, fixed := cfg.Launcher.(PortFinder)
 	for id := 1; id <= cfg.Nodes+cfg.Spares; id++ {
 		host := cfg.Net.Host(id)
-		pp, err := port(host)
-		if err != nil {
-			return nil, err
+		var pp, cp int
+		var err error
+		if fixed {
+			pp, cp = pf.Ports(id)
+		} else if pp, err = port(host); err == nil {
+			cp, err = port(host)
 		}
-		cp, err := port(host)
 		if err != nil {
 			return nil, err
 		}
@@ -144,6 +148,12 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("set up the network fault layer: %w", err)
 	}
 	return c, nil
+}
+
+// PortFinder is a Launcher whose nodes run on hosts of their own, where
+// this process cannot look for a free port: it names node id's ports.
+type PortFinder interface {
+	Ports(id int) (peer, client int)
 }
 
 // Node ports come from below Linux's ephemeral range (32768-60999 by
@@ -508,7 +518,9 @@ func (c *Cluster) pauseResume(id int, pause bool) error {
 }
 
 // Close stops every node (resuming paused ones first) and closes the
-// network layer. Every error is collected; nothing is left running.
+// network layer, the disk layer and then the Launcher, if it is an
+// io.Closer (the hosts the nodes ran on). Every error is collected;
+// nothing is left running.
 func (c *Cluster) Close() error {
 	var errs []error
 	if err := c.cfg.DB.Close(); err != nil {
@@ -539,6 +551,11 @@ func (c *Cluster) Close() error {
 	}
 	if c.cfg.Disk != nil {
 		if err := c.cfg.Disk.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if cl, ok := c.cfg.Launcher.(io.Closer); ok {
+		if err := cl.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}

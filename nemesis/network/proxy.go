@@ -27,6 +27,10 @@ type Proxy struct {
 	identify Identify
 	shared   map[int]net.Listener
 	byAddr   map[string]int // shared listener address -> node
+	// listen is the address the proxies listen on; hostOf, where nodes
+	// bind (nil: 127.0.0.1)
+	listen string
+	hostOf func(id int) string
 }
 
 // Identify reads, from the start of a connection a node opened to a
@@ -45,10 +49,22 @@ type Sharer interface {
 func (p *Proxy) Share(identify Identify) { p.identify = identify }
 
 // NewProxy returns an empty proxy layer; Setup starts the proxies.
-func NewProxy() *Proxy { return &Proxy{links: map[[2]int]*link{}} }
+func NewProxy() *Proxy { return &Proxy{links: map[[2]int]*link{}, listen: "127.0.0.1"} }
 
-// Host: every node binds 127.0.0.1.
-func (*Proxy) Host(int) string { return "127.0.0.1" }
+// NewProxyAt is a proxy layer for nodes on hosts of their own: node id
+// binds host(id), and the proxies listen on listen, an address of this
+// machine every host reaches.
+func NewProxyAt(listen string, host func(id int) string) *Proxy {
+	return &Proxy{links: map[[2]int]*link{}, listen: listen, hostOf: host}
+}
+
+// Host is where node id binds: 127.0.0.1, or its own host's address.
+func (p *Proxy) Host(id int) string {
+	if p.hostOf != nil {
+		return p.hostOf(id)
+	}
+	return "127.0.0.1"
+}
 
 // Setup starts one proxy per ordered pair of nodes (shared: one listener
 // per node, and the links' state without listeners of their own).
@@ -61,7 +77,7 @@ func (p *Proxy) Setup(peers map[int]string) error {
 			if from == to {
 				continue
 			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			ln, err := net.Listen("tcp", net.JoinHostPort(p.listen, "0"))
 			if err != nil {
 				return errors.Join(fmt.Errorf("start proxy n%d->n%d: %w", from, to, err), p.Close())
 			}

@@ -24,7 +24,7 @@ func (p *Proxy) setupShared(peers map[int]string) error {
 	p.shared, p.byAddr = map[int]net.Listener{}, map[string]int{}
 	p.mu.Unlock()
 	for to := range peers {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := net.Listen("tcp", net.JoinHostPort(p.listen, "0"))
 		if err != nil {
 			return errors.Join(fmt.Errorf("start proxy of n%d: %w", to, err), p.Close())
 		}

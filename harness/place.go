@@ -1,0 +1,58 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/paxtest/paxtest/harness/hosts"
+	"github.com/paxtest/paxtest/nemesis/network"
+)
+
+// openHosts makes the hosts the nodes run on (--hosts), after removing
+// what a killed harness left; nil for processes on this machine's
+// loopback.
+func (r *run) openHosts() (hosts.Hosts, error) {
+	o := r.o
+	switch o.Hosts {
+	case HostsNetns:
+		h, removed, err := hosts.NewNetns(o.Nodes + o.Spares)
+		for _, ns := range removed {
+			fmt.Fprintf(o.Progress, "removed a network namespace left by a harness that was killed: %s\n", ns)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--hosts netns: %w", err)
+		}
+		fmt.Fprintf(o.Progress, "nodes run in %s\n", h)
+		return h, nil
+	case HostsSSH:
+		return nil, UsageError{errors.New("--hosts ssh: not built yet")}
+	}
+	return nil, nil
+}
+
+// faultLayer is the network fault layer --net names, for nodes on h (nil:
+// this machine's loopback).
+func (r *run) faultLayer(h hosts.Hosts) error {
+	o := r.o
+	switch {
+	case h != nil && o.Net == "iptables":
+		t := network.NewHostIPTables(h, h.Addr, h.Dev())
+		r.net, r.delays = t, t
+	case h != nil:
+		if h.Control() == "" {
+			return UsageError{fmt.Errorf("--net proxy needs an address of this machine the hosts reach, which --hosts %s has not: use --net iptables", o.Hosts)}
+		}
+		p := network.NewProxyAt(h.Control(), h.Addr)
+		r.net, r.delays = p, p
+	case o.Net == "iptables":
+		ipt, err := network.NewIPTables()
+		if err != nil {
+			return UsageError{fmt.Errorf("--net iptables: %w", err)}
+		}
+		r.net = ipt
+	default:
+		p := network.NewProxy()
+		r.net, r.delays = p, p
+	}
+	return nil
+}
