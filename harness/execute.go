@@ -201,8 +201,8 @@ func (r *run) start(ctx context.Context) error {
 	// apply
 	logs, _ := sut.(db.LogReader)
 	damage := &dataDamager{c: r.cluster, lazy: lazy != nil, last: map[int]disk.Damaged{}}
-	if dc, ok := sut.(db.DamageChecker); ok {
-		damage.checked = dc.CheckedFiles()
+	if dc, ok := sut.(db.DamageChecker); ok && (h == nil || h.Local()) {
+		damage.checked = dc.CheckedFiles() // none where the data is on other hosts
 	}
 	if err := r.cluster.Start(ctx); err != nil {
 		if ctx.Err() != nil {

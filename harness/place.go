@@ -19,13 +19,30 @@ func (r *run) openHosts() (hosts.Hosts, error) {
 		for _, ns := range removed {
 			fmt.Fprintf(o.Progress, "removed a network namespace left by a harness that was killed: %s\n", ns)
 		}
+		if errors.Is(err, hosts.ErrUnavailable) {
+			return nil, UsageError{fmt.Errorf("--hosts netns: %w", err)}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("--hosts netns: %w", err)
 		}
 		fmt.Fprintf(o.Progress, "nodes run in %s\n", h)
 		return h, nil
 	case HostsSSH:
-		return nil, UsageError{errors.New("--hosts ssh: not built yet")}
+		f, err := hosts.ReadHostFile(o.HostFile, o.Nodes+o.Spares)
+		if err != nil {
+			return nil, UsageError{err}
+		}
+		h, err := hosts.NewSSH(f, o.Nodes+o.Spares, o.Progress)
+		var fe *hosts.FileError
+		if errors.As(err, &fe) {
+			fe.File = o.HostFile
+			return nil, UsageError{err}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--hosts ssh: %w", err)
+		}
+		fmt.Fprintf(o.Progress, "nodes run on %s\n", h)
+		return h, nil
 	}
 	return nil, nil
 }

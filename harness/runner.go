@@ -112,7 +112,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Nodes: 5, Nemesis: "all", Partition: nemesis.ShapeRandom, NemesisInterval: 5 * time.Second,
-		Workload: "register", TimeLimit: 60 * time.Second, Concurrency: 10, Net: "proxy", Hosts: HostsLocal, Store: "store",
+		Workload: "register", TimeLimit: 60 * time.Second, Concurrency: 10, Hosts: HostsLocal, Store: "store",
 		CheckTimeout: 2 * time.Minute, DB: "paxtest",
 	}
 }
@@ -212,8 +212,16 @@ const (
 // onLoopback reports whether the nodes run on this machine's loopback.
 func (o *Options) onLoopback() bool { return o.Hosts == "" || o.Hosts == HostsLocal }
 
-// validateHosts checks --hosts and --host-file.
+// validateHosts checks --hosts and --host-file, and gives --net its
+// default: faults where the nodes are, on their hosts or by this
+// machine's proxies.
 func (o *Options) validateHosts() error {
+	if o.Net == "" {
+		o.Net = "proxy"
+		if !o.onLoopback() {
+			o.Net = "iptables"
+		}
+	}
 	switch o.Hosts {
 	case "", HostsLocal, HostsNetns:
 		if o.HostFile != "" {
@@ -272,7 +280,10 @@ func (o *Options) fitNemeses(nems []nemesis.Nemesis) error {
 				}
 				o.Disk = DiskLazy
 			}
-			if d, ok := n.(interface{ WantsLazyDisk() bool }); ok && d.WantsLazyDisk() && o.Disk == "" && disk.Available() == nil {
+			if d, ok := n.(interface{ NeedsLocalData() bool }); ok && d.NeedsLocalData() && o.Hosts == HostsSSH {
+				return UsageError{fmt.Errorf("--nemesis %s acts on the nodes' files on this machine; --hosts ssh keeps them on the hosts (use --hosts netns, or leave it out)", n.Name())}
+			}
+			if d, ok := n.(interface{ WantsLazyDisk() bool }); ok && d.WantsLazyDisk() && o.Disk == "" && o.Hosts != HostsSSH && disk.Available() == nil {
 				o.Disk = DiskLazy // --nemesis all's power losses, where the machine can
 			}
 		}
@@ -282,6 +293,9 @@ func (o *Options) fitNemeses(nems []nemesis.Nemesis) error {
 		return err
 	}
 	if o.Disk == DiskLazy {
+		if o.Hosts == HostsSSH {
+			return UsageError{errors.New("--disk lazy mounts the nodes' data directories on this machine; --hosts ssh keeps them on the hosts")}
+		}
 		if err := disk.Available(); err != nil {
 			return UsageError{fmt.Errorf("--disk lazy: %w (run as root on a machine with FUSE, or choose nemeses without power-loss)", err)}
 		}

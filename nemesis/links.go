@@ -113,16 +113,22 @@ func nodeLinks(x *Exec, node int, both bool) [][2]int {
 // from a clean crash; that damage is asked for by name.
 type Corruption struct {
 	FlipsOnly bool
-	stuck     map[int]bool // nodes whose damage could not be taken back
+	// Optional: where no node data can be damaged, it is skipped with a
+	// note (the mix of all), not refused (the kind asked for by name).
+	Optional bool
+	stuck    map[int]bool // nodes whose damage could not be taken back
 }
 
 // Name is the --nemesis value.
 func (*Corruption) Name() string { return "corrupt" }
 
+// NeedsLocalData: corrupt asked for by name damages files on this machine.
+func (c *Corruption) NeedsLocalData() bool { return !c.Optional }
+
 // Start damages one node's data.
 func (c *Corruption) Start(ctx context.Context, x *Exec) error {
 	if !x.CanCorrupt() {
-		x.Note("corrupt", 0, "corrupt skipped: the system names no files it checks for damage (an exec system names them in checked_files)")
+		x.Note("corrupt", 0, "corrupt skipped: the system names no files it checks for damage (an exec system names them in checked_files), or its data is on other hosts (--hosts ssh)")
 		return nil
 	}
 	ids := x.Cluster.IDs()

@@ -71,7 +71,7 @@ var inAll = []string{"partition", "kill", "pause", "leader-kill", "leader-pause"
 func forAll(n Nemesis) Nemesis {
 	switch n := n.(type) {
 	case *Corruption:
-		n.FlipsOnly = true
+		n.FlipsOnly, n.Optional = true, true
 	case *Process:
 		n.Optional = n.F == fault.PowerLoss
 	}
@@ -262,6 +262,10 @@ func (p *Process) Start(ctx context.Context, x *Exec) error {
 
 // NeedsLazyDisk: a power loss drops writes only the lazy disk holds.
 func (p *Process) NeedsLazyDisk() bool { return p.F == fault.PowerLoss && !p.Optional }
+
+// NeedsLocalData: a power loss asked for by name acts on data on this
+// machine (the lazy disk under it).
+func (p *Process) NeedsLocalData() bool { return p.NeedsLazyDisk() }
 
 // WantsLazyDisk: an optional power loss runs on the lazy disk where the
 // machine can mount it.

@@ -167,6 +167,10 @@ func TestBadFlagValuesExit254NamingTheValue(t *testing.T) {
 		{[]string{"--nodes", "0"}, "--nodes 0"},
 		{[]string{"--time-limit", "soon"}, "soon"},
 		{[]string{"--replay", "/nonexistent/run"}, "--replay: /nonexistent/run"},
+		{[]string{"--hosts", "cloud"}, `"cloud"`},
+		{[]string{"--hosts", "ssh"}, "--hosts ssh needs --host-file"},
+		{[]string{"--hosts", "ssh", "--host-file", "/nonexistent/hosts.json"}, "--host-file /nonexistent/hosts.json"},
+		{[]string{"--hosts", "netns", "--host-file", "h.json"}, "--host-file h.json is for --hosts ssh"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			store := t.TempDir()

@@ -64,7 +64,7 @@ Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 the harness fa
 	f.StringVar(&o.DB, "db", o.DB, "system under test: "+strings.Join(db.Names(), ", "))
 	f.StringVar(&o.DBConfig, "db-config", "", "file describing the system under test, for a --db that takes one")
 	f.StringVar(&o.Binary, "db-binary", "", "the program the nodes run (default: --db paxtest this program; --db etcd the pinned release, built once into the user's cache)")
-	f.StringVar(&o.Net, "net", o.Net, "network fault layer: proxy (no privileges) or iptables (root)")
+	f.StringVar(&o.Net, "net", o.Net, "network fault layer: proxy (no privileges; the default on loopback) or iptables (root; the default with --hosts netns or ssh, its rules on each node's host)")
 	f.StringVar(&o.Hosts, "hosts", o.Hosts, "where the nodes run: local (processes on this machine's loopback), netns (each in a network namespace of its own, made for the run; root), or ssh (the hosts --host-file lists, reached over SSH; see docs/hosts.md)")
 	f.StringVar(&o.HostFile, "host-file", "", "for --hosts ssh: the file listing the hosts, their addresses and SSH logins (see docs/hosts.md)")
 	f.StringVar(&o.Disk, "disk", o.Disk, "disk layer under the nodes' data: none, or lazy (unsynced writes held in memory, dropped by a power loss; root and FUSE; on by itself for --nemesis power-loss, and for all where the machine can)")

@@ -133,6 +133,9 @@ func New(cfg Config) (*Cluster, error) {
 				return nil, err
 			}
 		}
+		if r, ok := cfg.Launcher.(Remote); ok {
+			n.DataDir = r.DataDir(id, n.DataDir)
+		}
 		peers[id] = n.PeerAddr
 		c.nodes = append(c.nodes, n)
 	}
@@ -154,6 +157,13 @@ func New(cfg Config) (*Cluster, error) {
 // this process cannot look for a free port: it names node id's ports.
 type PortFinder interface {
 	Ports(id int) (peer, client int)
+}
+
+// Remote is a Launcher whose nodes keep their data on hosts of their own:
+// it names node id's data directory there, given the local one (which
+// it fills with a copy of the remote one when it closes).
+type Remote interface {
+	DataDir(id int, local string) string
 }
 
 // Node ports come from below Linux's ephemeral range (32768-60999 by

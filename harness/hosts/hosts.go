@@ -36,7 +36,11 @@ type Hosts interface {
 	Close() error
 }
 
-var _ Hosts = (*Netns)(nil)
+var (
+	_ Hosts          = (*Netns)(nil)
+	_ Hosts          = (*SSH)(nil)
+	_ cluster.Remote = (*SSH)(nil)
+)
 
 // Ports every node takes on its host: the peer port and the client port.
 // A host of its own has them free (a namespace is empty; a real host is

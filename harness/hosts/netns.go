@@ -38,6 +38,10 @@ type Netns struct {
 	ownMnt bool     // /run/netns was not mounted before this run
 }
 
+// ErrUnavailable: this machine cannot make the hosts asked for (not root,
+// a command missing); what to do is in the error.
+var ErrUnavailable = errors.New("cannot make these hosts on this machine")
+
 // netnsPrefix starts the name of every namespace paxtest makes.
 const netnsPrefix = "paxtest-"
 
@@ -52,11 +56,11 @@ var netnsSeq atomic.Int64
 // names too.
 func NewNetns(nodes int) (*Netns, []string, error) {
 	if os.Geteuid() != 0 {
-		return nil, nil, errors.New("--hosts netns needs root (it makes network namespaces): run as root, or use the default --hosts local")
+		return nil, nil, fmt.Errorf("%w: it makes network namespaces, which needs root: run as root, or use the default --hosts local", ErrUnavailable)
 	}
 	for _, tool := range []string{"ip", "iptables", "iptables-restore", "tc", "ss"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return nil, nil, fmt.Errorf("--hosts netns needs the %s command (apt-get install iproute2 iptables)", tool)
+			return nil, nil, fmt.Errorf("%w: it needs the %s command (apt-get install iproute2 iptables)", ErrUnavailable, tool)
 		}
 	}
 	if err := os.MkdirAll(lockDir, 0o755); err != nil {
@@ -86,8 +90,12 @@ func NewNetns(nodes int) (*Netns, []string, error) {
 func (n *Netns) lockPath() string { return filepath.Join(lockDir, "netns-"+n.run+".lock") }
 
 func (n *Netns) ns(id int) string { return fmt.Sprintf("%s%s-n%d", netnsPrefix, n.run, id) }
-func (n *Netns) hub() string      { return netnsPrefix + n.run + "-hub" }
-func (n *Netns) ctl() string      { return "ptx" + n.run }
+
+// Namespace is node id's namespace, as ip netns names it.
+func (n *Netns) Namespace(id int) string { return n.ns(id) }
+
+func (n *Netns) hub() string { return netnsPrefix + n.run + "-hub" }
+func (n *Netns) ctl() string { return "ptx" + n.run }
 
 // make builds the hub, the control veth and one namespace per node.
 func (n *Netns) make() error {

@@ -1,0 +1,89 @@
+package hosts_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/paxtest/paxtest/harness/cluster"
+	"github.com/paxtest/paxtest/harness/hosts"
+	"github.com/paxtest/paxtest/harness/hoststest"
+)
+
+func sandbox(t *testing.T, n int) *hoststest.Sandbox {
+	t.Helper()
+	if err := hoststest.Available(); err != nil {
+		t.Skip("--hosts ssh tests run against sshd in namespaces, which " + err.Error())
+	}
+	s, err := hoststest.New(t.TempDir(), n)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	return s
+}
+
+// A node on an SSH host: installed, started, paused, killed by pid there;
+// its output reaches its log here; its data comes back at Close, and
+// nothing of the run stays on the host.
+func TestSSHStartsSignalsAndCollectsANodeOnItsHost(t *testing.T) {
+	s := sandbox(t, 1)
+	f, err := hosts.ReadHostFile(s.HostFile, 1)
+	require.NoError(t, err)
+	var progress strings.Builder
+	h, err := hosts.NewSSH(f, 1, &progress)
+	require.NoError(t, err)
+	local := t.TempDir()
+	remote := h.DataDir(1, local)
+	logPath := filepath.Join(t.TempDir(), "n1.log")
+	p, err := h.Launch(cluster.Spec{Name: "n1", Binary: "/bin/sh", Args: []string{"-c", `echo hello; echo kept > file; exec sleep 600`}, LogPath: logPath})
+	require.NoError(t, err)
+	require.NoError(t, h.Run(1, "", "sh", "-c", "grep -q '^State:.*S' /proc/"+strconv.Itoa(p.Pid())+"/status"), "the node runs there, by its pid")
+	require.NoError(t, p.Pause())
+	require.NoError(t, h.Run(1, "", "sh", "-c", "grep -q '^State:.*T' /proc/"+strconv.Itoa(p.Pid())+"/status"), "paused: stopped")
+	require.NoError(t, p.Resume())
+	require.NoError(t, p.Kill())
+	<-p.Exited()
+	require.Error(t, p.ExitErr(), "killed -9")
+	b, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	require.Contains(t, string(b), "hello")
+	require.NoError(t, h.Close())
+	b, err = os.ReadFile(filepath.Join(local, "file"))
+	require.NoError(t, err, "the node's data came back (from %s)", remote)
+	require.Equal(t, "kept\n", string(b))
+	_, err = os.Stat(filepath.Dir(filepath.Dir(remote)))
+	require.ErrorIs(t, err, os.ErrNotExist, "the run's directory on the host is gone (the sandbox's hosts share this filesystem)")
+}
+
+// A new run kills the nodes a killed harness left on a host (by their
+// pid files) and removes their directories, saying so.
+func TestANewSSHRunRemovesWhatAKilledHarnessLeftOnTheHost(t *testing.T) {
+	s := sandbox(t, 1)
+	f, err := hosts.ReadHostFile(s.HostFile, 1)
+	require.NoError(t, err)
+	old := filepath.Join(f.Dir, "runs", "20000101T000000.000")
+	require.NoError(t, os.MkdirAll(old, 0o755))
+	sleeper := exec.Command("sleep", "600")
+	require.NoError(t, sleeper.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- sleeper.Wait() }()
+	require.NoError(t, os.WriteFile(filepath.Join(old, "n1.pid"), []byte(strconv.Itoa(sleeper.Process.Pid)), 0o644))
+	var progress strings.Builder
+	h, err := hosts.NewSSH(f, 1, &progress)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, h.Close()) }()
+	require.Contains(t, progress.String(), "what a harness that was killed left: "+old)
+	select {
+	case err := <-exited:
+		require.Error(t, err, "killed -9")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the left node still runs")
+	}
+	_, err = os.Stat(old)
+	require.ErrorIs(t, err, os.ErrNotExist)
+}
