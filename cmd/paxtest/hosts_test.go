@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/paxtest/paxtest/harness/hosts"
 )
 
 func needNetns(t *testing.T) {
@@ -20,13 +22,8 @@ func needNetns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end run skipped in -short mode")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("--hosts netns needs root to make network namespaces (CI runs it as root)")
-	}
-	for _, tool := range []string{"ip", "iptables", "tc", "ss"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("--hosts netns needs the %s command: apt-get install iproute2 iptables (.ci/run installs them)", tool)
-		}
+	if err := hosts.NetnsAvailable(); err != nil {
+		t.Skipf("skipped (CI runs it as root, with what it needs): %v", err)
 	}
 }
 

@@ -51,17 +51,26 @@ const lockDir = "/run/paxtest"
 // netnsSeq tells apart the namespaces of runs in one process.
 var netnsSeq atomic.Int64
 
+// NetnsAvailable says why namespaces cannot be made here (an
+// ErrUnavailable, with what to do), or nil.
+func NetnsAvailable() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%w: it makes network namespaces, which needs root: run as root, or use the default --hosts local", ErrUnavailable)
+	}
+	for _, tool := range []string{"ip", "iptables", "iptables-restore", "tc", "ss"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%w: it needs the %s command (apt-get install iproute2 iptables)", ErrUnavailable, tool)
+		}
+	}
+	return nil
+}
+
 // NewNetns makes the namespaces of nodes nodes (spares included), after
 // removing those a killed harness left; it returns the removed ones'
 // names too.
 func NewNetns(nodes int) (*Netns, []string, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil, fmt.Errorf("%w: it makes network namespaces, which needs root: run as root, or use the default --hosts local", ErrUnavailable)
-	}
-	for _, tool := range []string{"ip", "iptables", "iptables-restore", "tc", "ss"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return nil, nil, fmt.Errorf("%w: it needs the %s command (apt-get install iproute2 iptables)", ErrUnavailable, tool)
-		}
+	if err := NetnsAvailable(); err != nil {
+		return nil, nil, err
 	}
 	if err := os.MkdirAll(lockDir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("make %s: %w", lockDir, err)

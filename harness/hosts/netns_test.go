@@ -20,13 +20,8 @@ import (
 // needNetns skips a test on a machine where namespaces cannot be made.
 func needNetns(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to make network namespaces (CI runs it as root)")
-	}
-	for _, tool := range []string{"ip", "iptables", "tc", "ss"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs the %s command: apt-get install iproute2 iptables (.ci/run installs them)", tool)
-		}
+	if err := NetnsAvailable(); err != nil {
+		t.Skipf("skipped (CI runs it as root, with what it needs): %v", err)
 	}
 }
 

@@ -42,10 +42,16 @@ func TestSSHStartsSignalsAndCollectsANodeOnItsHost(t *testing.T) {
 	logPath := filepath.Join(t.TempDir(), "n1.log")
 	p, err := h.Launch(cluster.Spec{Name: "n1", Binary: "/bin/sh", Args: []string{"-c", `echo hello; echo kept > file; exec sleep 600`}, LogPath: logPath})
 	require.NoError(t, err)
-	require.NoError(t, h.Run(1, "", "sh", "-c", "grep -q '^State:.*S' /proc/"+strconv.Itoa(p.Pid())+"/status"), "the node runs there, by its pid")
+	// polled on the host: a signal's effect on the state is not instant
+	state := func(want string) error {
+		return h.Run(1, "", "sh", "-c", `for i in $(seq 100); do grep -q "^State:.*$2" /proc/$1/status && exit 0; sleep 0.02; done; exit 1`,
+			"sh", strconv.Itoa(p.Pid()), want)
+	}
+	require.NoError(t, state("S"), "the node runs there (sleeping), by its pid")
 	require.NoError(t, p.Pause())
-	require.NoError(t, h.Run(1, "", "sh", "-c", "grep -q '^State:.*T' /proc/"+strconv.Itoa(p.Pid())+"/status"), "paused: stopped")
+	require.NoError(t, state("T"), "paused: stopped")
 	require.NoError(t, p.Resume())
+	require.NoError(t, state("S"), "resumed")
 	require.NoError(t, p.Kill())
 	<-p.Exited()
 	require.Error(t, p.ExitErr(), "killed -9")
