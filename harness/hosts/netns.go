@@ -35,7 +35,6 @@ type Netns struct {
 	local  cluster.Local
 	made   []string // namespaces made, the hub first
 	veth   bool     // the control veth was made
-	ownMnt bool     // /run/netns was not mounted before this run
 }
 
 // ErrUnavailable: this machine cannot make the hosts asked for (not root,
@@ -88,8 +87,13 @@ func NewNetns(nodes int) (*Netns, []string, error) {
 	if n.lock, err = flock(n.lockPath(), false); err != nil {
 		return nil, removed, err
 	}
-	// a killed run's namespaces left ip netns's mount behind: it goes with ours
-	n.ownMnt = !netnsMounted() || len(removed) > 0
+	if !netnsMounted() {
+		// ip netns is about to mount /run/netns for us: whichever run
+		// leaves it empty unmounts it
+		if err := os.WriteFile(mountMarker, nil, 0o644); err != nil {
+			return nil, removed, fmt.Errorf("mark /run/netns as paxtest's: %w", err)
+		}
+	}
 	if err := n.make(); err != nil {
 		return nil, removed, errors.Join(fmt.Errorf("make the run's network namespaces: %w", err), n.remove())
 	}
@@ -242,10 +246,7 @@ func (n *Netns) remove() error {
 		errs = append(errs, os.Remove(n.lockPath()), n.lock.Close())
 		n.lock = nil
 	}
-	if n.ownMnt {
-		errs = append(errs, unmountNetnsDir())
-		n.ownMnt = false
-	}
+	errs = append(errs, unmountNetnsDir())
 	return errors.Join(errs...)
 }
 
@@ -316,17 +317,26 @@ func netnsMounted() bool {
 	return err == nil && bytes.Contains(b, []byte(" /run/netns "))
 }
 
-// unmountNetnsDir unmounts ip netns's own mount of /run/netns, made by
-// this run's first namespace, once no namespace is left in it.
+// mountMarker says that ip netns mounted /run/netns for a paxtest run.
+const mountMarker = lockDir + "/netns-mounted-by-paxtest"
+
+// unmountNetnsDir unmounts the mount of /run/netns that ip netns made for
+// a paxtest run (this one or an earlier, killed one), once no namespace
+// is left in it; one that was there before paxtest stays.
 func unmountNetnsDir() error {
+	if _, err := os.Stat(mountMarker); err != nil {
+		return nil // not paxtest's
+	}
 	left, err := os.ReadDir("/run/netns")
-	if err != nil || len(left) > 0 || !netnsMounted() {
-		return nil // another run's namespaces still use it, or it is gone
+	if err != nil || len(left) > 0 {
+		return nil // another run's namespaces still use it
 	}
-	if err := syscall.Unmount("/run/netns", syscall.MNT_DETACH); err != nil {
-		return fmt.Errorf("unmount /run/netns: %w", err)
+	if netnsMounted() {
+		if err := syscall.Unmount("/run/netns", syscall.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount /run/netns: %w", err)
+		}
 	}
-	return nil
+	return os.Remove(mountMarker)
 }
 
 func ipCmd(args ...string) error {
