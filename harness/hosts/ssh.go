@@ -73,12 +73,25 @@ func NewSSH(f HostFile, nodes int, progress io.Writer) (*SSH, error) {
 	return s, nil
 }
 
-// staleScript kills the nodes of earlier runs (their pid files) and
-// removes their directories, printing each; then it makes this run's.
-const staleScript = `dir=$1; mine=$2
+// killRun is a shell function that kills the nodes of run directory $1
+// by their pid files: only a process whose working directory is still
+// in that run (the launch shell starts each node in its data directory),
+// never one that took an old pid over.
+const killRun = `killrun() {
+  for p in "$1"/*.pid; do
+    [ -f "$p" ] || continue
+    pid=$(cat "$p")
+    case "$(readlink "/proc/$pid/cwd" 2>/dev/null)" in "$1"/*) kill -9 "$pid" 2>/dev/null;; esac
+  done
+}
+`
+
+// staleScript kills the nodes of earlier runs and removes their
+// directories, printing each; then it makes this run's.
+const staleScript = killRun + `dir=$1; mine=$2
 for run in "$dir"/runs/*; do
   [ -d "$run" ] && [ "$run" != "$mine" ] || continue
-  for p in "$run"/*.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null; done
+  killrun "$run"
   rm -rf "$run" && echo "$run"
 done
 mkdir -p "$dir/bin" "$mine"`
@@ -396,7 +409,7 @@ func (s *SSH) Close() error {
 		}
 	}
 	for id := range s.clients {
-		if _, err := s.output(id, "", "sh", "-c", `for p in "$1"/*.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null; done; rm -rf "$1"`, "sh", s.root()); err != nil {
+		if _, err := s.output(id, "", "sh", "-c", killRun+`killrun "$1"; rm -rf "$1"`, "sh", s.root()); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -75,7 +75,14 @@ func TestANewSSHRunRemovesWhatAKilledHarnessLeftOnTheHost(t *testing.T) {
 	old := filepath.Join(f.Dir, "runs", "20000101T000000.000")
 	require.NoError(t, os.MkdirAll(old, 0o755))
 	sleeper := exec.Command("sleep", "600")
+	sleeper.Dir = filepath.Join(old, "n1", "data") // where the launch shell starts a node
+	require.NoError(t, os.MkdirAll(sleeper.Dir, 0o755))
 	require.NoError(t, sleeper.Start())
+	bystander := exec.Command("sleep", "600") // an old pid taken over by a process of no run
+	require.NoError(t, bystander.Start())
+	defer func() { _ = bystander.Process.Kill(); _ = bystander.Wait() }()
+	require.NoError(t, os.MkdirAll(filepath.Join(f.Dir, "runs", "20000101T000000.001"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(f.Dir, "runs", "20000101T000000.001", "n2.pid"), []byte(strconv.Itoa(bystander.Process.Pid)), 0o644))
 	exited := make(chan error, 1)
 	go func() { exited <- sleeper.Wait() }()
 	require.NoError(t, os.WriteFile(filepath.Join(old, "n1.pid"), []byte(strconv.Itoa(sleeper.Process.Pid)), 0o644))
@@ -92,4 +99,7 @@ func TestANewSSHRunRemovesWhatAKilledHarnessLeftOnTheHost(t *testing.T) {
 	}
 	_, err = os.Stat(old)
 	require.ErrorIs(t, err, os.ErrNotExist)
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(bystander.Process.Pid) + "/status")
+	require.NoError(t, err)
+	require.NotContains(t, string(st), "zombie", "a process that is not a node of the old run is left alone")
 }
