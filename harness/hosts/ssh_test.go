@@ -1,6 +1,8 @@
 package hosts_test
 
 import (
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
 
 	"github.com/paxtest/paxtest/harness/cluster"
 	"github.com/paxtest/paxtest/harness/hosts"
@@ -102,4 +106,47 @@ func TestANewSSHRunRemovesWhatAKilledHarnessLeftOnTheHost(t *testing.T) {
 	st, err := os.ReadFile("/proc/" + strconv.Itoa(bystander.Process.Pid) + "/status")
 	require.NoError(t, err)
 	require.NotContains(t, string(st), "zombie", "a process that is not a node of the old run is left alone")
+}
+
+// Without identity_file, the keys come from the user's agent
+// (SSH_AUTH_SOCK): here an agent serving the sandbox's key.
+func TestSSHLogsInWithTheAgentsKeysWithoutAKeyFile(t *testing.T) {
+	s := sandbox(t, 1)
+	f, err := hosts.ReadHostFile(s.HostFile, 1)
+	require.NoError(t, err)
+	pemKey, err := os.ReadFile(f.IdentityFile)
+	require.NoError(t, err)
+	key, err := ssh.ParseRawPrivateKey(pemKey)
+	require.NoError(t, err)
+	f.IdentityFile = ""
+	with := agent.NewKeyring()
+	require.NoError(t, with.Add(agent.AddedKey{PrivateKey: key}))
+	t.Setenv("SSH_AUTH_SOCK", serveAgent(t, with))
+	h, err := hosts.NewSSH(f, 1, io.Discard)
+	require.NoError(t, err)
+	require.NoError(t, h.Run(1, "", "true"))
+	require.NoError(t, h.Close())
+
+	t.Setenv("SSH_AUTH_SOCK", serveAgent(t, agent.NewKeyring()))
+	_, err = hosts.NewSSH(f, 1, io.Discard)
+	require.Error(t, err, "an agent without the key is refused")
+}
+
+// serveAgent serves keys as an SSH agent on a socket until the test ends.
+func serveAgent(t *testing.T, keys agent.Agent) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = agent.ServeAgent(keys, c) }()
+		}
+	}()
+	return sock
 }
