@@ -137,3 +137,19 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// The seeds' figure 8 schedule catches reconfirm-old-ballot with the
+// nodes in namespaces as it does on loopback (through the proxies on the
+// control address: the figure needs slow links, which iptables cannot
+// give on a kernel without netem).
+func TestNetnsHostsFigure8CatchesReconfirmOldBallotAsOnLoopback(t *testing.T) {
+	needNetns(t)
+	store := t.TempDir()
+	r := paxtest(t, "run", "--hosts", "netns", "--net", "proxy", "--nodes", "5", "--nemesis", "figure8", "--bug", "reconfirm-old-ballot",
+		"--time-limit", "15s", "--seed", "1", "--stop-on-divergence", "--store", store)
+	require.Equal(t, 1, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	require.Contains(t, r.stdout, "committed-then-overwritten")
+	m := runNamespaces.FindStringSubmatch(r.stderr)
+	require.NotNil(t, m, r.stderr)
+	require.Empty(t, namespacesLeft(t, m[1]))
+}
