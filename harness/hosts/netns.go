@@ -259,7 +259,7 @@ func RemoveStaleNetns() ([]string, error) {
 	}
 	var removed []string
 	var errs []error
-	stale := map[string]bool{}
+	aliveRuns := map[string]bool{}
 	for _, line := range strings.Split(string(out), "\n") {
 		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
 		run, ok := strings.CutPrefix(name, netnsPrefix)
@@ -267,15 +267,16 @@ func RemoveStaleNetns() ([]string, error) {
 			continue
 		}
 		run, _, _ = strings.Cut(run, "-")
-		alive, seen := stale[run]
+		alive, seen := aliveRuns[run]
 		if !seen {
+			// a run's lock is held while it lives (flock makes a missing one)
 			lock := filepath.Join(lockDir, "netns-"+run+".lock")
 			f, err := flock(lock, false)
-			alive = err != nil && !errors.Is(err, os.ErrNotExist)
+			alive = err != nil
 			if f != nil {
 				errs = append(errs, os.Remove(lock), f.Close())
 			}
-			stale[run] = alive
+			aliveRuns[run] = alive
 			if !alive {
 				_ = ipCmd("link", "del", "ptx"+run) // gone with its namespace already, unless it was made
 			}

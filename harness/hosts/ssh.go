@@ -3,6 +3,7 @@ package hosts
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -41,7 +42,8 @@ type SSH struct {
 	run     string
 	clients map[int]*ssh.Client // one connection per node
 	mu      sync.Mutex
-	bins    map[string]string // host and local program -> installed path
+	names   map[string]string // local program -> its installed path (by content)
+	bins    map[string]bool   // host and local program -> installed there
 	dirs    map[int][2]string // node -> local and remote data directory
 }
 
@@ -53,7 +55,7 @@ func NewSSH(f HostFile, nodes int, progress io.Writer) (*SSH, error) {
 		return nil, err
 	}
 	s := &SSH{f: f, run: time.Now().UTC().Format("20060102T150405.000"), clients: map[int]*ssh.Client{},
-		bins: map[string]string{}, dirs: map[int][2]string{}}
+		names: map[string]string{}, bins: map[string]bool{}, dirs: map[int][2]string{}}
 	for id := 1; id <= nodes; id++ {
 		c, err := ssh.Dial("tcp", f.Hosts[id-1].SSH, cfg)
 		if err != nil {
@@ -169,7 +171,7 @@ func quote(argv []string) string {
 	return strings.Join(q, " ")
 }
 
-// root is argv run as root on the host (sudo -n for a user that is not).
+// asRoot is argv run as root on the host (sudo -n for a user that is not).
 func (s *SSH) asRoot(argv []string) []string {
 	if s.f.Sudo {
 		return append([]string{"sudo", "-n"}, argv...)
@@ -199,38 +201,69 @@ func (s *SSH) Run(id int, stdin string, argv ...string) error {
 }
 
 // install puts the local program bin on node id's host, under a name
-// made of its content's hash, unless it is there already.
+// made of its content's hash, unless it is there already; each host is
+// asked once per program.
 func (s *SSH) install(id int, bin string) (string, error) {
 	key := s.f.Hosts[id-1].SSH + "\x00" + bin
 	s.mu.Lock()
-	done, ok := s.bins[key]
+	done := s.bins[key]
 	s.mu.Unlock()
-	if ok {
-		return done, nil
+	remote, err := s.installName(bin)
+	if err != nil || done {
+		return remote, err
 	}
-	b, err := os.ReadFile(bin)
-	if err != nil {
-		return "", fmt.Errorf("read the program to install: %w", err)
-	}
-	sum := sha256.Sum256(b)
-	remote := path.Join(s.f.Dir, "bin", path.Base(bin)+"-"+hex.EncodeToString(sum[:6]))
 	if _, err := s.output(id, "", "test", "-x", remote); err != nil {
-		sess, err := s.clients[id].NewSession()
+		b, err := os.ReadFile(bin)
 		if err != nil {
-			return "", fmt.Errorf("install %s on %s: %w", bin, s.f.Hosts[id-1].SSH, err)
+			return "", fmt.Errorf("read the program to install: %w", err)
 		}
-		sess.Stdin = strings.NewReader(string(b))
-		tmp := remote + ".part" + strconv.Itoa(id)
-		out, err := sess.CombinedOutput(fmt.Sprintf("cat > %s && chmod 755 %[1]s && mv %[1]s %s", quote([]string{tmp}), quote([]string{remote})))
-		sess.Close()
-		if err != nil {
-			return "", fmt.Errorf("install %s on %s: %w: %s", bin, s.f.Hosts[id-1].SSH, err, strings.TrimSpace(string(out)))
+		if err := s.upload(id, b, remote); err != nil {
+			return "", fmt.Errorf("install %s on %s: %w", bin, s.f.Hosts[id-1].SSH, err)
 		}
 	}
 	s.mu.Lock()
-	s.bins[key] = remote
+	s.bins[key] = true
 	s.mu.Unlock()
 	return remote, nil
+}
+
+// installName is where bin goes on every host, by its content: it is
+// read and hashed once per run.
+func (s *SSH) installName(bin string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if remote, ok := s.names[bin]; ok {
+		return remote, nil
+	}
+	f, err := os.Open(bin)
+	if err != nil {
+		return "", fmt.Errorf("read the program to install: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read the program to install: %w", err)
+	}
+	remote := path.Join(s.f.Dir, "bin", path.Base(bin)+"-"+hex.EncodeToString(h.Sum(nil)[:6]))
+	s.names[bin] = remote
+	return remote, nil
+}
+
+// upload writes b to node id's host as the executable remote, whole or
+// not at all (a part file renamed into place).
+func (s *SSH) upload(id int, b []byte, remote string) error {
+	sess, err := s.clients[id].NewSession()
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	sess.Stdin = bytes.NewReader(b)
+	tmp := remote + ".part" + strconv.Itoa(id)
+	out, err := sess.CombinedOutput(fmt.Sprintf("cat > %s && chmod 755 %[1]s && mv %[1]s %s", quote([]string{tmp}), quote([]string{remote})))
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // nodeScript starts a node ("$@") in the background, prints its pid,

@@ -113,7 +113,7 @@ func (s *Sandbox) start(dir string, n int) error {
 		return err
 	}
 	for id := 1; id <= n; id++ {
-		cmd := exec.Command("ip", "netns", "exec", nsName(s.ns, id), Sshd, "-D", "-e", "-f", filepath.Join(dir, fmt.Sprintf("sshd_config.%d", id)))
+		cmd := exec.Command("ip", "netns", "exec", s.ns.Namespace(id), Sshd, "-D", "-e", "-f", filepath.Join(dir, fmt.Sprintf("sshd_config.%d", id)))
 		log, err := os.Create(filepath.Join(dir, fmt.Sprintf("sshd.%d.log", id)))
 		if err != nil {
 			return err
@@ -123,15 +123,12 @@ func (s *Sandbox) start(dir string, n int) error {
 		err = cmd.Start()
 		log.Close()
 		if err != nil {
-			return fmt.Errorf("start sshd in %s: %w", nsName(s.ns, id), err)
+			return fmt.Errorf("start sshd in %s: %w", s.ns.Namespace(id), err)
 		}
 		s.sshds = append(s.sshds, cmd)
 	}
 	return s.waitListening(n)
 }
-
-// nsName is node id's namespace, as ip netns names it.
-func nsName(ns *hosts.Netns, id int) string { return ns.Namespace(id) }
 
 // waitListening polls each sshd's port for up to 10 s.
 func (s *Sandbox) waitListening(n int) error {

@@ -68,6 +68,7 @@ func (t *HostIPTables) Setup(peers map[int]string) error {
 	t.mu.Lock()
 	t.peers = peers
 	t.mu.Unlock()
+	probe := minID(peers) // one host tells whether the kernels have netem
 	return t.each(func(id int) error {
 		if err := t.clean(id); err != nil {
 			return err
@@ -78,7 +79,7 @@ func (t *HostIPTables) Setup(peers map[int]string) error {
 		if err := t.sh.Run(id, "", "iptables", "-w", "-I", "OUTPUT", "-j", HostChain); err != nil {
 			return err
 		}
-		if id == minID(peers) {
+		if id == probe {
 			t.probeNetem(id)
 		}
 		return nil
@@ -150,7 +151,7 @@ func (t *HostIPTables) Block(links [][2]int) error {
 	}
 	return t.each(func(id int) error {
 		sort.Strings(want[id])
-		rules := fmt.Sprintf("*filter\n:%s - [0:0]\n%sCOMMIT\n", HostChain, lines(want[id]))
+		rules := fmt.Sprintf("*filter\n:%s - [0:0]\n%sCOMMIT\n", HostChain, strings.Join(append(want[id], ""), "\n"))
 		t.mu.Lock()
 		same := t.rules[id] == rules
 		t.mu.Unlock()
@@ -198,7 +199,7 @@ func (t *HostIPTables) Delay(links [][2]int, s Shape) error {
 			return nil
 		}
 		t.mu.Lock()
-		t.qdisc[id] = true
+		t.qdisc[id] = true // before the batch: one that fails half-way may have added the queue
 		t.mu.Unlock()
 		return t.sh.Run(id, netemBatch(t.dev, slow[id], s), "tc", "-batch", "-")
 	})
@@ -278,12 +279,4 @@ func (t *HostIPTables) each(f func(id int) error) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-func lines(rules []string) string {
-	var b strings.Builder
-	for _, r := range rules {
-		b.WriteString(r + "\n")
-	}
-	return b.String()
 }
