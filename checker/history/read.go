@@ -49,6 +49,9 @@ type decoder struct {
 	p       fastjson.Parser
 	strings map[string]string
 	arena   []byte // values are slices of it: one allocation for many
+	// words and nextWord: a few recent strings of small vocabularies (word)
+	words    [16]string
+	nextWord int
 }
 
 // raw copies v's JSON text into the arena and returns that slice. A full
@@ -412,6 +415,11 @@ func (d *decoder) chunk(c *chunk, name string) ([]Event, error) {
 		if len(bytes.TrimSpace(l)) > 0 {
 			out = append(out, Event{})
 			e := &out[len(out)-1]
+			if d.fast(l, e) {
+				e.Line = line
+				line++
+				continue
+			}
 			if field, err := d.decode(l, e); err != nil {
 				recycle(out, nil)
 				return nil, &ParseError{Path: name, Line: line, Field: field, Err: err}
