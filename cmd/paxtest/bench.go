@@ -17,7 +17,7 @@ func newCmdBench(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "bench",
 		Short: "Measure paxtest: bug-finding power (detect, mutants), the cost of α (window), check speed, systems side by side (compare)",
 	}
-	cmd.AddCommand(newCmdBenchDetect(stdout, stderr), newCmdBenchWindow(stdout, stderr), newCmdBenchMutants(stdout, stderr), newCmdBenchCheck(stdout, stderr),
+	cmd.AddCommand(newCmdBenchDetect(stdout, stderr), newCmdBenchWindow(stdout, stderr), newCmdBenchMutants(stdout, stderr), newCmdBenchCheck(stdout, stderr), newCmdBenchPorcupine(stdout),
 		newCmdBenchCompare(stdout, stderr))
 	return cmd
 }
@@ -169,9 +169,9 @@ func newCmdBenchCheck(stdout, stderr io.Writer) *cobra.Command {
 		Short: "paxtest check against porcupine alone on the same operations: time ratio and peak memory per history size",
 		Long: `For each --ops size, builds a register history (generated as the register workload makes
 one, or --from a run directory whose operations are repeated with keys renamed), writes it as a run
-directory, then times porcupine alone on the operations (in memory) and paxtest check on the run
-directory (a process of its own: read, check, results, report), both in this invocation, --rounds
-times each, alternating. Prints the ratio of the medians, the check's peak RSS and its time per
+directory, then times porcupine alone on its operations and paxtest check on the run directory (read,
+check, results, report), each in a process of its own (porcupine's loads the history untimed and
+times porcupine's call), both in this invocation, --rounds times each, alternating. Prints the ratio of the medians, the check's peak RSS and its time per
 operation; writes check.md and check.json (every round's times) under --store/bench-check-<time>/.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -194,6 +194,25 @@ operation; writes check.md and check.json (every round's times) under --store/be
 	f.StringVar(&o.Store, "store", "store", "directory that keeps the histories and the table")
 	f.IntVar(&o.Rounds, "rounds", 3, "timings of each side per size, alternating; their medians are compared")
 	return cmd
+}
+
+// newCmdBenchPorcupine is bench check's baseline, run as a process of its
+// own: it prints porcupine's time on a register run directory's operations.
+func newCmdBenchPorcupine(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:    "porcupine DIR",
+		Short:  "Porcupine alone on a register run directory's operations: prints its time in seconds (bench check's baseline)",
+		Args:   cobra.ExactArgs(1),
+		Hidden: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			d, err := harness.TimePorcupine(args[0])
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(stdout, "%.6f\n", d.Seconds())
+			return err
+		},
+	}
 }
 
 // printBench prints a bench's table and where it was written, once the
