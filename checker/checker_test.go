@@ -248,7 +248,7 @@ func TestAnIndeterminateGetIsLeftOutOfTheSearchAndAnIndeterminateWriteKeptOpen(t
 		{F: "get", Key: "k", Type: "", Call: 5}, // no completion
 		{F: "get", Key: "k", Value: "1", Found: true, Type: history.OK, Call: 6, Return: 7},
 	}
-	got := keyOperations(ops)
+	got := keyOperations(nil, ops)
 	require.Len(t, got, 3)
 	require.Equal(t, "put", got[1].Input.(*Op).F)
 	require.Equal(t, int64(never), got[1].Return, "the write may take effect at any later time")

@@ -2,7 +2,6 @@ package checker
 
 import (
 	"fmt"
-	"hash/fnv"
 	"io"
 	"math"
 	"os"
@@ -18,9 +17,18 @@ import (
 	"github.com/paxtest/paxtest/checker/history"
 )
 
-type regState struct {
-	Found bool
-	V     string
+// regState is the register's state: the operation whose value it holds
+// (a put, or a cas that took effect), or nil when it holds none. A state
+// that is an operation already in memory costs porcupine no allocation per
+// step, where a value copied into an interface did.
+type regState = *Op
+
+// holds reports whether the register holds a value, and which.
+func holds(s regState) (bool, string) {
+	if s == nil {
+		return false, ""
+	}
+	return true, s.Value
 }
 
 // RegisterModel is porcupine's model of one register; the checker
@@ -29,19 +37,20 @@ type regState struct {
 // and the register did not hold its from value (cas-mismatch).
 func RegisterModel() porcupine.Model {
 	return porcupine.Model{
-		Init: func() interface{} { return regState{} },
+		Init: func() interface{} { return regState(nil) },
 		Step: func(state, input, _ interface{}) (bool, interface{}) {
 			s, op := state.(regState), input.(*Op)
+			found, v := holds(s)
 			switch op.F {
 			case "get":
 				if op.Indeterminate() {
 					return true, s
 				}
-				return op.Found == s.Found && (!op.Found || op.Value == s.V), s
+				return op.Found == found && (!op.Found || op.Value == v), s
 			case "put":
-				return true, regState{Found: true, V: op.Value}
+				return true, op
 			case "cas":
-				match := s.Found && s.V == op.From
+				match := found && v == op.From
 				switch {
 				case op.Type == history.Fail: // applied, and it did not match
 					return !match, s
@@ -49,25 +58,31 @@ func RegisterModel() porcupine.Model {
 					// linearized here, an indeterminate cas acts as a cas;
 					// "never happened" is linearizing it after everything
 					if match {
-						return true, regState{Found: true, V: op.Value}
+						return true, op
 					}
 					return true, s
 				case !match:
 					return false, s
 				}
-				return true, regState{Found: true, V: op.Value}
+				return true, op
 			}
 			return false, s
 		},
-		Equal: func(a, b interface{}) bool { return a.(regState) == b.(regState) },
+		Equal: func(a, b interface{}) bool {
+			fa, va := holds(a.(regState))
+			fb, vb := holds(b.(regState))
+			return fa == fb && va == vb
+		},
 		Hash: func(state interface{}) uint64 {
-			s := state.(regState)
-			h := fnv.New64a()
-			if s.Found {
-				h.Write([]byte{1})
+			found, v := holds(state.(regState))
+			if !found {
+				return 0
 			}
-			h.Write([]byte(s.V))
-			return h.Sum64()
+			h := uint64(14695981039346656037) // FNV-1a, without allocating
+			for i := 0; i < len(v); i++ {
+				h = (h ^ uint64(v[i])) * 1099511628211
+			}
+			return h | 1 // never the empty register's 0
 		},
 		DescribeOperation: func(input, _ interface{}) string {
 			op := input.(*Op)
@@ -94,11 +109,11 @@ func RegisterModel() porcupine.Model {
 			}
 		},
 		DescribeState: func(state interface{}) string {
-			s := state.(regState)
-			if !s.Found {
+			found, v := holds(state.(regState))
+			if !found {
 				return "nil"
 			}
-			return fmt.Sprintf("%q", s.V)
+			return fmt.Sprintf("%q", v)
 		},
 	}
 }
@@ -114,8 +129,11 @@ const never = math.MaxInt64 / 2
 // nothing back and changes nothing, so any order allows it, while every
 // op left open multiplies the orders porcupine tries); any other
 // indeterminate op (info, or no completion) is kept with an open end.
-func keyOperations(ops []*Op) []porcupine.Operation {
-	out := make([]porcupine.Operation, 0, len(ops))
+//
+// It appends to out[:0]: porcupine keeps no operation it was given (it
+// copies them into entries of its own), so a worker reuses one slice.
+func keyOperations(out []porcupine.Operation, ops []*Op) []porcupine.Operation {
+	out = out[:0]
 	for _, op := range ops {
 		if op.Type == history.Fail && (op.F != "cas" || Refused(op.Error)) {
 			continue
@@ -225,8 +243,14 @@ func checkKeys(model porcupine.Model, h *History, sample map[string]bool, deadli
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var ptrs []*Op                // this key's ops, reused key after key
+			var ops []porcupine.Operation // and as porcupine takes them
 			for i := range work {
-				ops := keyOperations(h.KeyOps(h.Keys[i]))
+				ptrs = ptrs[:0]
+				for _, j := range h.ByKey[h.Keys[i]] {
+					ptrs = append(ptrs, &h.Ops[j])
+				}
+				ops = keyOperations(ops, ptrs)
 				r := keyResult{res: porcupine.Unknown, ops: len(ops)}
 				switch left := time.Until(deadline); {
 				case left <= 0:

@@ -184,6 +184,8 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	}
 	res.Torn = h.Torn
 	loaded()
+	figures := make(chan reports.Results, 1) // read-only over h: computed while the checkers run
+	go func() { figures <- summarize(h, run) }()
 	logs, haveLogs, err := readLogs(lay)
 	if err != nil {
 		return res, err
@@ -214,13 +216,9 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 		}
 	}
 	res.Verdict = checker.Combine(verdicts...)
-	res.Ops, res.FinalReads, res.OpsPerSec, res.Seconds, res.Nemesis = reports.Summarize(h)
-	res.LongestGap = reports.LongestGap(h)
-	res.Damage = damage(h)
-	if run.Format != "" {
-		// an import's times are its events' positions: no rate, no gap
-		res.OpsPerSec, res.Seconds, res.LongestGap, res.TimeIsOrder = 0, 0, 0, true
-	}
+	f := <-figures
+	res.Ops, res.FinalReads, res.OpsPerSec, res.Seconds, res.Nemesis = f.Ops, f.FinalReads, f.OpsPerSec, f.Seconds, f.Nemesis
+	res.LongestGap, res.Damage, res.TimeIsOrder = f.LongestGap, f.Damage, f.TimeIsOrder
 	if b, err := os.ReadFile(lay.Replay()); err == nil {
 		res.Replay = b
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -230,6 +228,20 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 		return res, err
 	}
 	return res, render(lay, res, h, logs)
+}
+
+// summarize computes the run's figures for results.json: operations,
+// rates, faults, the longest gap and the damage taken.
+func summarize(h *checker.History, run Options) reports.Results {
+	var f reports.Results
+	f.Ops, f.FinalReads, f.OpsPerSec, f.Seconds, f.Nemesis = reports.Summarize(h)
+	f.LongestGap = reports.LongestGap(h)
+	f.Damage = damage(h)
+	if run.Format != "" {
+		// an import's times are its events' positions: no rate, no gap
+		f.OpsPerSec, f.Seconds, f.LongestGap, f.TimeIsOrder = 0, 0, 0, true
+	}
+	return f
 }
 
 // applicable is the checkers to run when --checkers names none (those
