@@ -144,7 +144,8 @@ func (d *decoder) fastRaw(line []byte, i int, e *Event) (int, bool) {
 	return end, true
 }
 
-// typeOf is eventType for bytes.
+// typeOf reads a type: one of the four without a lookup, anything else
+// (refused later by complete) through str.
 func (d *decoder) typeOf(b []byte) string {
 	switch string(b) {
 	case Invoke:

@@ -154,7 +154,11 @@ func (d *decoder) field(key []byte, v *fastjson.Value, e *Event, have *seen) err
 		e.Process, err = process(v)
 	case "type":
 		have.typ = true
-		e.Type = eventType(v, str)
+		if b, serr := v.StringBytes(); serr == nil {
+			e.Type = d.typeOf(b)
+		} else {
+			e.Type = str() // not a string: str says so
+		}
 	case "f":
 		have.f = true
 		e.F = str()
@@ -190,24 +194,6 @@ func (d *decoder) field(key []byte, v *fastjson.Value, e *Event, have *seen) err
 		err = errors.New("unknown field (accepted: index, time, process, type, f, key, value, client, seq, node, error, final, targets, detail)")
 	}
 	return err
-}
-
-// eventType reads a type: one of the four without a lookup, anything
-// else (refused later by complete) through str.
-func eventType(v *fastjson.Value, str func() string) string {
-	if b, err := v.StringBytes(); err == nil {
-		switch string(b) {
-		case Invoke:
-			return Invoke
-		case OK:
-			return OK
-		case Fail:
-			return Fail
-		case Info:
-			return Info
-		}
-	}
-	return str()
 }
 
 // nanoseconds reads a time: a non-negative integer.
