@@ -38,36 +38,7 @@ func holds(s regState) (bool, string) {
 func RegisterModel() porcupine.Model {
 	return porcupine.Model{
 		Init: func() interface{} { return regState(nil) },
-		Step: func(state, input, _ interface{}) (bool, interface{}) {
-			s, op := state.(regState), input.(*Op)
-			found, v := holds(s)
-			switch op.F {
-			case "get":
-				if op.Indeterminate() {
-					return true, s
-				}
-				return op.Found == found && (!op.Found || op.Value == v), s
-			case "put":
-				return true, op
-			case "cas":
-				match := found && v == op.From
-				switch {
-				case op.Type == history.Fail: // applied, and it did not match
-					return !match, s
-				case op.Indeterminate():
-					// linearized here, an indeterminate cas acts as a cas;
-					// "never happened" is linearizing it after everything
-					if match {
-						return true, op
-					}
-					return true, s
-				case !match:
-					return false, s
-				}
-				return true, op
-			}
-			return false, s
-		},
+		Step: registerStep,
 		Equal: func(a, b interface{}) bool {
 			fa, va := holds(a.(regState))
 			fb, vb := holds(b.(regState))
@@ -116,6 +87,39 @@ func RegisterModel() porcupine.Model {
 			return fmt.Sprintf("%q", v)
 		},
 	}
+}
+
+// registerStep is the register's transition: whether op may take effect
+// on state, and the state after it.
+func registerStep(state, input, _ interface{}) (bool, interface{}) {
+	s, op := state.(regState), input.(*Op)
+	found, v := holds(s)
+	switch op.F {
+	case "get":
+		if op.Indeterminate() {
+			return true, s
+		}
+		return op.Found == found && (!op.Found || op.Value == v), s
+	case "put":
+		return true, op
+	case "cas":
+		match := found && v == op.From
+		switch {
+		case op.Type == history.Fail: // applied, and it did not match
+			return !match, s
+		case op.Indeterminate():
+			// linearized here, an indeterminate cas acts as a cas;
+			// "never happened" is linearizing it after everything
+			if match {
+				return true, op
+			}
+			return true, s
+		case !match:
+			return false, s
+		}
+		return true, op
+	}
+	return false, s
 }
 
 // never is the return time of an indeterminate operation: it may take
