@@ -342,6 +342,11 @@ func writeHistory(dir string, ops []checker.Op) (int64, error) {
 	if err := w.Flush(); err != nil {
 		return 0, err
 	}
+	// on disk before the first timing: the kernel's writeback of hundreds
+	// of megabytes would otherwise share the machine with the first round
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
 	st, err := f.Stat()
 	if err != nil {
 		return 0, err
