@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -340,4 +342,36 @@ func TestARevisionStoredWithTwoMeaningsIsCommittedThenOverwritten(t *testing.T) 
 	require.Equal(t, KindCommittedThenOverwritten, r.Anomalies[0].Kind)
 	require.Contains(t, r.Anomalies[0].Detail, `"value":"1"} on n1`, "no ballot is named where the system keeps none")
 	require.Contains(t, r.Anomalies[0].Detail, `"value":"7"} on n3`)
+}
+
+func TestAFailingKeyIsShownFromItsOneVerboseCheckFirstThenASample(t *testing.T) {
+	b := new(hb)
+	for k := 0; k < 30; k++ { // linearizable keys
+		key, at := fmt.Sprintf("k%d", k), int64(10*k)
+		b.add(at+1, 0, "invoke", "put", key, "1").add(at+2, 0, "ok", "put", key, "1").
+			add(at+3, 1, "invoke", "get", key, nil).add(at+4, 1, "ok", "get", key, str("1"))
+	}
+	// a stale read: put 1, put 2, then get -> 1
+	b.add(401, 0, "invoke", "put", "bad", "1").add(402, 0, "ok", "put", "bad", "1").
+		add(403, 0, "invoke", "put", "bad", "2").add(404, 0, "ok", "put", "bad", "2").
+		add(405, 1, "invoke", "get", "bad", nil).add(406, 1, "ok", "get", "bad", str("1"))
+	lin := CheckLinearizable(b.on(t, "register"), time.Minute)
+	require.Equal(t, Invalid, lin.Verdict)
+	require.Equal(t, []string{"bad"}, lin.FailingKeys)
+	require.NotEmpty(t, lin.shown)
+	require.LessOrEqual(t, len(lin.shown), visualized)
+	require.Equal(t, "bad", lin.shown[0].key, "the failing key is shown first")
+	require.NotEmpty(t, lin.shown[0].info.PartialLinearizations(), "from porcupine's verbose result of the check that decided it")
+	for _, sk := range lin.shown[1:] {
+		require.NotEqual(t, "bad", sk.key)
+		require.NotEmpty(t, sk.info.PartialLinearizations(), "sampled key %s", sk.key)
+	}
+
+	dir := t.TempDir()
+	var index strings.Builder
+	require.NoError(t, lin.Visualize(&index, filepath.Join(dir, "linearizability"), nil))
+	require.Contains(t, index.String(), "bad</a> — not linearizable")
+	pages, err := filepath.Glob(filepath.Join(dir, "linearizability", "*.html"))
+	require.NoError(t, err)
+	require.Len(t, pages, len(lin.shown))
 }
