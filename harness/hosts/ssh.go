@@ -41,6 +41,7 @@ type SSH struct {
 	f       HostFile
 	run     string
 	clients map[int]*ssh.Client // one connection per node
+	agent   io.Closer           // the connection to the SSH agent, if it logs in
 	mu      sync.Mutex
 	names   map[string]string // local program -> its installed path (by content)
 	bins    map[string]bool   // host and local program -> installed there
@@ -50,11 +51,11 @@ type SSH struct {
 // NewSSH logs in to the first nodes hosts of file f and removes what a
 // killed harness left on them, saying so on progress.
 func NewSSH(f HostFile, nodes int, progress io.Writer) (*SSH, error) {
-	cfg, err := clientConfig(f)
+	cfg, agentConn, err := clientConfig(f)
 	if err != nil {
 		return nil, err
 	}
-	s := &SSH{f: f, run: time.Now().UTC().Format("20060102T150405.000"), clients: map[int]*ssh.Client{},
+	s := &SSH{f: f, run: time.Now().UTC().Format("20060102T150405.000"), clients: map[int]*ssh.Client{}, agent: agentConn,
 		names: map[string]string{}, bins: map[string]bool{}, dirs: map[int][2]string{}}
 	for id := 1; id <= nodes; id++ {
 		c, err := ssh.Dial("tcp", f.Hosts[id-1].SSH, cfg)
@@ -99,31 +100,32 @@ done
 mkdir -p "$dir/bin" "$mine"`
 
 // clientConfig is how to log in: the user, the key file or the agent,
-// and the known hosts every host key is checked against.
-func clientConfig(f HostFile) (*ssh.ClientConfig, error) {
+// and the known hosts every host key is checked against. Logging in
+// through the agent, it returns the agent connection too, for Close.
+func clientConfig(f HostFile) (*ssh.ClientConfig, io.Closer, error) {
 	check, err := knownhosts.New(f.KnownHosts)
 	if err != nil {
-		return nil, &FileError{Field: "known_hosts", Problem: err.Error()}
+		return nil, nil, &FileError{Field: "known_hosts", Problem: err.Error()}
 	}
-	var auth ssh.AuthMethod
-	if f.IdentityFile != "" {
-		key, err := os.ReadFile(f.IdentityFile)
-		if err != nil {
-			return nil, &FileError{Field: "identity_file", Problem: err.Error()}
-		}
-		signer, err := ssh.ParsePrivateKey(key)
-		if err != nil {
-			return nil, &FileError{Field: "identity_file", Problem: fmt.Sprintf("%s: %v (a key with a passphrase goes in the agent)", f.IdentityFile, err)}
-		}
-		auth = ssh.PublicKeys(signer)
-	} else {
+	cfg := &ssh.ClientConfig{User: f.User, HostKeyCallback: check, Timeout: 10 * time.Second}
+	if f.IdentityFile == "" {
 		conn, err := net.Dial("unix", os.Getenv("SSH_AUTH_SOCK"))
 		if err != nil {
-			return nil, fmt.Errorf("reach the SSH agent at SSH_AUTH_SOCK: %w", err)
+			return nil, nil, fmt.Errorf("reach the SSH agent at SSH_AUTH_SOCK: %w", err)
 		}
-		auth = ssh.PublicKeysCallback(agent.NewClient(conn).Signers)
+		cfg.Auth = []ssh.AuthMethod{ssh.PublicKeysCallback(agent.NewClient(conn).Signers)}
+		return cfg, conn, nil
 	}
-	return &ssh.ClientConfig{User: f.User, Auth: []ssh.AuthMethod{auth}, HostKeyCallback: check, Timeout: 10 * time.Second}, nil
+	key, err := os.ReadFile(f.IdentityFile)
+	if err != nil {
+		return nil, nil, &FileError{Field: "identity_file", Problem: err.Error()}
+	}
+	signer, err := ssh.ParsePrivateKey(key)
+	if err != nil {
+		return nil, nil, &FileError{Field: "identity_file", Problem: fmt.Sprintf("%s: %v (a key with a passphrase goes in the agent)", f.IdentityFile, err)}
+	}
+	cfg.Auth = []ssh.AuthMethod{ssh.PublicKeys(signer)}
+	return cfg, nil, nil
 }
 
 // root is this run's directory on every host.
@@ -520,12 +522,19 @@ func writeFile(to string, r io.Reader, mode os.FileMode) error {
 	return f.Close()
 }
 
+// closeClients logs out of every host and lets go of the agent.
 func (s *SSH) closeClients() error {
 	var errs []error
 	for id, c := range s.clients {
 		if err := c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, fmt.Errorf("log out of %s: %w", s.f.Hosts[id-1].SSH, err))
 		}
+	}
+	if s.agent != nil {
+		if err := s.agent.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close the SSH agent connection: %w", err))
+		}
+		s.agent = nil
 	}
 	return errors.Join(errs...)
 }

@@ -121,32 +121,47 @@ func TestSSHLogsInWithTheAgentsKeysWithoutAKeyFile(t *testing.T) {
 	f.IdentityFile = ""
 	with := agent.NewKeyring()
 	require.NoError(t, with.Add(agent.AddedKey{PrivateKey: key}))
-	t.Setenv("SSH_AUTH_SOCK", serveAgent(t, with))
+	sock, ended := serveAgent(t, with)
+	t.Setenv("SSH_AUTH_SOCK", sock)
 	h, err := hosts.NewSSH(f, 1, io.Discard)
 	require.NoError(t, err)
 	require.NoError(t, h.Run(1, "", "true"))
 	require.NoError(t, h.Close())
+	requireEnded(t, ended, "Close lets go of the agent")
 
-	t.Setenv("SSH_AUTH_SOCK", serveAgent(t, agent.NewKeyring()))
+	sock, ended = serveAgent(t, agent.NewKeyring())
+	t.Setenv("SSH_AUTH_SOCK", sock)
 	_, err = hosts.NewSSH(f, 1, io.Discard)
 	require.Error(t, err, "an agent without the key is refused")
+	requireEnded(t, ended, "a refused login lets go of the agent")
 }
 
-// serveAgent serves keys as an SSH agent on a socket until the test ends.
-func serveAgent(t *testing.T, keys agent.Agent) string {
+// serveAgent serves keys as an SSH agent on a socket until the test ends;
+// ended receives as each connection to it closes.
+func serveAgent(t *testing.T, keys agent.Agent) (sock string, ended <-chan struct{}) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "agent.sock")
+	sock = filepath.Join(t.TempDir(), "agent.sock")
 	ln, err := net.Listen("unix", sock)
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
+	done := make(chan struct{}, 16)
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() { _ = agent.ServeAgent(keys, c) }()
+			go func() { _ = agent.ServeAgent(keys, c); done <- struct{}{} }()
 		}
 	}()
-	return sock
+	return sock, done
+}
+
+func requireEnded(t *testing.T, ended <-chan struct{}, why string) {
+	t.Helper()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal(why + ": the agent connection is still open 5 s later")
+	}
 }
