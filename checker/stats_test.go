@@ -9,7 +9,7 @@ import (
 	"github.com/paxtest/paxtest/checker/history"
 )
 
-func TestStatsFailsAKindOfOperationThatNeverSucceeded(t *testing.T) {
+func TestStatsFailsAKindOfOperationThatNeverSucceededAndLeavesFinalReadsToLiveness(t *testing.T) {
 	var h []history.Event
 	add := func(p int, f, typ string, final bool) {
 		v := json.RawMessage(`"1"`)
@@ -39,9 +39,15 @@ func TestStatsFailsAKindOfOperationThatNeverSucceeded(t *testing.T) {
 	}
 	require.Equal(t, []string{
 		"30 cas operations were invoked and none succeeded (30 failed, 0 indeterminate)",
-		"30 final get operations were invoked and none succeeded (30 failed, 0 indeterminate)",
 		"30 put operations were invoked and none succeeded (0 failed, 30 indeterminate)",
 	}, what)
+
+	// the final reads that all failed are liveness's finding, once
+	live := CheckLiveness(all)
+	require.Equal(t, Invalid, live.Verdict)
+	require.Len(t, live.Anomalies, 1)
+	require.Equal(t, KindDidNotRecover, live.Anomalies[0].Kind)
+	require.Contains(t, live.Anomalies[0].Detail, "none of the 30 final reads succeeded")
 
 	// a few unsuccessful invocations fall in a fault's window: not evidence
 	some, err := NewHistory("t", "register", h[:2*4*5])

@@ -28,11 +28,13 @@ const (
 	CheckLogAgreement  = "log-agreement"   // needs logs.jsonl
 	CheckNodeInvariant = "node-invariants" // needs logs.jsonl
 	CheckStats         = "stats"
+	CheckLiveness      = "liveness" // nodes that did not serve again after the final heal
+	CheckPower         = "power"    // what the run exercised: availability, recovery, kinds, faults
 )
 
 // Checkers lists every checker name.
 func Checkers() []string {
-	return []string{CheckLinearizable, CheckAppend, CheckLogAgreement, CheckNodeInvariant, CheckStats}
+	return []string{CheckLinearizable, CheckAppend, CheckLogAgreement, CheckNodeInvariant, CheckStats, CheckLiveness, CheckPower}
 }
 
 // CheckOptions are the flags of `paxtest check`.
@@ -132,6 +134,15 @@ const (
 	gcChecking = 100      // percent, once loaded: at 1 M operations 1.35 s and 560 MB, against 1.6 s and 430 MB at 50 and 1.3 s and 645 MB at 200
 )
 
+// everyChecker is every checker that applies to the workload.
+func everyChecker(workload string) []string {
+	own := CheckLinearizable
+	if workload == "append" {
+		own = CheckAppend
+	}
+	return []string{own, CheckLogAgreement, CheckNodeInvariant, CheckStats, CheckLiveness, CheckPower}
+}
+
 // wanted resolves --checkers against the workload: every checker that
 // applies when none is named.
 func wanted(names []string, workload string) ([]string, error) {
@@ -140,7 +151,7 @@ func wanted(names []string, workload string) ([]string, error) {
 		own = CheckAppend
 	}
 	if len(names) == 0 {
-		return []string{own, CheckLogAgreement, CheckNodeInvariant, CheckStats}, nil
+		return everyChecker(workload), nil
 	}
 	var out []string
 	for _, n := range names {
@@ -169,7 +180,7 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	if err != nil {
 		return res, err
 	}
-	res.Config = cfgBytes
+	res.Config, res.LeftOut = cfgBytes, run.LeftOut
 	asked, notRun := applicable(o.Checkers, run)
 	names, err := wanted(asked, run.Workload)
 	if err != nil {
@@ -198,6 +209,10 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	if res.Checkers, err = j.run(names); err != nil {
 		return res, err
 	}
+	f := <-figures
+	if slices.Contains(names, CheckPower) {
+		res.Checkers[CheckPower] = checker.JudgePower(h, f.Availability, run.floor())
+	}
 	res.NotRun = map[string]string{}
 	for _, n := range Checkers() {
 		if !slices.Contains(names, n) {
@@ -207,18 +222,9 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	if r, ok := historyResult(h); ok {
 		res.Checkers["history"] = r
 	}
-	res.Anomalies = []checker.Anomaly{}
-	var verdicts []checker.Verdict
-	for _, n := range append(Checkers(), "history") {
-		if c, ok := res.Checkers[n]; ok {
-			verdicts = append(verdicts, c.Verdict)
-			res.Anomalies = append(res.Anomalies, c.Anomalies...)
-		}
-	}
-	res.Verdict = checker.Combine(verdicts...)
-	f := <-figures
+	res.Verdict, res.Anomalies = combine(res.Checkers)
 	res.Ops, res.FinalReads, res.OpsPerSec, res.Seconds, res.Nemesis = f.Ops, f.FinalReads, f.OpsPerSec, f.Seconds, f.Nemesis
-	res.LongestGap, res.Damage, res.TimeIsOrder = f.LongestGap, f.Damage, f.TimeIsOrder
+	res.LongestGap, res.Availability, res.Damage, res.TimeIsOrder = f.LongestGap, f.Availability, f.Damage, f.TimeIsOrder
 	if b, err := os.ReadFile(lay.Replay()); err == nil {
 		res.Replay = b
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -230,30 +236,73 @@ func check(o CheckOptions, interrupted bool) (reports.Results, error) {
 	return res, render(lay, res, h, logs)
 }
 
+// combine is the run's verdict from its checkers' (an invalid from any
+// stands; the power floor can only make a valid unknown) and every
+// anomaly they found.
+func combine(results map[string]checker.Result) (checker.Verdict, []checker.Anomaly) {
+	anomalies := []checker.Anomaly{}
+	var verdicts []checker.Verdict
+	for _, n := range append(Checkers(), "history") {
+		if c, ok := results[n]; ok {
+			verdicts = append(verdicts, c.Verdict)
+			anomalies = append(anomalies, c.Anomalies...)
+		}
+	}
+	return checker.Combine(verdicts...), anomalies
+}
+
 // summarize computes the run's figures for results.json: operations,
-// rates, faults, the longest gap and the damage taken.
+// rates, faults, availability and the damage taken.
 func summarize(h *checker.History, run Options) reports.Results {
 	var f reports.Results
 	f.Ops, f.FinalReads, f.OpsPerSec, f.Seconds, f.Nemesis = reports.Summarize(h)
-	f.LongestGap = reports.LongestGap(h)
 	f.Damage = damage(h)
 	if run.Format != "" {
 		// an import's times are its events' positions: no rate, no gap
-		f.OpsPerSec, f.Seconds, f.LongestGap, f.TimeIsOrder = 0, 0, 0, true
+		f.OpsPerSec, f.Seconds, f.TimeIsOrder = 0, 0, true
+		return f
+	}
+	if a, ok := checker.MeasureAvailability(h, run.floor().Cluster); ok {
+		f.Availability, f.LongestGap = &a, a.LongestGap.Seconds()
 	}
 	return f
 }
 
 // applicable is the checkers to run when --checkers names none (those
-// that apply to what the run has), and why a checker was not run.
+// that apply to what the run has, less the power floor if the run turned
+// it off), and why a checker was not run.
 func applicable(asked []string, run Options) ([]string, func(name string) string) {
+	names, why := applicableTo(asked, run)
+	if len(asked) > 0 || !run.NoPowerFloor {
+		return names, why
+	}
+	if names == nil {
+		names = everyChecker(run.Workload)
+	}
+	return slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == CheckPower }), func(n string) string {
+		if n == CheckPower {
+			return "turned off (--no-power-floor): the verdict rests on the other checkers alone"
+		}
+		return why(n)
+	}
+}
+
+// applicableTo is applicable before the power floor's switch.
+func applicableTo(asked []string, run Options) ([]string, func(name string) string) {
 	notAsked := func(string) string { return "not asked for (--checkers)" }
 	hist := strings.Split(historyCheckers(run.Workload), ",")
 	switch {
 	case len(asked) > 0:
 		return asked, notAsked
 	case run.Format != "":
-		return hist[:1], notAsked // an import has no nodes' logs: the history's own checker
+		// an import has no nodes' logs, and its times are its events'
+		// order: the history's own checker, and whether it stopped serving
+		return []string{hist[0], CheckLiveness}, func(n string) string {
+			if n == CheckPower {
+				return "does not apply: an imported history's times are its events' order, so its availability cannot be measured"
+			}
+			return notAsked(n)
+		}
 	case run.NoLogs:
 		return hist, func(string) string {
 			return fmt.Sprintf("does not apply: --db %s serves no committed log (the run has no logs.jsonl)", run.DB)
@@ -350,6 +399,8 @@ func (j judge) run(names []string) (map[string]checker.Result, error) {
 			}
 		case CheckStats:
 			out[n] = checker.CheckStats(j.h)
+		case CheckLiveness:
+			out[n] = checker.CheckLiveness(j.h)
 		}
 	}
 	return out, nil
@@ -374,16 +425,16 @@ func historyResult(h *checker.History) (checker.Result, bool) {
 // historyCheckers are the checkers that need the history alone.
 func historyCheckers(workload string) string {
 	if workload == "append" {
-		return "append,stats"
+		return "append,stats,liveness,power"
 	}
-	return "linearizable,stats"
+	return "linearizable,stats,liveness,power"
 }
 
 // writeVisualization writes linearizability.html (an index) and a page
 // per shown key under linearizability/.
 func writeVisualization(lay layout.Layout, lin checker.Linearizability, h *checker.History) error {
 	var shades []checker.Shade
-	for _, iv := range reports.FaultIntervals(h) {
+	for _, iv := range checker.FaultIntervals(h) {
 		shades = append(shades, checker.Shade{Start: iv.Start, End: iv.End, Label: iv.Kind, Detail: iv.Detail})
 	}
 	f, err := os.Create(lay.Linearizability())

@@ -246,7 +246,8 @@ func (r *run) start(ctx context.Context) error {
 	r.counts = &workloads.Counts{}
 	r.wcfg = workloads.Config{Nodes: nodes, Concurrency: o.Concurrency, Rate: o.Rate, Seed: o.Seed, Now: r.clock.Now,
 		History: r.hist, Counts: r.counts, Bound: o.BoundClients, Mixed: !o.BoundClients}
-	r.sched = &nemesis.Schedule{Nemeses: r.nems, Interval: o.NemesisInterval, X: r.x}
+	r.sched = &nemesis.Schedule{Nemeses: r.nems, Interval: o.NemesisInterval, X: r.x,
+		Served: r.counts.LastOK.Load, Pace: pacePerRecovery * o.recovery()}
 	if o.Replay != "" {
 		ops, err := fault.Read(replaySchedule(o.Replay))
 		if err != nil {
@@ -365,7 +366,8 @@ func (r *run) stopOnDivergence(ctx context.Context, stop func()) {
 	}
 }
 
-// heal lifts every fault and waits for a leader.
+// heal lifts every fault, waits for a leader and for every node to serve
+// again (awaitServing).
 func (r *run) heal(ctx context.Context) error {
 	if err := r.x.HealAll(ctx, "heal-all", 0); err != nil {
 		return fmt.Errorf("heal: %w", err)
@@ -385,7 +387,7 @@ func (r *run) heal(ctx context.Context) error {
 		// will say what it can; this is the target's failure, not ours.
 		r.appendEvent(history.Event{Time: r.clock.Now(), Process: history.NemesisProcess, Type: history.Info, F: "no-leader", Detail: err.Error()})
 	}
-	return nil
+	return r.awaitServing(ctx)
 }
 
 // finalReads reads every key through every node in play while the

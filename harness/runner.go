@@ -75,6 +75,20 @@ type Options struct {
 	Disk         string        `json:"disk,omitempty"`
 	Store        string        `json:"store"`
 	CheckTimeout time.Duration `json:"check_timeout"`
+	// MinAvailability is the power floor's least share of the load's
+	// seconds with an acknowledged operation (--min-availability); below
+	// it, or short of the floor's other parts, the verdict is unknown. 0:
+	// no floor on availability (runs recorded before it existed).
+	MinAvailability float64 `json:"min_availability"`
+	// NoPowerFloor turns the power floor off (--no-power-floor): the
+	// verdict rests on the checkers alone.
+	NoPowerFloor bool `json:"no_power_floor,omitempty"`
+	// LeftOut are the kinds of --nemesis all that need more nodes than
+	// the cluster has, each with why; the run goes on without them.
+	LeftOut map[string]string `json:"left_out,omitempty"`
+	// Recovery is the system's recovery time as its db tells it
+	// (db.DB.Recovery), set by Validate: the faults are paced by it.
+	Recovery time.Duration `json:"recovery,omitempty"`
 	// BoundClients starts every operation at the worker's own node.
 	BoundClients bool `json:"bound_clients,omitempty"`
 	// Spares are nodes outside the initial configuration that a membership
@@ -108,13 +122,58 @@ type Options struct {
 }
 
 // DefaultOptions are `paxtest run`'s defaults, the one place they are
-// written: the command's flags and every bench start from them.
+// written: the command's flags and every bench start from them. The
+// interval between faults is 0: the system's own pace (Validate).
 func DefaultOptions() Options {
 	return Options{
-		Nodes: 5, Nemesis: "all", Partition: nemesis.ShapeRandom, NemesisInterval: 5 * time.Second,
+		Nodes: 5, Nemesis: "all", Partition: nemesis.ShapeRandom,
 		Workload: "register", TimeLimit: 60 * time.Second, Concurrency: 10, Hosts: HostsLocal, Store: "store",
-		CheckTimeout: 2 * time.Minute, DB: "paxtest",
+		CheckTimeout: 2 * time.Minute, DB: "paxtest", MinAvailability: DefaultMinAvailability,
 	}
+}
+
+// DefaultMinAvailability is the power floor's default: a run whose load
+// had acknowledged operations in fewer than this share of its seconds is
+// unknown. Every built-in nemesis on the built-in target and on etcd
+// clears it on this machine (README, "What a run proves").
+const DefaultMinAvailability = 0.5
+
+// The pace of a run, in multiples of the system's recovery time R
+// (db.DB.Recovery): the default --nemesis-interval; how long the general
+// mix waits for an acknowledgement after a heal before it starts the
+// next fault anyway (and says so); how close to the load's end a fault
+// may end and need no acknowledgement within the load; how long a node
+// may take to serve again after the final heal before it is reported as
+// did-not-recover.
+const (
+	intervalPerRecovery = 5
+	pacePerRecovery     = 5
+	gracePerRecovery    = 3
+	servePerRecovery    = 20
+)
+
+// recovery is the run's recovery time (a second for runs recorded
+// before the db told it).
+func (o *Options) recovery() time.Duration {
+	if o.Recovery > 0 {
+		return o.Recovery
+	}
+	return time.Second
+}
+
+// asksForFaults reports whether the run was asked to inject faults.
+func (o *Options) asksForFaults() bool {
+	return (o.Nemesis != "" && o.Nemesis != "none") || o.Schedule != "" || o.Replay != ""
+}
+
+// floor is the run's power floor. Its grace is the longer of a few
+// recovery times and the interval between faults: the general mix lifts
+// each fault within an interval, so only a fault held longer (a
+// schedule's, a replay's) is asked for an acknowledgement while it is
+// in force at the load's end.
+func (o *Options) floor() checker.Floor {
+	return checker.Floor{MinAvailability: o.MinAvailability, Faults: o.asksForFaults(),
+		Grace: max(gracePerRecovery*o.recovery(), o.NemesisInterval), Cluster: checker.Cluster{Nodes: o.Nodes, Recovery: o.recovery()}}
 }
 
 // UsageError is bad input from the user (exit 254).
@@ -148,6 +207,10 @@ func (o *Options) Validate() error {
 	_, shared := sut.(db.SharedPeers)
 	_, invariants := sut.(db.InvariantReporter)
 	o.NoLogs, o.NoInvariants, o.noMembers = !logs, !invariants, !members
+	o.Recovery = sut.Recovery()
+	if o.NemesisInterval == 0 {
+		o.NemesisInterval = intervalPerRecovery * o.Recovery
+	}
 	if err := sut.Close(); err != nil { // a probe: the run opens its own
 		return err
 	}
@@ -164,13 +227,8 @@ func (o *Options) Validate() error {
 			return bad("--replay %s: %v (was it recorded by this version of paxtest?)", o.Replay, err)
 		}
 	}
-	if _, err := nemesis.Parse(o.Nemesis, o.Partition); err != nil {
-		return bad("--nemesis/--partition: %v", err)
-	}
-	if o.Schedule != "" {
-		if _, err := nemesis.ReadScript(o.Schedule); err != nil {
-			return bad("--nemesis-schedule: %v", err)
-		}
+	if err := o.validateNemeses(); err != nil {
+		return err
 	}
 	if _, err := workloads.New(o.Workload, 1, 0, 0); err != nil {
 		return bad("--workload: %v", err)
@@ -184,8 +242,11 @@ func (o *Options) Validate() error {
 	if o.TimeLimit <= 0 {
 		return bad("--time-limit must be positive, not %v", o.TimeLimit)
 	}
-	if o.NemesisInterval <= 0 {
-		return bad("--nemesis-interval must be positive, not %v", o.NemesisInterval)
+	if o.NemesisInterval < 0 {
+		return bad("--nemesis-interval must be positive (or 0 for the system's pace), not %v", o.NemesisInterval)
+	}
+	if o.MinAvailability < 0 || o.MinAvailability > 1 {
+		return bad("--min-availability %v: a share of the load's seconds, from 0 (no floor) to 1", o.MinAvailability)
 	}
 	if o.Concurrency < 1 {
 		return bad("--concurrency must be at least 1, not %d", o.Concurrency)
@@ -198,6 +259,30 @@ func (o *Options) Validate() error {
 	}
 	if o.Window < 0 {
 		return bad("--window must be positive (or 0 for the node's default), not %d", o.Window)
+	}
+	return nil
+}
+
+// validateNemeses checks --nemesis, --partition and --nemesis-schedule,
+// and that the cluster is large enough for what they name.
+func (o *Options) validateNemeses() error {
+	bad := func(format string, args ...any) error { return UsageError{fmt.Errorf(format, args...)} }
+	nems, err := nemesis.Parse(o.Nemesis, o.Partition)
+	if err != nil {
+		return bad("--nemesis/--partition: %v", err)
+	}
+	if _, _, err := nemesis.Fit(o.Nemesis, nems, o.Nodes); err != nil {
+		return bad("--nemesis %v", err)
+	}
+	if o.Schedule == "" {
+		return nil
+	}
+	sc, err := nemesis.ReadScript(o.Schedule)
+	if err != nil {
+		return bad("--nemesis-schedule: %v", err)
+	}
+	if sc.MinNodes > o.Nodes {
+		return bad("--nemesis-schedule %s needs at least %d nodes (its roles, or its option min-nodes), and --nodes %d has fewer", o.Schedule, sc.MinNodes, o.Nodes)
 	}
 	return nil
 }
@@ -352,6 +437,9 @@ func Run(ctx context.Context, o Options) (reports.Results, error) {
 	nems, err := nemesis.Parse(o.Nemesis, o.Partition)
 	if err != nil {
 		return reports.Results{}, UsageError{fmt.Errorf("--nemesis: %w", err)}
+	}
+	if nems, o.LeftOut, err = nemesis.Fit(o.Nemesis, nems, o.Nodes); err != nil {
+		return reports.Results{}, UsageError{fmt.Errorf("--nemesis %w", err)}
 	}
 	var scriptText []byte
 	if o.Schedule != "" {

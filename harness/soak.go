@@ -109,6 +109,7 @@ func Soak(ctx context.Context, o SoakOptions) ([]reports.SoakRun, error) {
 		res, err := Run(ctx, ro)
 		run := reports.SoakRun{Name: ro.Name(), Dir: res.Dir, Seed: ro.Seed, Nemesis: ro.Nemesis, Workload: ro.Workload, Bug: bug,
 			Verdict: string(res.Verdict), Seconds: time.Since(t0).Seconds()}
+		run.Power(res)
 		if err != nil {
 			run.Verdict, run.Error = "crashed", err.Error()
 		}
@@ -130,9 +131,9 @@ func Soak(ctx context.Context, o SoakOptions) ([]reports.SoakRun, error) {
 // runOptions are the options of run i of the rotation (every shard's runs
 // are places in one rotation), and the bug switch it must catch, if any.
 func (o SoakOptions) runOptions(i int) (Options, string) {
-	ro := Options{Nodes: o.Nodes, Nemesis: o.Nemeses[i%len(o.Nemeses)], Partition: "random", NemesisInterval: max(o.TimeLimit/6, time.Second),
-		Workload: o.Workloads[(i/len(o.Nemeses))%len(o.Workloads)], TimeLimit: o.TimeLimit, Concurrency: 10, Seed: o.Seed + int64(i),
-		Net: "proxy", Store: o.Store, CheckTimeout: 2 * time.Minute}
+	ro := DefaultOptions()
+	ro.Nodes, ro.Nemesis, ro.NemesisInterval = o.Nodes, o.Nemeses[i%len(o.Nemeses)], max(o.TimeLimit/6, time.Second)
+	ro.Workload, ro.TimeLimit, ro.Seed, ro.Store = o.Workloads[(i/len(o.Nemeses))%len(o.Workloads)], o.TimeLimit, o.Seed+int64(i), o.Store
 	bug := ""
 	if o.SelfCheck > 0 && i%o.SelfCheck == o.SelfCheck-1 {
 		// each switch in turn, under its best nemesis (target/bugs)

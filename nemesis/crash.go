@@ -20,6 +20,9 @@ type CrashQuorum struct{ turn int }
 // Name is the --nemesis value.
 func (*CrashQuorum) Name() string { return "crash-quorum" }
 
+// MinNodes: a cut-off leader and a quorum of others to kill.
+func (*CrashQuorum) MinNodes() int { return 3 }
+
 // Exclusive: it needs the cluster to itself.
 func (*CrashQuorum) Exclusive() bool { return true }
 

@@ -81,8 +81,10 @@ type Exec struct {
 	w       *bufio.Writer
 	f       *os.File
 	werr    error
-	count   int // ops recorded
-	leader  int // the leader last seen by the poller
+	count   int              // ops recorded
+	lifted  int64            // when the last op that lifted a fault was performed (run clock; 0: none yet)
+	struck  map[int]fault.Op // each node's last fault
+	leader  int              // the leader last seen by the poller
 	stop    chan struct{}
 	done    chan struct{}
 	cut     [][2]int
@@ -107,7 +109,7 @@ type ExecConfig struct {
 // there (the file is created, never overwritten) and polls the leader in
 // the background, so that recording an op never waits on a paused node.
 func NewExec(cfg ExecConfig) (*Exec, error) {
-	x := &Exec{Cluster: cfg.Cluster, Members: cfg.Members, Disk: cfg.Disk, Data: cfg.Data, damaged: map[int]bool{}, stopped: map[int]bool{}, Net: cfg.Net, Delays: cfg.Delays, Rand: cfg.Rand, Now: cfg.Now, paused: map[int]bool{}}
+	x := &Exec{Cluster: cfg.Cluster, Members: cfg.Members, Disk: cfg.Disk, Data: cfg.Data, damaged: map[int]bool{}, stopped: map[int]bool{}, struck: map[int]fault.Op{}, Net: cfg.Net, Delays: cfg.Delays, Rand: cfg.Rand, Now: cfg.Now, paused: map[int]bool{}}
 	schedule := cfg.Schedule
 	if schedule == "" {
 		return x, nil
@@ -139,6 +141,26 @@ func (x *Exec) poll() {
 		case <-t.C:
 		}
 	}
+}
+
+// LastFault is the last fault performed on node id (false: none).
+func (x *Exec) LastFault(id int) (fault.Op, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	op, ok := x.struck[id]
+	return op, ok
+}
+
+// Stopped reports whether node id refused to start on its damaged data:
+// heals leave it down. Like the ops, it is called one at a time.
+func (x *Exec) Stopped(id int) bool { return x.stopped[id] }
+
+// LastLift is when the last op that lifted a fault was performed (run
+// clock; 0: none yet).
+func (x *Exec) LastLift() int64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.lifted
 }
 
 func (x *Exec) knownLeader() int {
@@ -187,6 +209,16 @@ func (x *Exec) record(op fault.Op) int {
 
 // done records a performed op and hands faults and notes to Emit.
 func (x *Exec) finish(op fault.Op, err error) (fault.Op, int) {
+	x.mu.Lock()
+	if op.Lifts() && err == nil {
+		x.lifted = max(x.lifted, op.Time)
+	}
+	if op.Starts() && err == nil {
+		for _, id := range op.Touched() {
+			x.struck[id] = op
+		}
+	}
+	x.mu.Unlock()
 	index := x.record(op)
 	if x.Emit != nil && (!op.F.IsWait() || op.F == fault.Note) {
 		x.Emit(op, err)
@@ -321,12 +353,21 @@ func (x *Exec) performOnNodes(ctx context.Context, op *fault.Op) error {
 		case fault.Restart:
 			if c.IsDown(id) {
 				err = c.Restart(ctx, id)
-				if err != nil && x.damaged[id] && c.IsDown(id) && ctx.Err() == nil {
+				switch {
+				case err == nil || !didNotStart(err) || !c.IsDown(id) || ctx.Err() != nil:
+				case x.damaged[id]:
 					// its data was damaged: stopping rather than serving
 					// it is the node's right answer, and the run says so
 					stopped = append(stopped, fmt.Sprintf("n%d stopped rather than serve its damaged data: %s", id, lastLine(err.Error())))
 					op.Stopped = append(op.Stopped, id)
 					x.stopped[id] = true
+					err = nil
+				default:
+					// nothing was damaged: the node's failure, a finding
+					// of the run (did-not-recover if it stays down), not
+					// the nemesis's
+					stopped = append(stopped, fmt.Sprintf("n%d did not start again: %s", id, lastLine(err.Error())))
+					op.NotStarted = append(op.NotStarted, id)
 					err = nil
 				}
 			}
@@ -347,6 +388,14 @@ func (x *Exec) performOnNodes(ctx context.Context, op *fault.Op) error {
 		op.Note = strings.Join(stopped, "; ")
 	}
 	return nil
+}
+
+// didNotStart reports whether err says a node did not start (its
+// process exited while starting, or it never answered), as the cluster's
+// start errors do, rather than the harness failing to start it.
+func didNotStart(err error) bool {
+	var d interface{ DidNotStart() bool }
+	return errors.As(err, &d) && d.DidNotStart()
 }
 
 // await waits for what a scenario step needs: a leader, an accepted but
@@ -392,88 +441,6 @@ func (x *Exec) await(ctx context.Context, op *fault.Op) error {
 		}
 		op.Slot = st.CommitPoint
 	}
-	return nil
-}
-
-// awaitCaughtUp waits until every node of op.Nodes has reached the
-// commit point the furthest of them had when the wait began (left in
-// op.Slot). A scenario starts from there when it needs every node able to
-// propose into the same slots: a leader proposes only up to α slots past
-// its own commit point.
-func (x *Exec) awaitCaughtUp(ctx context.Context, op *fault.Op) error {
-	op.Slot = 0
-	for _, id := range op.Nodes {
-		st, err := x.Cluster.Status(ctx, id)
-		if err != nil {
-			return abandon("n%d's status is unreadable: %v", id, err)
-		}
-		op.Slot = max(op.Slot, st.CommitPoint)
-	}
-	behind := ""
-	if !pollUntil(ctx, x.within(op, 3*time.Second), 5*time.Millisecond, func() bool {
-		for _, id := range op.Nodes {
-			st, err := x.Cluster.Status(ctx, id)
-			switch {
-			case err != nil:
-				behind = fmt.Sprintf("n%d's status is unreadable (%v)", id, err)
-			case st.CommitPoint < op.Slot:
-				behind = fmt.Sprintf("n%d's commit point (%d) did not reach slot %d", id, st.CommitPoint, op.Slot)
-			default:
-				continue
-			}
-			return false
-		}
-		return true
-	}) {
-		return abandon("%s", behind)
-	}
-	return nil
-}
-
-// awaitNewAccepted waits until op.Node accepts an entry it did not hold
-// when the wait began, in a slot it has not seen chosen, and leaves in
-// op.Slot the slot before the first such one. What it held before is
-// passed over: it was sent before the steps that came just before the
-// wait (a cut), and may have reached, and been chosen on, the other side.
-func (x *Exec) awaitNewAccepted(ctx context.Context, op *fault.Op) error {
-	st, err := x.Cluster.Status(ctx, op.Node)
-	if err != nil {
-		return abandon("n%d's status is unreadable: %v", op.Node, err)
-	}
-	held := max(st.CommitPoint, st.MaxSlot)
-	if !pollUntil(ctx, x.within(op, 3*time.Second), 5*time.Millisecond, func() bool {
-		st, err = x.Cluster.Status(ctx, op.Node)
-		return err == nil && (st.MaxSlot > held || st.CommitPoint > held)
-	}) {
-		return abandon("n%d accepted no new entry after slot %d", op.Node, held)
-	}
-	if st.CommitPoint > held {
-		return abandon("n%d already saw its new slot %d chosen", op.Node, held+1)
-	}
-	op.Slot = held
-	return nil
-}
-
-// awaitAcceptedIn waits until op.Node holds an entry in slot op.Slot that
-// it has not seen chosen, and leaves in op.Slot the slot before it, as the
-// plain await-accepted does. A node that saw the slot chosen abandons the
-// attempt: what it holds there can no longer differ from what was chosen.
-func (x *Exec) awaitAcceptedIn(ctx context.Context, op *fault.Op) error {
-	target := op.Slot
-	var st api.Status
-	chosen := false
-	if !pollUntil(ctx, x.within(op, 3*time.Second), 5*time.Millisecond, func() bool {
-		var err error
-		st, err = x.Cluster.Status(ctx, op.Node)
-		chosen = err == nil && st.CommitPoint >= target
-		return chosen || err == nil && st.MaxSlot >= target
-	}) {
-		return abandon("n%d accepted nothing in slot %d (its entries end at slot %d)", op.Node, target, st.MaxSlot)
-	}
-	if chosen {
-		return abandon("n%d already saw slot %d chosen", op.Node, target)
-	}
-	op.Slot = target - 1
 	return nil
 }
 

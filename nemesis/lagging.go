@@ -20,6 +20,9 @@ type ElectLagging struct{ turn int }
 // Name is the --nemesis value.
 func (*ElectLagging) Name() string { return "elect-lagging" }
 
+// MinNodes: a leader, a node left behind, and others to elect it.
+func (*ElectLagging) MinNodes() int { return 3 }
+
 // Exclusive: it needs the cluster to itself.
 func (*ElectLagging) Exclusive() bool { return true }
 

@@ -17,6 +17,9 @@ type SlowLinks struct{}
 // Name is the --nemesis value.
 func (*SlowLinks) Name() string { return "slow-links" }
 
+// MinNodes: a link needs two nodes.
+func (*SlowLinks) MinNodes() int { return 2 }
+
 // Start slows one node's links.
 func (*SlowLinks) Start(ctx context.Context, x *Exec) error {
 	if !x.CanDelay() {
@@ -54,6 +57,9 @@ type ResetLinks struct{}
 
 // Name is the --nemesis value.
 func (*ResetLinks) Name() string { return "reset-links" }
+
+// MinNodes: a link needs two nodes.
+func (*ResetLinks) MinNodes() int { return 2 }
 
 // Start resets one node's connections.
 func (*ResetLinks) Start(ctx context.Context, x *Exec) error {

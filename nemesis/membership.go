@@ -33,6 +33,9 @@ type Membership struct {
 // Name is the --nemesis value.
 func (*Membership) Name() string { return "membership" }
 
+// MinNodes: it keeps at least three members.
+func (*Membership) MinNodes() int { return 3 }
+
 // NeedsSpares: every change but a removal starts a spare.
 func (*Membership) NeedsSpares() bool { return true }
 

@@ -327,8 +327,11 @@ func TestDataIsDamagedOnlyWhileItsNodeIsDownAndANodeThatThenRefusesStaysDown(t *
 	require.NoError(t, err)
 	f.down[3] = true
 	f.failRestart[3] = true
-	_, err = x.Perform(context.Background(), fault.Op{F: fault.Restart, Nodes: []int{3}})
-	require.Error(t, err, "a node whose data was not damaged must start")
+	got, err = x.Perform(context.Background(), fault.Op{F: fault.Restart, Nodes: []int{3}})
+	require.NoError(t, err, "a node that does not start on undamaged data is the run's finding, not the nemesis's failure")
+	require.Equal(t, []int{3}, got.NotStarted)
+	require.Contains(t, got.Note, "n3 did not start again: corrupt record at offset 75")
+	require.True(t, f.down[3], "it stays down")
 
 	_, err = x.Perform(context.Background(), fault.Op{F: fault.Repair, Node: 3})
 	require.ErrorContains(t, err, "nothing to take back", "only damage a node refused is taken back")

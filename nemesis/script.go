@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,7 @@ import (
 //	sleep D
 //	note TEXT                      a history event; {R} is replaced by R's node
 //	option bound-clients           clients start every operation at their own node
+//	option min-nodes N             the script needs at least N nodes (more than its roles show)
 //
 // Membership steps (the cluster needs spare nodes: --spares, automatic for
 // the membership nemeses):
@@ -66,6 +68,9 @@ type Script struct {
 	Name         string
 	Ops          []fault.Op
 	BoundClients bool
+	// MinNodes is the fewest nodes the script can run on: the larger of
+	// its "option min-nodes N" and what its roles need (minNodes).
+	MinNodes int
 }
 
 //go:embed scripts/*.pax
@@ -115,10 +120,9 @@ func ParseScript(name string, r io.Reader) (*Script, error) {
 			continue
 		}
 		if f[0] == "option" {
-			if len(f) != 2 || f[1] != "bound-clients" {
-				return nil, fmt.Errorf("line %d (%s): the only option is bound-clients", line, strings.TrimSpace(text))
+			if err := s.option(f[1:]); err != nil {
+				return nil, fmt.Errorf("line %d (%s): %w", line, strings.TrimSpace(text), err)
 			}
-			s.BoundClients = true
 			continue
 		}
 		op, err := parseStep(f[0], f[1:])
@@ -137,7 +141,65 @@ func ParseScript(name string, r io.Reader) (*Script, error) {
 	if len(s.Ops) == 0 {
 		return nil, fmt.Errorf("no steps")
 	}
+	s.MinNodes = max(s.MinNodes, minNodes(s.Ops))
 	return s, nil
+}
+
+// option reads an option line: bound-clients, or min-nodes N.
+func (s *Script) option(a []string) error {
+	switch {
+	case len(a) == 1 && a[0] == "bound-clients":
+		s.BoundClients = true
+	case len(a) == 2 && a[0] == "min-nodes":
+		n, err := strconv.Atoi(a[1])
+		if err != nil || n < 1 {
+			return fmt.Errorf("min-nodes %q: a positive number of nodes", a[1])
+		}
+		s.MinNodes = n
+	default:
+		return errors.New("the options are bound-clients and min-nodes N")
+	}
+	return nil
+}
+
+// minNodes is the fewest nodes a script's roles need, read off its steps:
+// leader, pick (from the unbound nodes) and await-leader among unbound
+// each bind a node no other role holds; a partition or cut with a rest
+// needs one node beyond those of its roles; require-members K needs K. A
+// script whose attempts also need a quorum among what is left says so
+// with "option min-nodes N".
+func minNodes(ops []fault.Op) int {
+	bound, need := map[string]bool{}, 1
+	for _, op := range ops {
+		sel := op.Sel
+		fresh := op.F == fault.AwaitLeader && (slices.Equal(sel.Set, []string{"all"}) || slices.Equal(sel.Set, []string{"unbound"})) ||
+			op.F == fault.Pick && len(sel.Set) == 0
+		for _, r := range sel.Bind {
+			if fresh {
+				bound[r] = true
+			}
+		}
+		if op.F == fault.RequireMembers {
+			need = max(need, sel.Count)
+		}
+		need = max(need, len(bound))
+		if slices.ContainsFunc(sel.Groups, func(g []string) bool { return slices.Contains(g, "rest") }) {
+			named := map[string]bool{}
+			for _, g := range sel.Groups {
+				for _, r := range g {
+					named[r] = bound[r]
+				}
+			}
+			n := 0
+			for _, b := range named {
+				if b {
+					n++
+				}
+			}
+			need = max(need, n+1)
+		}
+	}
+	return need
 }
 
 func roles(xs []string) error {
@@ -456,6 +518,15 @@ func FromScripts(label string, names ...string) (*Scripted, error) {
 
 // Name is the --nemesis value.
 func (s *Scripted) Name() string { return s.Label }
+
+// MinNodes is the most any of its scripts needs.
+func (s *Scripted) MinNodes() int {
+	n := 1
+	for _, sc := range s.Scripts {
+		n = max(n, sc.MinNodes)
+	}
+	return n
+}
 
 // Exclusive: a scenario needs the cluster healed and to itself.
 func (*Scripted) Exclusive() bool { return true }

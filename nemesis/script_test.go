@@ -105,11 +105,18 @@ func (f *fakeCluster) Restart(_ context.Context, id int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failRestart[id] {
-		return fmt.Errorf("node n%d exited while starting; its log says:\nreplayed\ncorrupt record at offset 75", id)
+		return startFailure(fmt.Sprintf("node n%d exited while starting; its log says:\nreplayed\ncorrupt record at offset 75", id))
 	}
 	f.down[id] = false
 	return nil
 }
+
+// startFailure is a node's failure to start, as the cluster reports it.
+type startFailure string
+
+func (e startFailure) Error() string     { return string(e) }
+func (e startFailure) DidNotStart() bool { return true }
+
 func (f *fakeCluster) Pause(id int) error  { f.act("pause n" + itoa(id)); return nil }
 func (f *fakeCluster) Resume(id int) error { f.act("resume n" + itoa(id)); return nil }
 func (f *fakeCluster) Host(int) string     { return "127.0.0.1" }
@@ -217,7 +224,8 @@ func TestParseScriptNamesTheBadLineAndWhatToWrite(t *testing.T) {
 		{"corrupt L1 melt\n", "want: corrupt ROLE bitflip|truncate [FILE [OFFSET]]"},
 		{"corrupt L1 bitflip wal.log -3\n", `offset "-3": a byte of the file, from 0`},
 		{"repair L1 L2\n", "want: repair ROLE"},
-		{"option fast\n", "the only option is bound-clients"},
+		{"option fast\n", "the options are bound-clients and min-nodes N"},
+		{"option min-nodes none\n", `min-nodes "none": a positive number of nodes`},
 		{"require-members three\n", "want: require-members COUNT"},
 		{"spare\n", "want: spare ROLE"},
 		{"spare members\n", `"members" is not a role name`},

@@ -20,6 +20,36 @@ type SoakRun struct {
 	Anomalies []string `json:"anomalies,omitempty"`
 	Error     string   `json:"error,omitempty"`
 	Trimmed   bool     `json:"trimmed,omitempty"`
+	// Availability is the share of the load's seconds served, and of the
+	// time a majority of the nodes was up; LongestGap and Recovery (the
+	// median after a fault) in seconds; Shortfall what the power floor
+	// said of an unknown run.
+	Availability  float64 `json:"availability"`
+	ServableShare float64 `json:"servable_share"`
+	LongestGap    float64 `json:"longest_gap_s"`
+	Recovery      float64 `json:"recovery_median_s"`
+	Shortfall     string  `json:"shortfall,omitempty"`
+}
+
+// Power fills the run's availability figures from its results.
+func (r *SoakRun) Power(res Results) {
+	if a := res.Availability; a != nil {
+		r.Availability, r.ServableShare, r.LongestGap = a.Share, a.ServableShare, a.LongestGap.Seconds()
+		r.Recovery = Recoveries(a.Faults).Median
+	}
+	if p, ok := res.Checkers["power"]; ok && p.Verdict != "valid" {
+		r.Shortfall = p.Detail
+	}
+}
+
+// availability is the line the JUnit output gives a run ("" for one
+// that crashed: it measured nothing).
+func (r SoakRun) availability() string {
+	if r.Verdict == "crashed" {
+		return ""
+	}
+	return fmt.Sprintf("availability %.0f%% (%.0f%% of the time a majority was up); longest gap %.2f s; recovery median %.2f s",
+		100*r.Availability, 100*r.ServableShare, r.LongestGap, r.Recovery)
 }
 
 // Passed reports whether the run is a pass: valid on the correct build, or
@@ -67,8 +97,9 @@ func WriteJUnit(w io.Writer, runs []SoakRun) error {
 	var total float64
 	for _, r := range runs {
 		total += r.Seconds
-		c := junitCase{Class: "paxtest." + r.Workload, Name: fmt.Sprintf("%s seed %d", r.Name, r.Seed), Time: fmt.Sprintf("%.3f", r.Seconds), Out: r.Dir}
-		body := fmt.Sprintf("run directory: %s\n%s", r.Dir, strings.Join(r.Anomalies, "\n"))
+		c := junitCase{Class: "paxtest." + r.Workload, Name: fmt.Sprintf("%s seed %d", r.Name, r.Seed), Time: fmt.Sprintf("%.3f", r.Seconds),
+			Out: strings.TrimSpace(r.Dir + "\n" + r.availability())}
+		body := strings.Join(append([]string{"run directory: " + r.Dir, r.availability()}, r.Anomalies...), "\n")
 		switch {
 		case r.Passed():
 		case r.Verdict == "crashed":
@@ -76,7 +107,11 @@ func WriteJUnit(w io.Writer, runs []SoakRun) error {
 			c.Error = &junitMessage{Message: "the harness failed: " + r.Error, Type: "crashed", Body: body}
 		case r.Verdict == "unknown":
 			s.Errors++
-			c.Error = &junitMessage{Message: "verdict unknown: the checks could not decide (" + r.Dir + ")", Type: "unknown", Body: body}
+			why := "the checks could not decide"
+			if r.Shortfall != "" {
+				why = r.Shortfall
+			}
+			c.Error = &junitMessage{Message: "verdict unknown: " + why + " (" + r.Dir + ")", Type: "unknown", Body: body}
 		case r.Bug != "":
 			s.Failures++
 			c.Failure = &junitMessage{Message: fmt.Sprintf("self-check: bug switch %s was not caught (%s)", r.Bug, r.Dir), Type: "missed", Body: body}

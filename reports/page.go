@@ -61,6 +61,10 @@ func Explain(kind string) string {
 		return "A read holds the same appended value twice: one append took effect twice."
 	case checker.KindPhantomValue:
 		return "A read holds a value that no client ever appended."
+	case checker.KindDidNotRecover:
+		return "A liveness finding: once every fault was healed, a node (or the whole cluster) did not serve again within the bound set by the system's recovery time, although no damage was injected that it could rightly refuse."
+	case checker.KindNeverSucceeded:
+		return "A liveness finding: a kind of operation was invoked many times and never once succeeded."
 	}
 	return "See the detail and evidence."
 }
@@ -231,26 +235,16 @@ type chartData struct {
 	RateFail []int       `json:"rate_fail"`
 	RateInfo []int       `json:"rate_info"`
 	Faults   []faultView `json:"faults"`
-	Matrix   []matrix    `json:"matrices"`
+	// Unserved are the load's seconds without an acknowledged operation,
+	// drawn on the throughput plot.
+	Unserved []checker.Span `json:"unserved"`
+	Matrix   []matrix       `json:"matrices"`
 }
 
 type faultView struct {
 	Start float64 `json:"start"`
 	End   float64 `json:"end"`
 	Label string  `json:"label"`
-}
-
-// FaultIntervals are the intervals the fault ops among a history's
-// nemesis events put faults in force; one still in force at the end
-// lasts until the last event.
-func FaultIntervals(h *checker.History) []fault.Interval {
-	var ops []fault.Op
-	for _, e := range h.Nemesis {
-		if op, ok := fault.FromEvent(e.F, e.Value); ok {
-			ops = append(ops, op)
-		}
-	}
-	return fault.Intervals(ops, h.Last)
 }
 
 // maxPoints bounds the latency scatter, so a million-operation report stays
@@ -319,7 +313,7 @@ func charts(h *checker.History) chartData {
 		}
 		d.LatOK, d.LatFail, d.LatInfo = append(d.LatOK, ok), append(d.LatFail, fail), append(d.LatInfo, info)
 	}
-	for _, iv := range FaultIntervals(h) {
+	for _, iv := range checker.FaultIntervals(h) {
 		d.Faults = append(d.Faults, faultView{float64(iv.Start) / 1e9, float64(iv.End) / 1e9, strings.TrimSpace(iv.Kind + " " + fault.Names(iv.Nodes))})
 	}
 	sort.Slice(d.Faults, func(i, j int) bool { return d.Faults[i].Start < d.Faults[j].Start })
@@ -338,12 +332,16 @@ type anomalyView struct {
 func RenderIndex(w io.Writer, p Page) error {
 	t, err := template.New("index").Funcs(template.FuncMap{
 		"upper": func(v checker.Verdict) string { return strings.ToUpper(string(v)) },
+		"pct":   func(f float64) float64 { return 100 * f },
 		"secs":  func(ns int64) string { return fmt.Sprintf("%.3fs", float64(ns)/1e9) },
 	}).Parse(indexTmpl)
 	if err != nil {
 		return fmt.Errorf("parse report template: %w", err)
 	}
 	data := charts(p.History)
+	if a := p.Results.Availability; a != nil {
+		data.Unserved = a.Unserved
+	}
 	views := anomalyViews(p, &data)
 	cfgRows, err := configRows(p.Results.Config)
 	if err != nil {
@@ -365,6 +363,7 @@ func RenderIndex(w io.Writer, p Page) error {
 		"Checkers":  checkers,
 		"Anomalies": views,
 		"Kinds":     kindViews(views, p.Results.Anomalies),
+		"Faults":    faultRows(p.Results.Availability),
 		"HasMatrix": len(data.Matrix) > 0,
 		"More":      len(p.Results.Anomalies) - len(views),
 		"NodeLogs":  p.NodeLogs,
@@ -407,10 +406,41 @@ func anomalyViews(p Page, data *chartData) []anomalyView {
 
 // kindView is one kind of anomaly: how many, and the first shown.
 type kindView struct {
-	Kind    string
-	Count   int
-	Explain string
-	First   anomalyView
+	Kind     string
+	Count    int
+	Explain  string
+	First    anomalyView
+	Liveness bool // the system stopped serving, as opposed to a safety violation
+}
+
+// faultRow is one fault in the availability table.
+type faultRow struct {
+	checker.FaultFigure
+	Name     string
+	Recovery string
+}
+
+// faultRows are the availability table's rows: each fault, its
+// acknowledgements while in force and its recovery.
+func faultRows(a *checker.Availability) []faultRow {
+	if a == nil {
+		return nil
+	}
+	var out []faultRow
+	for _, f := range a.Faults {
+		r := faultRow{FaultFigure: f, Name: strings.TrimSpace(f.Kind + " " + fault.Names(f.Nodes)), Recovery: "did not recover"}
+		if f.Attempt {
+			r.Name = "attempt of " + r.Name
+		}
+		if f.Recovered() {
+			r.Recovery = fmt.Sprintf("%.2f", f.Recovery)
+		}
+		if f.AfterLoad && f.Recovered() {
+			r.Recovery += " (final reads)"
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func kindViews(views []anomalyView, all []checker.Anomaly) []*kindView {
@@ -418,7 +448,7 @@ func kindViews(views []anomalyView, all []checker.Anomaly) []*kindView {
 	byKind := map[string]*kindView{}
 	for _, v := range views {
 		if byKind[v.Kind] == nil {
-			k := &kindView{Kind: v.Kind, Explain: v.Explain, First: v}
+			k := &kindView{Kind: v.Kind, Explain: v.Explain, First: v, Liveness: checker.IsLiveness(v.Kind)}
 			byKind[v.Kind] = k
 			kinds = append(kinds, k)
 		}

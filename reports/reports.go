@@ -5,7 +5,6 @@
 package reports
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,10 +12,10 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/paxtest/paxtest/checker"
 	"github.com/paxtest/paxtest/checker/history"
-	"github.com/paxtest/paxtest/nemesis/fault"
 )
 
 // OpCounts counts client operations by outcome.
@@ -35,10 +34,6 @@ type NemesisEvent struct {
 	Targets []int   `json:"targets,omitempty"`
 	Detail  string  `json:"detail,omitempty"`
 	Error   string  `json:"error,omitempty"`
-	// RecoverySeconds, on a fault's start: the time until the first
-	// operation invoked after it was acknowledged (-1: none was).
-	RecoverySeconds float64 `json:"recovery_s,omitempty"`
-	starts          bool    // the event puts a fault in force
 }
 
 // Results is results.json.
@@ -58,15 +53,23 @@ type Results struct {
 	OpsPerSec  float64           `json:"ops_per_sec"` // acknowledged operations per second, final reads excluded
 	Seconds    float64           `json:"seconds"`     // from the first to the last event
 	Nemesis    []NemesisEvent    `json:"nemesis_events"`
-	// LongestGap is the longest time between two acknowledged operations
-	// of the main phase, in seconds: the worst unavailability.
+	// LongestGap is the longest time without an acknowledged operation
+	// in the main phase, in seconds, the load's two ends included: the
+	// worst unavailability (Availability.LongestGap, where it was).
 	LongestGap float64 `json:"longest_gap_s"`
+	// Availability is how much of the load the system served, and each
+	// fault's acknowledgements and recovery (nil: an imported history,
+	// whose times are its events' order, or no main phase).
+	Availability *checker.Availability `json:"availability,omitempty"`
 	// TimeIsOrder: the history was imported without real times (its
 	// events' order is its time), so no rate or gap is measured.
 	TimeIsOrder bool `json:"time_is_order,omitempty"`
 	// Damage lists what the corrupt faults damaged, and the nodes that
 	// then refused to start (and why, in their own words).
 	Damage []string `json:"damage,omitempty"`
+	// LeftOut are the nemeses of --nemesis all the run left out, and why
+	// (they need more nodes than it had).
+	LeftOut map[string]string `json:"left_out,omitempty"`
 	// Replay, for a replayed run: how closely it followed the recording.
 	Replay json.RawMessage `json:"replay,omitempty"`
 }
@@ -81,9 +84,7 @@ func Summarize(h *checker.History) (ops, final OpCounts, opsPerSec, seconds floa
 	}
 	for _, e := range h.Nemesis {
 		at(e.Time)
-		op, isOp := fault.FromEvent(e.F, e.Value)
-		nem = append(nem, NemesisEvent{Time: e.Time, Seconds: float64(e.Time) / 1e9, F: e.F, Targets: e.Targets, Detail: e.Detail, Error: e.Error,
-			starts: isOp && op.Starts()})
+		nem = append(nem, NemesisEvent{Time: e.Time, Seconds: float64(e.Time) / 1e9, F: e.F, Targets: e.Targets, Detail: e.Detail, Error: e.Error})
 	}
 	for i := range h.Ops {
 		op := &h.Ops[i]
@@ -112,64 +113,7 @@ func Summarize(h *checker.History) (ops, final OpCounts, opsPerSec, seconds floa
 	if nem == nil {
 		nem = []NemesisEvent{}
 	}
-	recovery(h, nem)
 	return
-}
-
-// recovery fills RecoverySeconds of each fault start: how long until an
-// operation invoked after it was acknowledged.
-func recovery(h *checker.History, nem []NemesisEvent) {
-	starts := false
-	for i := range nem {
-		starts = starts || nem[i].starts
-	}
-	if !starts {
-		return
-	}
-	type ack struct{ invoke, done int64 }
-	acks := make([]ack, 0, len(h.Ops))
-	for i := range h.Ops {
-		if op := &h.Ops[i]; !op.Final && op.Type == history.OK {
-			acks = append(acks, ack{op.Call, op.Return})
-		}
-	}
-	slices.SortFunc(acks, func(a, b ack) int { return cmp.Compare(a.invoke, b.invoke) })
-	// soonest[i]: the earliest acknowledgement of an op invoked at acks[i] or later
-	soonest := make([]int64, len(acks)+1)
-	soonest[len(acks)] = -1
-	for i := len(acks) - 1; i >= 0; i-- {
-		soonest[i] = acks[i].done
-		if next := soonest[i+1]; next >= 0 && next < soonest[i] {
-			soonest[i] = next
-		}
-	}
-	for i := range nem {
-		if !nem[i].starts {
-			continue
-		}
-		j := sort.Search(len(acks), func(k int) bool { return acks[k].invoke > nem[i].Time })
-		nem[i].RecoverySeconds = -1
-		if soonest[j] >= 0 {
-			nem[i].RecoverySeconds = float64(soonest[j]-nem[i].Time) / 1e9
-		}
-	}
-}
-
-// LongestGap returns the longest time, in seconds, between consecutive
-// acknowledgements of the main phase.
-func LongestGap(h *checker.History) float64 {
-	done := make([]int64, 0, len(h.Ops))
-	for i := range h.Ops {
-		if op := &h.Ops[i]; !op.Final && op.Type == history.OK {
-			done = append(done, op.Return)
-		}
-	}
-	slices.Sort(done)
-	var gap int64
-	for i := 1; i < len(done); i++ {
-		gap = max(gap, done[i]-done[i-1])
-	}
-	return float64(gap) / 1e9
 }
 
 // WriteJSON writes v as indented JSON to path, through a temporary file so
@@ -197,7 +141,16 @@ func Summary(w io.Writer, r Results) {
 		fmt.Fprintf(w, "nemesis events: %d\n", len(r.Nemesis))
 	} else {
 		fmt.Fprintf(w, "operations: %d ok, %d fail, %d info; %.0f acknowledged ops/s\n", r.Ops.OK, r.Ops.Fail, r.Ops.Info, r.OpsPerSec)
-		fmt.Fprintf(w, "nemesis events: %d; longest gap between acknowledgements %.2fs\n", len(r.Nemesis), r.LongestGap)
+		fmt.Fprintf(w, "nemesis events: %d\n", len(r.Nemesis))
+		availabilitySummary(w, r.Availability)
+	}
+	if len(r.LeftOut) > 0 {
+		var left []string
+		for n, why := range r.LeftOut {
+			left = append(left, n+" ("+why+")")
+		}
+		sort.Strings(left)
+		fmt.Fprintf(w, "left out of --nemesis all: %s\n", strings.Join(left, ", "))
 	}
 	names := make([]string, 0, len(r.Checkers))
 	for n := range r.Checkers {
@@ -208,31 +161,117 @@ func Summary(w io.Writer, r Results) {
 		c := r.Checkers[n]
 		fmt.Fprintf(w, "  %-16s %-8s %s\n", n, c.Verdict, c.Detail)
 	}
-	for i, a := range r.Anomalies {
-		if i == 10 {
-			fmt.Fprintf(w, "  ... %d more anomalies in results.json\n", len(r.Anomalies)-10)
-			break
-		}
-		fmt.Fprintf(w, "  ! %s: %s\n", a.Kind, a.Detail)
-	}
+	findings(w, r.Anomalies)
 	for _, d := range r.Damage {
 		fmt.Fprintf(w, "  damage: %s\n", d)
 	}
-	if len(r.Replay) > 0 {
-		var rp struct {
-			Steps, Executed, Remapped, Errors int
-			MaxLateMs                         float64 `json:"max_late_ms"`
-			MedianLate                        float64 `json:"median_late_ms"`
-		}
-		if err := json.Unmarshal(r.Replay, &rp); err != nil {
-			fmt.Fprintf(w, "replay: unreadable in results.json: %v\n", err)
-		} else {
-			fmt.Fprintf(w, "replay: %d of %d recorded steps executed, %d remapped onto the current leader, %d errors; lateness median %.1f ms, max %.1f ms\n",
-				rp.Executed, rp.Steps, rp.Remapped, rp.Errors, rp.MedianLate, rp.MaxLateMs)
-		}
-	}
+	replaySummary(w, r.Replay)
 	if r.Interrupted {
 		fmt.Fprintln(w, "the run was interrupted: the history is a prefix and the final logs may be missing")
 	}
 	fmt.Fprintf(w, "verdict: %s\n", r.Verdict)
+}
+
+// availabilitySummary writes what the load served: its share, the
+// longest gap and what was in force then, and how the faults recovered.
+func availabilitySummary(w io.Writer, a *checker.Availability) {
+	if a == nil {
+		fmt.Fprintln(w, "availability: no main phase")
+		return
+	}
+	g := a.LongestGap
+	servable := ""
+	if a.Servable < a.Load.Seconds()-1e-9 {
+		servable = fmt.Sprintf("; %.0f%% of the %.1f s a majority of the nodes was up", 100*a.ServableShare, a.Servable)
+	}
+	fmt.Fprintf(w, "availability: served %.1f of %.1f s (%.0f%%%s); longest gap %.2fs (%.1f-%.1f s, %s)\n",
+		a.Served, a.Load.Seconds(), 100*a.Share, servable, g.Seconds(), g.Start, g.End, orNone(g.During, "no fault in force"))
+	if len(a.PerNode) > 1 {
+		var nodes []string
+		for n := range a.PerNode {
+			nodes = append(nodes, n)
+		}
+		sort.Strings(nodes)
+		for i, n := range nodes {
+			nodes[i] = fmt.Sprintf("%s %.0f%%", n, 100*a.PerNode[n])
+		}
+		fmt.Fprintf(w, "  served by: %s\n", strings.Join(nodes, ", "))
+	}
+	if len(a.Faults) > 0 {
+		rec := Recoveries(a.Faults)
+		fmt.Fprintf(w, "  faults: %d; recovery after each: median %.2fs, max %.2fs; did not recover: %d\n",
+			len(a.Faults), rec.Median, rec.Max, rec.Missed)
+	}
+}
+
+// RecoveryFigures sum up the recoveries of a run's faults.
+type RecoveryFigures struct {
+	Median, Max float64 // seconds, over the faults that recovered
+	Missed      int     // faults no acknowledgement followed
+}
+
+// Recoveries are the median and longest recovery of faults, and how many
+// did not recover.
+func Recoveries(faults []checker.FaultFigure) RecoveryFigures {
+	var rs []float64
+	var out RecoveryFigures
+	for _, f := range faults {
+		if !f.Recovered() {
+			out.Missed++
+			continue
+		}
+		rs = append(rs, f.Recovery)
+	}
+	if len(rs) > 0 {
+		slices.Sort(rs)
+		out.Median, out.Max = rs[len(rs)/2], rs[len(rs)-1]
+	}
+	return out
+}
+
+func orNone(s, none string) string {
+	if s == "" {
+		return none
+	}
+	return "during " + s
+}
+
+// findings writes the anomalies, safety violations apart from liveness
+// findings (the system stopped serving).
+func findings(w io.Writer, all []checker.Anomaly) {
+	for _, liveness := range []bool{false, true} {
+		shown := 0
+		for _, a := range all {
+			if checker.IsLiveness(a.Kind) != liveness {
+				continue
+			}
+			if shown == 10 {
+				fmt.Fprintln(w, "  ... more in results.json")
+				break
+			}
+			if shown == 0 {
+				fmt.Fprintf(w, "%s findings:\n", map[bool]string{false: "safety", true: "liveness"}[liveness])
+			}
+			shown++
+			fmt.Fprintf(w, "  ! %s: %s\n", a.Kind, a.Detail)
+		}
+	}
+}
+
+// replaySummary says how closely a replay followed its recording.
+func replaySummary(w io.Writer, replay json.RawMessage) {
+	if len(replay) == 0 {
+		return
+	}
+	var rp struct {
+		Steps, Executed, Remapped, Errors int
+		MaxLateMs                         float64 `json:"max_late_ms"`
+		MedianLate                        float64 `json:"median_late_ms"`
+	}
+	if err := json.Unmarshal(replay, &rp); err != nil {
+		fmt.Fprintf(w, "replay: unreadable in results.json: %v\n", err)
+		return
+	}
+	fmt.Fprintf(w, "replay: %d of %d recorded steps executed, %d remapped onto the current leader, %d errors; lateness median %.1f ms, max %.1f ms\n",
+		rp.Executed, rp.Steps, rp.Remapped, rp.Errors, rp.MedianLate, rp.MaxLateMs)
 }

@@ -75,8 +75,21 @@ type Recorder interface {
 	Append(history.Event) (history.Event, error)
 }
 
-// Counts are live operation counts, for progress and results.
-type Counts struct{ OK, Fail, Info atomic.Int64 }
+// Counts are live operation counts, for progress and results, and when
+// an operation was last acknowledged (the run clock's time), which paces
+// the nemesis.
+type Counts struct{ OK, Fail, Info, LastOK atomic.Int64 }
+
+// acknowledged counts an acknowledged operation completed at t.
+func (c *Counts) acknowledged(t int64) {
+	c.OK.Add(1)
+	for {
+		last := c.LastOK.Load()
+		if t <= last || c.LastOK.CompareAndSwap(last, t) {
+			return
+		}
+	}
+}
 
 // Conn performs one operation on one node, answering as the target's
 // client port does (a db.Client).
@@ -345,7 +358,7 @@ func (c *client) do(ctx context.Context, op Op, final bool) (string, api.Respons
 	}
 	switch typ {
 	case history.OK:
-		c.cfg.Counts.OK.Add(1)
+		c.cfg.Counts.acknowledged(done.Time)
 	case history.Fail:
 		c.cfg.Counts.Fail.Add(1)
 	case history.Info:

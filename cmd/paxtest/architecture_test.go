@@ -35,7 +35,7 @@ var mayImport = map[string][]string{
 	"nemesis/fault":     nil,
 	"nemesis/network":   nil,
 	"workloads":         {"checker/history", "target/api"},
-	"checker":           {"checker/history", "target/api"},
+	"checker":           {"checker/history", "nemesis/fault", "target/api", "target/quorum"},
 	"checker/history":   nil,
 	"reports":           {"checker", "harness/layout", "nemesis/fault"},
 	"target/server":     {"target/"},

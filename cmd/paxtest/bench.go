@@ -18,7 +18,44 @@ func newCmdBench(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Measure paxtest: bug-finding power (detect, mutants), the cost of α (window), check speed, systems side by side (compare)",
 	}
 	cmd.AddCommand(newCmdBenchDetect(stdout, stderr), newCmdBenchWindow(stdout, stderr), newCmdBenchMutants(stdout, stderr), newCmdBenchCheck(stdout, stderr), newCmdBenchPorcupine(stdout),
-		newCmdBenchCompare(stdout, stderr))
+		newCmdBenchCompare(stdout, stderr), newCmdBenchPower(stdout, stderr))
+	return cmd
+}
+
+func newCmdBenchPower(stdout, stderr io.Writer) *cobra.Command {
+	o := harness.PowerOptions{}
+	cmd := &cobra.Command{
+		Use:   "power",
+		Short: "What runs exercise: availability, recovery and the power floor's verdicts per system, size and nemesis",
+		Long: `Runs every --db on every --nodes size under each nemesis that fits the size (or --nemeses),
+and the general mix, --runs runs of --time-limit each with the default options. Prints, per cell,
+the median share of the load served and of the time a majority of the nodes was up (the power
+floor's measure, with its lowest run), the median and longest recovery after a fault, the faults
+no acknowledgement followed, and the verdicts; writes power.md and power.json under
+--store/bench-power-<time>/. The floor's defaults are chosen from it: every cell should be valid.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Progress = stderr
+			ctx, stop := interruptible(cmd.Context())
+			defer stop()
+			started := time.Now()
+			cells, err := harness.BenchPower(ctx, o)
+			if err != nil {
+				return err
+			}
+			table := harness.PowerTable(cells, o)
+			dir, err := harness.WritePower(o.Store, started, cells, table)
+			return printBench(stdout, table, dir, err)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&o.DBs, "db", []string{"paxtest", "etcd"}, "the systems, comma-separated")
+	f.IntSliceVar(&o.Nodes, "nodes", []int{1, 3, 5}, "cluster sizes")
+	f.StringSliceVar(&o.Nemeses, "nemeses", nil, "nemeses, each a --nemesis value with + for , (default: every one that fits the size, then all)")
+	f.IntVar(&o.Runs, "runs", 3, "runs per cell")
+	f.DurationVar(&o.TimeLimit, "time-limit", 30*time.Second, "time limit of each run")
+	f.Int64Var(&o.Seed, "seed", 1, "first seed; run i of a cell uses seed+i")
+	f.StringVar(&o.Store, "store", "store", "directory that keeps the runs and the table")
 	return cmd
 }
 

@@ -363,7 +363,7 @@ func (c *Cluster) launch(n *Node) error {
 }
 
 func (c *Cluster) waitHealthy(ctx context.Context, n *Node) error {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(startWithin)
 	n.mu.Lock()
 	p := n.proc
 	n.mu.Unlock()
@@ -373,13 +373,13 @@ func (c *Cluster) waitHealthy(ctx context.Context, n *Node) error {
 		}
 		select {
 		case <-p.Exited():
-			return fmt.Errorf("node %s exited while starting (%v); its log %s says:\n%s", n.Name(), p.ExitErr(), n.LogPath, tail(n.LogPath, 8))
+			return &StartError{Node: n.Name(), Exited: true, Err: p.ExitErr(), Log: n.LogPath, Tail: tail(n.LogPath, 8)}
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("node %s did not answer on %s within 10s; its log %s says:\n%s", n.Name(), n.ClientAddr, n.LogPath, tail(n.LogPath, 8))
+			return &StartError{Node: n.Name(), Log: n.LogPath, Tail: tail(n.LogPath, 8)}
 		}
 	}
 }

@@ -76,6 +76,13 @@ type DB interface {
 	// transport error says the outcome is unknown unless it proves the
 	// request never left (see workloads.MaybeSent).
 	Client(n Node) Client
+	// Recovery is how long a node of the system takes, in the usual
+	// case, to serve again after a restart or a healed partition: its
+	// start and an election. The run paces its faults by it (the
+	// default interval between them, how long the mix waits for the
+	// cluster to serve after a heal) and bounds by it how long a node
+	// may take to serve after the final heal.
+	Recovery() time.Duration
 	// Close releases what the DB holds (idle connections); the nodes are
 	// the cluster's to stop.
 	Close() error

@@ -20,6 +20,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/grpclog"
 
@@ -86,6 +88,15 @@ func NewEtcd(bin string) *Etcd {
 // Name is "etcd".
 func (e *Etcd) Name() string { return "etcd" }
 
+// etcdElectionTimeout is the election timeout the members run with
+// (etcd's default, passed explicitly so the pace follows it).
+const etcdElectionTimeout = time.Second
+
+// Recovery is etcd's election timeout: a restarted member starts in
+// under a second and a follower campaigns once the timeout passes
+// without a leader.
+func (e *Etcd) Recovery() time.Duration { return etcdElectionTimeout }
+
 // Command starts node n as etcd member "n<id>", listening on its own peer
 // address and advertising the one its peers dial. A member of the initial
 // configuration starts a new cluster; a node added later (ChangeMembers)
@@ -124,6 +135,8 @@ func (e *Etcd) Command(n Node, peers []Peer, members []int) (Launch, error) {
 		"--initial-cluster", cluster,
 		"--initial-cluster-state", state,
 		"--initial-cluster-token", "paxtest",
+		"--election-timeout", strconv.FormatInt(etcdElectionTimeout.Milliseconds(), 10),
+		"--heartbeat-interval", strconv.FormatInt(etcdElectionTimeout.Milliseconds()/10, 10),
 		"--log-level", "warn",
 	}}, nil
 }
@@ -219,6 +232,16 @@ func (e *Etcd) leaderLast(ctx context.Context, n Node, self uint64) (uint64, err
 // statusWithin bounds one status request.
 const statusWithin = time.Second
 
+// reconnect is how the clients dial a member again after losing it:
+// gRPC's default backoff grows toward two minutes after repeated
+// refusals, so a member restarted after a few kills would go unasked for
+// long after it serves again; bounded, a client reaches it within a
+// fraction of a second of its serving (as Jepsen opens a fresh client).
+var reconnect = grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 250 * time.Millisecond},
+	MinConnectTimeout: time.Second,
+}
+
 // client is node n's etcd client, made once.
 func (e *Etcd) client(n Node) (*clientv3.Client, error) {
 	e.mu.Lock()
@@ -226,7 +249,8 @@ func (e *Etcd) client(n Node) (*clientv3.Client, error) {
 	if c, ok := e.clients[n.ID]; ok {
 		return c, nil
 	}
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + n.ClientAddr}, Logger: zap.NewNop()})
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + n.ClientAddr}, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(reconnect)}})
 	if err != nil {
 		return nil, fmt.Errorf("etcd client of %s: %w", n.Name(), err)
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/paxtest/paxtest/target/api"
 )
@@ -26,6 +27,8 @@ type Exec struct {
 	self string // this executable, for {paxtest}
 	bugs []string
 	seed int64
+	// recovery is the file's recovery time (or DefaultExecRecovery)
+	recovery time.Duration
 }
 
 var (
@@ -62,7 +65,15 @@ type ExecConfig struct {
 	// damage, as globs relative to it ("wal/*.log"); the corrupt nemesis
 	// damages only those. None: it is not damaged.
 	CheckedFiles []string `json:"checked_files,omitempty"`
+	// Recovery is how long a node takes, in the usual case, to serve
+	// again after a restart or a healed partition ("1500ms"; "" :
+	// DefaultExecRecovery): the run paces its faults by it.
+	Recovery string `json:"recovery,omitempty"`
 }
+
+// DefaultExecRecovery is an exec system's recovery time when its file
+// names none: cautious, since nothing is known of it.
+const DefaultExecRecovery = 2 * time.Second
 
 func init() {
 	Register("exec", func(o Options) (DB, error) {
@@ -135,7 +146,7 @@ func NewExec(o Options) (*Exec, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("--db-config %s: %w (fields: name, command, env, log, members, checked_files)", o.Config, err)
+		return nil, fmt.Errorf("--db-config %s: %w (fields: name, command, env, log, members, checked_files, recovery)", o.Config, err)
 	}
 	if len(cfg.Command) == 0 {
 		return nil, fmt.Errorf("--db-config %s: field command: empty; give the program that starts a node and its arguments", o.Config)
@@ -154,6 +165,12 @@ func NewExec(o Options) (*Exec, error) {
 			return nil, fmt.Errorf("--db-config %s: field checked_files[%d]: %q is not a glob relative to the data directory (as \"wal/*.log\")", o.Config, i, g)
 		}
 	}
+	recovery := DefaultExecRecovery
+	if cfg.Recovery != "" {
+		if recovery, err = time.ParseDuration(cfg.Recovery); err != nil || recovery <= 0 {
+			return nil, fmt.Errorf("--db-config %s: field recovery: %q is not a positive duration (as \"1500ms\")", o.Config, cfg.Recovery)
+		}
+	}
 	if len(o.Bugs) > 0 && !slices.ContainsFunc(cfg.words(), func(w string) bool { return strings.Contains(w, "{bugs}") }) {
 		return nil, fmt.Errorf("--bug %s: the command in %s has no {bugs} to pass them to", strings.Join(o.Bugs, ","), o.Config)
 	}
@@ -161,7 +178,7 @@ func NewExec(o Options) (*Exec, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Exec{h: newHTTPNodes(), cfg: cfg, self: self, bugs: o.Bugs, seed: o.Seed}, nil
+	return &Exec{h: newHTTPNodes(), cfg: cfg, self: self, bugs: o.Bugs, seed: o.Seed, recovery: recovery}, nil
 }
 
 // strip removes every known placeholder from s.
@@ -221,6 +238,9 @@ func (e *Exec) Status(ctx context.Context, n Node) (api.Status, error) { return 
 
 // Client sends the workloads' operations to the node's client port.
 func (e *Exec) Client(n Node) Client { return e.h.Client(n) }
+
+// Recovery is the file's recovery time.
+func (e *Exec) Recovery() time.Duration { return e.recovery }
 
 // Close closes the idle connections to the nodes.
 func (e *Exec) Close() error { return e.h.Close() }

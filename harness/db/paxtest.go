@@ -74,6 +74,11 @@ func paxtestBinary(bin string) (string, error) {
 // Name is "paxtest".
 func (p *Paxtest) Name() string { return "paxtest" }
 
+// Recovery is a second: a node starts in milliseconds, and an election
+// times out after at most twice its base (paxos.DefaultElectionTicks
+// ticks: 300-600 ms), with room for one more round.
+func (p *Paxtest) Recovery() time.Duration { return time.Second }
+
 // Command is `paxtest node` with n's addresses, its peers as n dials them,
 // and the run's bug switches and timing.
 func (p *Paxtest) Command(n Node, peers []Peer, members []int) (Launch, error) {

@@ -13,6 +13,10 @@ type Interval struct {
 	Start, End int64
 	Nodes      []int
 	Detail     string
+	// Attempt: a scenario's attempt (Kind is its name), not one fault.
+	Attempt bool
+	// Links, of a partition: every link cut while it is in force.
+	Links [][2]int
 }
 
 // Intervals pairs ops into the intervals the report shades: a partition
@@ -39,7 +43,7 @@ func Intervals(ops []Op, end int64) []Interval {
 		case Partition:
 			closeKey("partition", o.Time)
 			if len(o.Links) > 0 {
-				open["partition"] = &Interval{Kind: "partition", Start: o.Time, Nodes: o.Touched(), Detail: o.Describe()}
+				open["partition"] = &Interval{Kind: "partition", Start: o.Time, Nodes: o.Touched(), Detail: o.Describe(), Links: o.Links}
 			}
 		case Heal:
 			closeKey("partition", o.Time)
@@ -59,7 +63,9 @@ func Intervals(ops []Op, end int64) []Interval {
 		case Restart, Resume:
 			for _, was := range map[F][]F{Restart: {Kill, PowerLoss}, Resume: {Pause}}[o.F] {
 				for _, id := range o.Nodes {
-					closeKey(fmt.Sprintf("%s n%d", was, id), o.Time)
+					if !containsInt(o.NotStarted, id) { // still down
+						closeKey(fmt.Sprintf("%s n%d", was, id), o.Time)
+					}
 				}
 			}
 		case Corrupt, Repair:
@@ -114,7 +120,7 @@ func (s *spans) add(o Op) {
 	k := fmt.Sprintf("%s#%d", o.Source, o.Attempt)
 	sp := s.m[k]
 	if sp == nil {
-		sp = &span{iv: Interval{Kind: o.Source, Start: o.Time}}
+		sp = &span{iv: Interval{Kind: o.Source, Start: o.Time, Attempt: true}}
 		s.m[k] = sp
 		s.order = append(s.order, k)
 	}
@@ -139,6 +145,18 @@ func (o Op) Starts() bool {
 		return true
 	case Reset:
 		return len(o.Links) > 0
+	}
+	return false
+}
+
+// Lifts reports whether an op lifts a fault: a heal, a restart, a
+// resume, a repair, or a cut or delay set to nothing.
+func (o Op) Lifts() bool {
+	switch o.F {
+	case Heal, Restart, Resume, Repair:
+		return true
+	case Partition, Delay:
+		return len(o.Links) == 0
 	}
 	return false
 }

@@ -125,8 +125,13 @@ type Op struct {
 	Damage   *Damage `json:"damage,omitempty"`
 	// Stopped, on a restart: the nodes that refused to start on their
 	// damaged data (Note says why); they stay down.
-	Stopped []int  `json:"stopped,omitempty"`
-	Note    string `json:"note,omitempty"`
+	Stopped []int `json:"stopped,omitempty"`
+	// NotStarted, on a restart: the nodes that did not start again
+	// although their data was not damaged (Note says why); they stay
+	// down until the next restart, and a run reports those still down
+	// after its final heal as did-not-recover.
+	NotStarted []int  `json:"not_started,omitempty"`
+	Note       string `json:"note,omitempty"`
 	// Source is the nemesis that emitted the op ("partition", "figure8"),
 	// and Attempt its attempt number, for the report's legend.
 	Source  string `json:"source,omitempty"`

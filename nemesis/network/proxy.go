@@ -113,7 +113,11 @@ func (p *Proxy) Block(links [][2]int) error {
 	return nil
 }
 
-// Delay gives the given links shape s and clears every other link's.
+// Delay gives the given links shape s and clears every other link's. A
+// link whose shape is lifted or changed has its connections reset: what
+// they held under the old shape is dropped, as removing a netem queue
+// drops it, and the nodes connect again at the new pace — never left to
+// arrive on the old schedule after a heal.
 func (p *Proxy) Delay(links [][2]int, s Shape) error {
 	slow := map[[2]int]bool{}
 	for _, l := range links {
@@ -123,9 +127,16 @@ func (p *Proxy) Delay(links [][2]int, s Shape) error {
 	defer p.mu.Unlock()
 	for k, l := range p.links {
 		l.mu.Lock()
+		was := l.shape
 		l.shape = Shape{}
 		if slow[k] {
 			l.shape = s
+		}
+		if was != (Shape{}) && was != l.shape {
+			for c := range l.conns {
+				c.Close()
+				delete(l.conns, c)
+			}
 		}
 		l.mu.Unlock()
 	}

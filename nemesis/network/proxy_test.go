@@ -170,3 +170,52 @@ func TestAResetClosesALinksConnectionsMidStreamAndTheLinkStaysOpen(t *testing.T)
 	require.ErrorIs(t, err, io.EOF, "the proxy closed the connection mid-stream")
 	require.True(t, roundTrip(t, p.Dial(1, 2), ""), "a new connection gets through")
 }
+
+func TestLiftingADelayResetsWhatTheLinkHeldAndItCarriesBytesAtOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	got := make(chan []byte, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				b, _ := io.ReadAll(c)
+				got <- b
+			}()
+		}
+	}()
+	p := NewProxy()
+	require.NoError(t, p.Setup(map[int]string{1: "127.0.0.1:1", 2: ln.Addr().String()}))
+	t.Cleanup(func() { require.NoError(t, p.Close()) })
+	require.NoError(t, p.Delay([][2]int{{1, 2}}, Shape{Delay: time.Minute}))
+	held, err := net.Dial("tcp", p.Dial(1, 2))
+	require.NoError(t, err)
+	defer held.Close()
+	_, err = held.Write([]byte("held for a minute"))
+	require.NoError(t, err)
+
+	healed := time.Now()
+	require.NoError(t, p.Delay(nil, Shape{}))
+	select {
+	case b := <-got:
+		require.Empty(t, string(b), "the held bytes were dropped with their connection")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection that held bytes under the lifted delay was not reset")
+	}
+	fresh, err := net.Dial("tcp", p.Dial(1, 2))
+	require.NoError(t, err)
+	_, err = fresh.Write([]byte("fresh"))
+	require.NoError(t, err)
+	require.NoError(t, fresh.Close())
+	select {
+	case b := <-got:
+		require.Equal(t, "fresh", string(b))
+	case <-time.After(10 * time.Second):
+		t.Fatal("a new connection after the heal carried nothing")
+	}
+	require.Less(t, time.Since(healed), 5*time.Second, "bytes flow within their normal latency after the heal, not on the old schedule")
+}

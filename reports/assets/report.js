@@ -13,6 +13,20 @@
     }
     ctx.restore();
   }
+  // the load's seconds without an acknowledged operation, hatched grey
+  function unserved(u) {
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.fillStyle = "rgba(90, 90, 90, 0.22)";
+    for (const s of DATA.unserved || []) {
+      const x0 = u.valToPos(s.start_s, "x", true), x1 = u.valToPos(s.end_s, "x", true);
+      ctx.fillRect(x0, u.bbox.top + u.bbox.height * 0.85, Math.max(1, x1 - x0), u.bbox.height * 0.15);
+      for (let x = x0; x < x1; x += 8 * devicePixelRatio) {
+        ctx.fillRect(x, u.bbox.top, 1.5 * devicePixelRatio, u.bbox.height);
+      }
+    }
+    ctx.restore();
+  }
   const width = Math.min(1350, document.body.clientWidth - 48);
   const dots = (label, color) => ({ label, stroke: color, fill: color, paths: () => null, points: { show: true, size: 3, fill: color } });
   if (DATA.lat_x && DATA.lat_x.length) {
@@ -28,7 +42,7 @@
       title: "operations completed per second", width, height: 220,
       scales: { x: { time: false } },
       series: [{ label: "s" }, { label: "ok", stroke: "#1f7a3a" }, { label: "fail", stroke: "#b3261e" }, { label: "info", stroke: "#c9a400" }],
-      hooks: { drawClear: [shade] },
+      hooks: { drawClear: [shade, unserved] },
     }, [DATA.rate_x, DATA.rate_ok, DATA.rate_fail, DATA.rate_info], document.getElementById("rate"));
   }
   const host = document.getElementById("matrices");
